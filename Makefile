@@ -1,0 +1,31 @@
+# Two commands for a newcomer: `make demo` and `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test bench lock clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/outbound demo
+
+test: $(STAMP)
+	$(BIN)/pytest
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+# Re-pin every dependency after changing pyproject.toml.
+lock:
+	rm -rf /tmp/outbound-lock && $(PYTHON) -m venv /tmp/outbound-lock
+	/tmp/outbound-lock/bin/pip install -q '.[dev]'
+	/tmp/outbound-lock/bin/pip freeze --exclude outbound > constraints.txt
+
+clean:
+	rm -rf $(VENV) *.egg-info

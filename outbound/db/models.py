@@ -1,0 +1,223 @@
+"""The schema, as SQLAlchemy 2 models. Alembic migrations under alembic/ create it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from outbound.db.types import BigId, UTCDateTime
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON()}
+
+
+class Tenant(Base):
+    """A brand whose customers are contacted; every other row belongs to one."""
+
+    __tablename__ = "tenants"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    jurisdiction: Mapped[str] = mapped_column(String(16))
+    timezone: Mapped[str] = mapped_column(String(64))
+    locale: Mapped[str] = mapped_column(String(16))
+    # Sender details: sender_name, support_contact, sms_from, email_from,
+    # postal_address, optout_number (KR 080), calling hours overrides.
+    settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime]
+
+
+class ApiKey(Base):
+    """A tenant's API key; only its SHA-256 is stored."""
+
+    __tablename__ = "api_keys"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+
+class Contact(Base):
+    """A customer of a tenant, known by the order system's external id."""
+
+    __tablename__ = "contacts"
+    __table_args__ = (UniqueConstraint("tenant_id", "external_id"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    external_id: Mapped[str] = mapped_column(String(200))
+    phone: Mapped[str | None] = mapped_column(String(32))  # E.164
+    email: Mapped[str | None] = mapped_column(String(320))  # lower-cased
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    locale: Mapped[str | None] = mapped_column(String(16))
+    jurisdiction: Mapped[str | None] = mapped_column(String(16))
+    attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    erased_at: Mapped[datetime | None]
+
+
+class Consent(Base):
+    """One entry of the consent ledger: granted or revoked, when, how, and the text shown."""
+
+    __tablename__ = "consents"
+    __table_args__ = (Index("ix_consents_contact", "tenant_id", "contact_id", "channel", "purpose"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"))
+    channel: Mapped[str] = mapped_column(String(16))  # sms, email, voice
+    purpose: Mapped[str] = mapped_column(String(16))  # marketing, survey, transactional
+    granted: Mapped[bool] = mapped_column(Boolean)
+    night: Mapped[bool] = mapped_column(Boolean, default=False)  # KR: advertising 21:00-08:00
+    at: Mapped[datetime]
+    source: Mapped[str | None] = mapped_column(String(200))
+    text: Mapped[str | None] = mapped_column(Text)
+    recorded_at: Mapped[datetime]
+
+
+class Suppression(Base):
+    """An address that must not be contacted on a channel; kept by hash so it outlives erasure."""
+
+    __tablename__ = "suppressions"
+    __table_args__ = (UniqueConstraint("tenant_id", "channel", "address_hash"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    channel: Mapped[str] = mapped_column(String(16))
+    address_hash: Mapped[str] = mapped_column(String(64))
+    address: Mapped[str | None] = mapped_column(String(320))  # cleared on erasure
+    reason: Mapped[str] = mapped_column(String(64))  # opt_out, hard_bounce, spam_report, undeliverable, ...
+    source: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime]
+
+
+class Event(Base):
+    """An order-system event, stored once per (tenant, event id)."""
+
+    __tablename__ = "events"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "event_id"),
+        Index("ix_events_contact", "tenant_id", "contact_id", "occurred_at"),
+    )
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    event_id: Mapped[str] = mapped_column(String(200))
+    type: Mapped[str] = mapped_column(String(64))
+    occurred_at: Mapped[datetime]
+    received_at: Mapped[datetime]
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"))
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class Enrollment(Base):
+    """A contact in a campaign, started by an event through a trigger."""
+
+    __tablename__ = "enrollments"
+    __table_args__ = (Index("ix_enrollments_dedupe", "tenant_id", "campaign", "contact_id", "dedupe_key"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    campaign: Mapped[str] = mapped_column(String(100))
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"))
+    dedupe_key: Mapped[str] = mapped_column(String(200), default="")
+    trigger: Mapped[str | None] = mapped_column(String(100))
+    event_id: Mapped[int | None] = mapped_column(ForeignKey("events.id"))
+    status: Mapped[str] = mapped_column(String(16))  # active, completed, exited
+    enrolled_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+    end_reason: Mapped[str | None] = mapped_column(String(200))
+
+
+class Message(Base):
+    """One message of one step to one contact, from scheduled to its final state."""
+
+    __tablename__ = "messages"
+    __table_args__ = (
+        Index("ix_messages_due", "status", "due_at"),
+        Index("ix_messages_contact", "tenant_id", "contact_id", "sent_at"),
+        Index("ix_messages_enrollment", "enrollment_id"),
+    )
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    enrollment_id: Mapped[int | None] = mapped_column(ForeignKey("enrollments.id"))
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"))
+    campaign: Mapped[str] = mapped_column(String(100))
+    step: Mapped[str] = mapped_column(String(100))
+    channel: Mapped[str] = mapped_column(String(16))
+    purpose: Mapped[str] = mapped_column(String(16))
+    template: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16))
+    due_at: Mapped[datetime]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    to_address: Mapped[str | None] = mapped_column(String(320))
+    locale: Mapped[str | None] = mapped_column(String(16))
+    subject: Mapped[str | None] = mapped_column(Text)
+    body: Mapped[str | None] = mapped_column(Text)
+    provider: Mapped[str | None] = mapped_column(String(32))
+    provider_id: Mapped[str | None] = mapped_column(String(200), index=True)
+    sent_at: Mapped[datetime | None]
+    delivered_at: Mapped[datetime | None]
+    rule: Mapped[str | None] = mapped_column(String(64))  # the rule of the last decision
+    reason: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class MessageTransition(Base):
+    """One step of a message's trail: from which status to which, who moved it, why."""
+
+    __tablename__ = "message_transitions"
+    __table_args__ = (Index("ix_message_transitions_message", "message_id", "id"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id"))
+    at: Mapped[datetime]
+    from_status: Mapped[str | None] = mapped_column(String(16))
+    to_status: Mapped[str] = mapped_column(String(16))
+    source: Mapped[str] = mapped_column(String(16))  # worker, webhook, operator, trigger
+    rule: Mapped[str | None] = mapped_column(String(64))
+    reason: Mapped[str | None] = mapped_column(Text)
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class CallbackTask(Base):
+    """A call an agent should make: a lead, a low survey score, a shipping problem."""
+
+    __tablename__ = "callback_tasks"
+    __table_args__ = (Index("ix_callback_tasks_queue", "tenant_id", "status", "due_at"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"))
+    campaign: Mapped[str] = mapped_column(String(100))
+    enrollment_id: Mapped[int | None] = mapped_column(ForeignKey("enrollments.id"))
+    reason: Mapped[str] = mapped_column(Text)
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[str] = mapped_column(String(16))  # open, claimed, closed
+    due_at: Mapped[datetime]
+    created_at: Mapped[datetime]
+    closed_at: Mapped[datetime | None]
+    outcome: Mapped[str | None] = mapped_column(String(32))
+    notes: Mapped[str | None] = mapped_column(Text)

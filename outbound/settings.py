@@ -1,0 +1,33 @@
+"""Settings read from OUTBOUND_* environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything an operator can set, each from an `OUTBOUND_<NAME>` variable."""
+
+    model_config = SettingsConfigDict(env_prefix="OUTBOUND_", extra="ignore")
+
+    database_url: str = "sqlite:///outbound.db"
+    definitions: Path = Path(".")
+    base_url: str = "http://localhost:8000"
+    secret_key: str = "change-me-outbound-secret"
+
+    twilio_account_sid: str | None = None
+    twilio_auth_token: str | None = None
+    twilio_from_number: str | None = None
+    twilio_messaging_service_sid: str | None = None
+    twilio_api_base: str | None = None  # e.g. a loopback fake in tests
+
+    sendgrid_api_key: str | None = None
+    sendgrid_from_email: str | None = None
+    sendgrid_api_base: str | None = None
+    sendgrid_webhook_public_key: str | None = None
+
+    dispatch_batch_size: int = 500
+    dispatch_interval_seconds: float = 5.0
+    sending_expiry_minutes: int = 15
