@@ -71,3 +71,104 @@ def make_tenant(session, clock):
                              locale=locale, settings=defaults)
 
     return _make
+
+
+@pytest.fixture
+def outbox():
+    from outbound.providers.outbox import Outbox
+
+    return Outbox()
+
+
+@pytest.fixture
+def runtime(db_url, tmp_path, clock, outbox):
+    """The wired engine on the test database, with small test definitions and the outbox provider."""
+    from definitions_kit import write_definitions
+
+    from outbound.bootstrap import build
+    from outbound.settings import Settings
+
+    definitions = write_definitions(tmp_path / "definitions")
+    runtime = build(Settings(database_url=db_url, definitions=definitions, base_url="https://ob.example"),
+                    clock=clock, providers={"sms": outbox, "email": outbox})
+    yield runtime
+    runtime.close()
+
+
+@pytest.fixture
+def world(runtime, clock):
+    """Test verbs over the runtime: add contacts with consents, send events, read messages."""
+    return World(runtime, clock)
+
+
+class World:
+    """A small vocabulary for tests of the flow: contacts, events, messages."""
+
+    def __init__(self, runtime, clock):
+        self.runtime, self.clock = runtime, clock
+
+    def tenant(self, slug="shop-us", jurisdiction="US", timezone="America/New_York", locale="en", **settings):
+        from outbound.db.session import transaction
+        from outbound.tenants import create_tenant
+
+        defaults = {"sender_name": slug, "support_contact": "support@example.com",
+                    "postal_address": "1 Main St, Springfield, IL 62701, USA", "optout_number": "080-123-4567"}
+        defaults.update(settings)
+        with transaction(self.runtime.factory) as session:
+            return create_tenant(session, self.clock, slug, jurisdiction=jurisdiction, timezone=timezone,
+                                 locale=locale, settings=defaults)
+
+    def contact(self, tenant, external_id, *, consents=(), **fields):
+        """Upsert a contact; consents are (channel, purpose) or (channel, purpose, night) grants dated an hour ago."""
+        from datetime import timedelta
+
+        from outbound.contacts import ConsentIn, ContactIn, record_consent, upsert_contact
+        from outbound.db.session import transaction
+
+        with transaction(self.runtime.factory) as session:
+            tenant = session.merge(tenant, load=False)
+            contact = upsert_contact(session, tenant, ContactIn(external_id=external_id, **fields), self.clock)
+            for consent in consents:
+                channel, purpose, *night = consent
+                record_consent(session, tenant, contact, ConsentIn(
+                    channel=channel, purpose=purpose, granted=True, night=bool(night and night[0]),
+                    at=self.clock.now() - timedelta(hours=1), source="test form", text="Yes"), self.clock)
+            return contact
+
+    def event(self, tenant, type, external_id, data=None, *, id=None, occurred_at=None):
+        """Ingest one event for a known contact, triggers included; returns the batch report."""
+        from outbound.db.session import transaction
+        from outbound.events import ingest_batch
+
+        self._n = getattr(self, "_n", 0) + 1
+        envelope = {"id": id or f"evt-{self._n}", "type": type,
+                    "occurred_at": (occurred_at or self.clock.now()).isoformat(),
+                    "contact": {"external_id": external_id}, "data": data or {}}
+        with transaction(self.runtime.factory) as session:
+            tenant = session.merge(tenant, load=False)
+            return ingest_batch(session, tenant, [envelope], self.clock, on_event=self.runtime.on_event)
+
+    def messages(self, **where):
+        from sqlalchemy import select
+
+        from outbound.db.models import Message
+
+        with self.runtime.factory() as session:
+            query = select(Message).order_by(Message.due_at, Message.id)
+            for name, value in where.items():
+                query = query.where(getattr(Message, name) == value)
+            return list(session.scalars(query))
+
+    def run(self, until):
+        from outbound.simulation import run_until
+
+        return run_until(self.runtime, self.clock, until)
+
+    def trail(self, message_id):
+        from sqlalchemy import select
+
+        from outbound.db.models import MessageTransition
+
+        with self.runtime.factory() as session:
+            return [(t.to_status, t.rule) for t in session.scalars(
+                select(MessageTransition).where(MessageTransition.message_id == message_id).order_by(MessageTransition.id))]

@@ -1,0 +1,63 @@
+"""One place builds the engine from settings: database, definitions, providers, clock, dispatcher."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from outbound.clock import Clock, SystemClock
+from outbound.db.models import Contact, Event, Tenant
+from outbound.db.session import make_engine, session_factory
+from outbound.definitions import Definitions, load_definitions
+from outbound.dispatch import Dispatcher
+from outbound.enrollment import EventOutcome, process_event
+from outbound.providers import Provider, build_providers
+from outbound.settings import Settings
+
+SHIPPED_DEFINITIONS = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Runtime:
+    """The wired engine: what entry points (CLI, web, scheduler) work with."""
+
+    settings: Settings
+    engine: Engine
+    factory: sessionmaker[Session]
+    clock: Clock
+    definitions: Definitions
+    providers: dict[str, Provider]
+    dispatcher: Dispatcher = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.dispatcher = Dispatcher(self.factory, self.definitions, self.providers, self.clock, self.settings)
+
+    def on_event(self, session: Session, tenant: Tenant, event: Event, contact: Contact) -> EventOutcome:
+        """The trigger hook given to ingest: exits and enrollments for one stored event."""
+        return process_event(session, tenant, event, contact, self.definitions, self.clock)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def build(
+    settings: Settings | None = None,
+    *,
+    clock: Clock | None = None,
+    providers: dict[str, Provider] | None = None,
+    definitions: Definitions | None = None,
+) -> Runtime:
+    """Wire the engine from settings; anything passed in replaces what settings would build."""
+    settings = settings or Settings()
+    engine = make_engine(settings.database_url)
+    return Runtime(
+        settings=settings,
+        engine=engine,
+        factory=session_factory(engine),
+        clock=clock or SystemClock(),
+        definitions=definitions or load_definitions(settings.definitions),
+        providers=providers or build_providers(settings),
+    )

@@ -1,0 +1,62 @@
+"""What every command shares: the --db and --tenant options, opening the engine, printing errors."""
+
+from __future__ import annotations
+
+import sys
+from contextlib import contextmanager
+from typing import Annotated, Iterator, Optional
+
+import typer
+from rich.console import Console
+
+from outbound.errors import OutboundError
+
+console = Console()
+err_console = Console(stderr=True)
+
+DbOption = Annotated[Optional[str], typer.Option("--db", help="Database URL (default: $OUTBOUND_DATABASE_URL, else sqlite:///outbound.db).")]
+TenantOption = Annotated[Optional[str], typer.Option("--tenant", help="Tenant slug (optional when only one tenant exists).")]
+
+
+def settings_for(db: str | None):
+    """Settings from the environment, with --db taking precedence."""
+    from outbound.settings import Settings
+
+    settings = Settings()
+    if db:
+        settings = settings.model_copy(update={"database_url": db})
+    return settings
+
+
+@contextmanager
+def runtime_for(db: str | None, **kwargs) -> Iterator:
+    """The wired engine for one command; closed when the command ends."""
+    from outbound.bootstrap import build
+
+    runtime = build(settings_for(db), **kwargs)
+    try:
+        yield runtime
+    finally:
+        runtime.close()
+
+
+@contextmanager
+def friendly_errors() -> Iterator[None]:
+    """Print an outbound error as one clear line and exit 1, instead of a traceback."""
+    try:
+        yield
+    except OutboundError as error:
+        err_console.print(f"[red]error:[/red] {error}", highlight=False)
+        sys.exit(1)
+
+
+@contextmanager
+def database(db: str | None) -> Iterator:
+    """A session factory for commands that only read or write rows (no definitions, no providers)."""
+    from outbound.db.session import make_engine, session_factory
+
+    engine = make_engine(settings_for(db).database_url)
+    try:
+        yield session_factory(engine)
+    finally:
+        engine.dispose()

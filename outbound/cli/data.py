@@ -1,0 +1,165 @@
+"""Data commands: importing contacts and events, listing messages and callbacks, explaining a message."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+from sqlalchemy import select
+
+from outbound.cli.common import DbOption, TenantOption, console, database, err_console, friendly_errors, runtime_for
+from outbound.db.models import CallbackTask, Contact, Message, MessageTransition, Tenant
+from outbound.db.session import transaction
+
+contacts_app = typer.Typer(no_args_is_help=True, help="Contacts and their consents.")
+events_app = typer.Typer(no_args_is_help=True, help="Order-system events.")
+messages_app = typer.Typer(no_args_is_help=True, help="Messages and their states.")
+callbacks_app = typer.Typer(no_args_is_help=True, help="Callback tasks for agents.")
+
+FileArg = Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)]
+
+
+def _print_errors(errors: list) -> None:
+    for error in errors[:50]:
+        err_console.print(f"  [yellow]{error}[/yellow]", highlight=False)
+    if len(errors) > 50:
+        err_console.print(f"  … and {len(errors) - 50} more")
+
+
+@contacts_app.command("import")
+def contacts_import(file: FileArg, tenant: TenantOption = None, db: DbOption = None) -> None:
+    """Import contacts (JSONL or CSV) with their consents; bad lines are reported, the rest imported."""
+    from outbound.contacts import import_contacts
+    from outbound.tenants import get_tenant
+
+    with friendly_errors(), runtime_for(db) as runtime, transaction(runtime.factory) as session:
+        report = import_contacts(session, get_tenant(session, tenant), file, runtime.clock)
+    console.print(f"contacts: {report.created} created, {report.updated} updated, {len(report.errors)} lines refused")
+    _print_errors(report.errors)
+    if report.errors:
+        raise typer.Exit(2)
+
+
+@events_app.command("import")
+def events_import(file: FileArg, tenant: TenantOption = None, db: DbOption = None) -> None:
+    """Import a JSONL file of event envelopes; triggers run as each event is stored."""
+    from outbound.events import import_events
+    from outbound.tenants import get_tenant
+
+    with friendly_errors(), runtime_for(db) as runtime, transaction(runtime.factory) as session:
+        report = import_events(session, get_tenant(session, tenant), file, runtime.clock, on_event=runtime.on_event)
+    console.print(f"events: {report.stored} stored, {report.duplicates} duplicates, {len(report.errors)} lines refused")
+    _print_errors([str(e) for e in report.errors])
+    if report.errors:
+        raise typer.Exit(2)
+
+
+def message_record(message: Message, tenant: str, contact: str) -> dict:
+    """The stable JSON shape of a message (DESIGN.md contract)."""
+    return {
+        "id": message.id, "tenant": tenant, "campaign": message.campaign, "step": message.step,
+        "contact": contact, "channel": message.channel, "purpose": message.purpose,
+        "to": message.to_address, "status": message.status,
+        "due_at": message.due_at.isoformat() if message.due_at else None,
+        "sent_at": message.sent_at.isoformat() if message.sent_at else None,
+        "rule": message.rule, "reason": message.reason, "subject": message.subject, "body": message.body,
+        "locale": message.locale, "provider": message.provider, "provider_id": message.provider_id,
+    }
+
+
+@messages_app.command("list")
+def messages_list(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line")] = False,
+    campaign: Annotated[Optional[str], typer.Option(help="Only this campaign")] = None,
+    status: Annotated[Optional[str], typer.Option(help="Only this status")] = None,
+    tenant: TenantOption = None,
+    limit: Annotated[int, typer.Option(help="At most this many (0: all)")] = 0,
+    db: DbOption = None,
+) -> None:
+    """List messages, oldest due first."""
+    with friendly_errors(), database(db) as factory, factory() as session:
+        query = (select(Message, Tenant.slug, Contact.external_id)
+                 .join(Tenant, Tenant.id == Message.tenant_id).join(Contact, Contact.id == Message.contact_id)
+                 .order_by(Message.due_at, Message.id))
+        if tenant:
+            query = query.where(Tenant.slug == tenant)
+        if campaign:
+            query = query.where(Message.campaign == campaign)
+        if status:
+            query = query.where(Message.status == status)
+        if limit:
+            query = query.limit(limit)
+        rows = session.execute(query)
+        if as_json:
+            for message, slug, external_id in rows:
+                print(json.dumps(message_record(message, slug, external_id), ensure_ascii=False))
+            return
+        table = Table("id", "tenant", "campaign", "step", "contact", "channel", "status", "due", "reason")
+        for message, slug, external_id in rows:
+            table.add_row(str(message.id), slug, message.campaign, message.step, external_id, message.channel,
+                          message.status, f"{message.due_at:%Y-%m-%d %H:%M}Z", (message.reason or "")[:60])
+        console.print(table)
+
+
+def explain(message_id: Annotated[int, typer.Argument(help="Message id")], db: DbOption = None) -> None:
+    """The decision trail of one message: every transition, its rule and reason."""
+    from outbound.errors import NotFound
+
+    with friendly_errors(), database(db) as factory, factory() as session:
+        message = session.get(Message, message_id)
+        if message is None:
+            raise NotFound(f"no message {message_id}")
+        tenant = session.get(Tenant, message.tenant_id)
+        contact = session.get(Contact, message.contact_id)
+        console.print(f"[bold]message {message.id}[/bold]  {tenant.slug} / {message.campaign} / {message.step}  "
+                      f"{message.channel} {message.purpose} to {contact.external_id} ({message.to_address or '-'})")
+        console.print(f"status [bold]{message.status}[/bold]"
+                      + (f" — {message.rule}: {message.reason}" if message.reason else ""), highlight=False)
+        if message.provider_id:
+            console.print(f"provider {message.provider} id {message.provider_id}")
+        table = Table("at (UTC)", "from", "to", "by", "rule", "reason")
+        for step in session.scalars(select(MessageTransition).where(
+                MessageTransition.message_id == message.id).order_by(MessageTransition.id)):
+            table.add_row(f"{step.at:%Y-%m-%d %H:%M:%S}", step.from_status or "", step.to_status, step.source,
+                          step.rule or "", step.reason or "")
+        console.print(table)
+        if message.body:
+            console.print(f"[dim]{message.subject + chr(10) if message.subject else ''}{message.body}[/dim]", highlight=False)
+
+
+@callbacks_app.command("list")
+def callbacks_list(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line")] = False,
+    tenant: TenantOption = None,
+    db: DbOption = None,
+) -> None:
+    """List callback tasks, most urgent first."""
+    with friendly_errors(), database(db) as factory, factory() as session:
+        query = (select(CallbackTask, Tenant.slug, Contact.external_id, Contact.phone)
+                 .join(Tenant, Tenant.id == CallbackTask.tenant_id).join(Contact, Contact.id == CallbackTask.contact_id)
+                 .order_by(CallbackTask.status, CallbackTask.priority.desc(), CallbackTask.due_at))
+        if tenant:
+            query = query.where(Tenant.slug == tenant)
+        rows = session.execute(query).all()
+        if as_json:
+            for task, slug, external_id, phone in rows:
+                print(json.dumps({"id": task.id, "tenant": slug, "campaign": task.campaign, "contact": external_id,
+                                  "phone": phone, "reason": task.reason, "priority": task.priority, "status": task.status,
+                                  "due_at": task.due_at.isoformat(), "outcome": task.outcome}, ensure_ascii=False))
+            return
+        table = Table("id", "tenant", "campaign", "contact", "phone", "priority", "status", "due", "reason")
+        for task, slug, external_id, phone in rows:
+            table.add_row(str(task.id), slug, task.campaign, external_id, phone or "", str(task.priority), task.status,
+                          f"{task.due_at:%Y-%m-%d %H:%M}Z", task.reason)
+        console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(contacts_app, name="contacts")
+    app.add_typer(events_app, name="events")
+    app.add_typer(messages_app, name="messages")
+    app.add_typer(callbacks_app, name="callbacks")
+    app.command("explain")(explain)

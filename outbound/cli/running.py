@@ -1,0 +1,104 @@
+"""Commands that run the engine: the simulated-clock runner, the server, the worker, the demo."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from outbound.cli.common import DbOption, console, err_console, friendly_errors, runtime_for
+
+
+def _parse_time(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(f"not an ISO 8601 time: {text!r}") from None
+    if value.tzinfo is None:
+        raise typer.BadParameter("give a time zone, e.g. 2026-11-23T09:00:00+09:00 or ...Z")
+    return value.astimezone(timezone.utc)
+
+
+def run(
+    until: Annotated[str, typer.Option(help="Advance the simulated clock to this ISO time (with offset)")],
+    step: Annotated[str, typer.Option(help="Clock resolution, e.g. 1m, 15m")] = "1m",
+    start: Annotated[Optional[str], typer.Option(help="Start time (default: when the first pending message is due)")] = None,
+    db: DbOption = None,
+) -> None:
+    """Advance a simulated clock to --until, doing all due work on the way."""
+    from outbound.clock import SimulatedClock, parse_duration
+    from outbound.db.session import transaction
+    from outbound.dispatch import next_due
+    from outbound.simulation import run_until
+
+    end = _parse_time(until)
+    try:
+        resolution = parse_duration(step)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+    with friendly_errors(), runtime_for(db) as runtime:
+        with transaction(runtime.factory) as session:
+            first = next_due(session)
+        begin = _parse_time(start) if start else min(first or end, end)
+        clock = SimulatedClock(begin)
+        runtime.clock = clock
+        runtime.dispatcher.clock = clock
+        report = run_until(runtime, clock, end, resolution)
+    console.print(f"ran {begin:%Y-%m-%d %H:%M}Z → {end:%Y-%m-%d %H:%M}Z: {report.sent} sent, {report.deferred} deferred, "
+                  f"{report.blocked} blocked, {report.failed} failed, {report.retried} retried")
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port")] = 8000,
+    db: DbOption = None,
+) -> None:
+    """HTTP API + scheduler + dispatch, in one process."""
+    import uvicorn
+
+    from outbound.scheduler import start_scheduler
+    from outbound.web.app import create_app
+
+    with friendly_errors(), runtime_for(db) as runtime:
+        scheduler = start_scheduler(runtime)
+        try:
+            uvicorn.run(create_app(runtime.factory, runtime.clock, on_event=runtime.on_event), host=host, port=port)
+        finally:
+            scheduler.shutdown(wait=True)
+
+
+def worker(
+    interval: Annotated[float, typer.Option(help="Seconds between dispatch ticks when idle")] = 1.0,
+    once: Annotated[bool, typer.Option(help="Send what is due now, then exit")] = False,
+    db: DbOption = None,
+) -> None:
+    """Dispatch only: claim due messages in batches and send them (run as many as you need)."""
+    with friendly_errors(), runtime_for(db) as runtime:
+        while True:
+            report = runtime.dispatcher.drain()
+            if report.claimed:
+                console.print(f"{report.claimed} claimed: {report.sent} sent, {report.deferred} deferred, "
+                              f"{report.blocked} blocked, {report.failed} failed")
+            if once:
+                return
+            time.sleep(interval)
+
+
+def demo(
+    db: DbOption = None,
+    out: Annotated[Path, typer.Option(help="Folder for the demo database and outbox")] = Path("demo-out"),
+    seed: Annotated[int, typer.Option(help="Scenario seed")] = 7,
+) -> None:
+    """Run the shipped scenario on a simulated clock with the sandbox outbox, and print a report."""
+    from outbound.demo.run import run_demo
+
+    with friendly_errors():
+        run_demo(out, db_url=db, seed=seed, console=console)
+
+
+def register(app: typer.Typer) -> None:
+    for command in (run, serve, worker, demo):
+        app.command()(command)

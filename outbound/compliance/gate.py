@@ -1,0 +1,28 @@
+"""The compliance gate: run the rules in order over one message's facts; the first answer wins."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from outbound.compliance.decisions import Allow, Decision
+from outbound.compliance.facts import MessageFacts
+from outbound.compliance.policy import Policy
+from outbound.compliance.rules import consent, frequency_cap, kr_night, no_address, quiet_hours, suppression
+
+Rule = Callable[[MessageFacts, Policy], Decision | None]
+
+# Blocks come before defers, so a message that can never go is not deferred first and blocked later.
+# Further rules (US postal address, spam-complaint breaker, KR 2-year reconfirmation, Do-Not-Call)
+# are more functions of the same shape, added here in the place their kind of answer belongs.
+RULES: tuple[Rule, ...] = (no_address, suppression, consent, quiet_hours, kr_night, frequency_cap)
+
+
+def decide(facts: MessageFacts, policy: Policy, rules: Sequence[Rule] = RULES) -> Decision:
+    """The gate's decision for one due message: the first rule with an answer, else Allow."""
+    for rule in rules:
+        decision = rule(facts, policy)
+        if decision is not None:
+            return decision
+    checked = ", ".join(getattr(rule, "__name__", repr(rule)) for rule in rules)
+    return Allow(reason=f"{facts.purpose} {facts.channel} in {facts.jurisdiction} ({facts.timezone}) "
+                        f"passed every rule: {checked}")

@@ -1,0 +1,480 @@
+"""Contacts and their consent ledger: upsert, normalisation, and file import.
+
+Phone numbers are stored in E.164. A number written without a leading `+` is
+read as a national number of a default region: the contact's own jurisdiction
+when it is a country (`US`, `KR`), else the tenant's, else the country of the
+tenant's time zone (from the IANA `zone.tab`, e.g. `Europe/Berlin` → `DE`).
+
+`import_contacts` reads `.jsonl` (or `.ndjson`) and `.csv` files.
+
+JSONL: one contact object per line, the event envelope's `contact` fields
+(`external_id`, `phone`, `email`, `timezone`, `locale`, `jurisdiction`,
+`attributes`) plus `consents`, a list of consent items
+(`{"channel", "purpose", "granted", "night", "at", "source", "text"}`).
+
+CSV: a header row, then one contact per row. Columns:
+
+- `external_id` (required), `phone`, `email`, `timezone`, `locale`, `jurisdiction`;
+- `consent_<channel>_<purpose>` (e.g. `consent_sms_marketing`,
+  `consent_email_marketing`, `consent_sms_transactional`): `true`/`false`
+  (also `yes`/`no`, `1`/`0`); an empty cell records nothing;
+- `consent_at` (ISO 8601 with an offset; required when a consent cell is
+  filled), `consent_source`, `consent_text`, `consent_night` (`true`/`false`,
+  KR consent to advertising at night) apply to every consent of the row;
+- any other column goes into the contact's `attributes` (empty cells skipped).
+
+An empty cell leaves the stored field as it was. Line numbers in errors are
+those of the file (the CSV header is line 1).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Iterator, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import phonenumbers
+from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints, ValidationError, field_validator
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from outbound.clock import Clock, ensure_utc
+from outbound.db.models import Consent, Contact, Tenant
+from outbound.errors import InvalidInput
+
+CHANNELS = ("sms", "email", "voice")
+PURPOSES = ("marketing", "survey", "transactional")
+CONTACT_FIELDS = ("phone", "email", "timezone", "locale", "jurisdiction")
+
+
+def _no_nul(value: str) -> str:
+    # PostgreSQL text columns refuse NUL characters; refuse them here with a field name instead.
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+def _real_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r}") from None
+    return value
+
+
+def _aware_utc(value: datetime) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("must have a time zone offset")
+    try:
+        return ensure_utc(value)
+    except OverflowError:
+        raise ValueError("out of range") from None
+
+
+def BoundedStr(max_length: int, min_length: int = 0) -> Any:  # noqa: N802 - used as a type
+    """A stripped string of bounded length without NUL characters."""
+    return Annotated[
+        str,
+        StringConstraints(strip_whitespace=True, min_length=min_length, max_length=max_length),
+        AfterValidator(_no_nul),
+    ]
+
+
+AwareUTC = Annotated[datetime, AfterValidator(_aware_utc)]
+TimeZoneName = Annotated[BoundedStr(64, 1), AfterValidator(_real_zone)]
+Locale = Annotated[BoundedStr(16, 2), StringConstraints(pattern=r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")]
+
+
+class ConsentIn(BaseModel):
+    """One consent entry as it arrives: granted or revoked, for a channel and purpose, when and how."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    channel: Literal["sms", "email", "voice"]
+    purpose: Literal["marketing", "survey", "transactional"]
+    granted: bool
+    night: bool = False
+    at: AwareUTC
+    source: BoundedStr(200) | None = None
+    text: BoundedStr(10_000) | None = None
+
+
+class ContactIn(BaseModel):
+    """A contact as it arrives in an event or an import; only `external_id` is required."""
+
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
+
+    external_id: BoundedStr(200, 1)
+    phone: BoundedStr(64) | None = None
+    email: BoundedStr(320) | None = None
+    timezone: TimeZoneName | None = None
+    locale: Locale | None = None
+    jurisdiction: Literal["US", "KR", "EU", "default"] | None = None
+    attributes: dict[str, Any] | None = None
+    consents: list[ConsentIn] | None = None
+
+    @field_validator("phone", "email", "timezone", "locale", "jurisdiction", mode="before")
+    @classmethod
+    def _blank_is_absent(cls, value: Any) -> Any:
+        # Order systems often send "" for unknown; that must not wipe or fail a stored value.
+        return None if isinstance(value, str) and not value.strip() else value
+
+
+@dataclass
+class ImportReport:
+    """What an import did: contacts created and updated, and one message per bad line."""
+
+    created: int = 0
+    updated: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def normalise_phone(raw: str, default_region: str | None) -> str:
+    """`raw` in E.164; a number without `+` is read in `default_region`. InvalidInput if not a real number."""
+    text = (raw or "").strip()
+    try:
+        number = phonenumbers.parse(text, None if text.startswith("+") else default_region)
+    except phonenumbers.NumberParseException:
+        number = None
+    if number is None or not phonenumbers.is_valid_number(number):
+        hint = "" if text.startswith("+") or default_region else " (write it with + and the country code)"
+        raise InvalidInput(f"not a valid phone number: {raw!r}{hint}", field="contact.phone")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def normalise_email(raw: str) -> str:
+    """`raw` trimmed and lower-cased; InvalidInput unless it has one `@` and a dotted domain."""
+    text = (raw or "").strip().lower()
+    local, _, domain = text.partition("@")
+    if (
+        text.count("@") != 1
+        or not local
+        or "." not in domain
+        or domain.startswith(".")
+        or domain.endswith(".")
+        or any(c.isspace() for c in text)
+    ):
+        raise InvalidInput(f"not a valid email address: {raw!r}", field="contact.email")
+    return text
+
+
+def address_hash(channel: str, address: str) -> str:
+    """SHA-256 hex of the normalised address: E.164 phone for sms/voice, lower-case email.
+
+    It never refuses a non-empty address, because suppressions must be kept
+    even for numbers no one can parse (e.g. one a provider called invalid):
+    such a phone is reduced to its digits and `+`, such an email to lower case.
+    """
+    text = (address or "").strip()
+    if channel == "email":
+        normalised = text.lower()
+    elif channel in ("sms", "voice"):
+        try:
+            normalised = normalise_phone(text, None)
+        except InvalidInput:
+            normalised = "".join(c for c in text if c.isdigit() or c == "+")
+    else:
+        raise InvalidInput(f"unknown channel {channel!r}", field="channel")
+    if not normalised:
+        raise InvalidInput("an address is required", field="address")
+    return hashlib.sha256(normalised.encode("utf-8")).hexdigest()
+
+
+@lru_cache(maxsize=1)
+def _zone_countries() -> dict[str, str]:
+    text = resources.files("tzdata.zoneinfo").joinpath("zone.tab").read_text(encoding="utf-8")
+    countries = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            parts = line.split("\t")
+            countries[parts[2]] = parts[0]
+    return countries
+
+
+def default_region(jurisdiction: str | None, timezone: str | None) -> str | None:
+    """The region for numbers written without `+`: a country jurisdiction, else the time zone's country."""
+    if jurisdiction in ("US", "KR"):
+        return jurisdiction
+    return _zone_countries().get(timezone or "")
+
+
+def upsert_contact(session: Session, tenant: Tenant, contact_in: ContactIn, clock: Clock) -> Contact:
+    """Create or update the tenant's contact by external id.
+
+    Fields given overwrite; absent (or null) fields keep what is stored;
+    attributes are merged key by key. Consents in `contact_in` are not
+    recorded here (see `record_consent`).
+    """
+    contact = session.scalar(
+        select(Contact).where(Contact.tenant_id == tenant.id, Contact.external_id == contact_in.external_id)
+    )
+    values: dict[str, Any] = {}
+    for name in ("timezone", "locale", "jurisdiction"):
+        if getattr(contact_in, name) is not None:
+            values[name] = getattr(contact_in, name)
+    if contact_in.email is not None:
+        values["email"] = normalise_email(contact_in.email)
+    if contact_in.phone is not None:
+        # A contact's own country beats the tenant's when reading a national number.
+        jurisdiction = values.get("jurisdiction") or (contact.jurisdiction if contact else None)
+        region = default_region(jurisdiction, None) or default_region(tenant.jurisdiction, tenant.timezone)
+        values["phone"] = normalise_phone(contact_in.phone, region)
+    now = clock.now()
+    if contact is None:
+        contact = Contact(
+            tenant_id=tenant.id,
+            external_id=contact_in.external_id,
+            attributes=dict(contact_in.attributes or {}),
+            created_at=now,
+            updated_at=now,
+            **values,
+        )
+        session.add(contact)
+        session.flush()
+        return contact
+    changed = False
+    for name, value in values.items():
+        if getattr(contact, name) != value:
+            setattr(contact, name, value)
+            changed = True
+    if contact_in.attributes:
+        merged = {**(contact.attributes or {}), **contact_in.attributes}
+        if merged != contact.attributes:
+            contact.attributes = merged  # a new dict, so the JSON column is seen as changed
+            changed = True
+    if changed:
+        contact.updated_at = now
+    session.flush()
+    return contact
+
+
+def record_consent(
+    session: Session, tenant: Tenant, contact: Contact, consent_in: ConsentIn, clock: Clock
+) -> Consent:
+    """Append one entry to the contact's consent ledger; old entries are never changed.
+
+    An entry identical to one already in the ledger (same channel, purpose,
+    granted, night, time, source and text) is not added twice, so importing
+    the same file again leaves the ledger as it was; the existing entry is returned.
+    """
+    same = session.scalar(
+        select(Consent).where(
+            Consent.tenant_id == tenant.id,
+            Consent.contact_id == contact.id,
+            Consent.channel == consent_in.channel,
+            Consent.purpose == consent_in.purpose,
+            Consent.granted == consent_in.granted,
+            Consent.night == consent_in.night,
+            Consent.at == consent_in.at,
+            Consent.source.is_(None) if consent_in.source is None else Consent.source == consent_in.source,
+            Consent.text.is_(None) if consent_in.text is None else Consent.text == consent_in.text,
+        ).limit(1)
+    )
+    if same is not None:
+        return same
+    consent = Consent(
+        tenant_id=tenant.id,
+        contact_id=contact.id,
+        channel=consent_in.channel,
+        purpose=consent_in.purpose,
+        granted=consent_in.granted,
+        night=consent_in.night,
+        at=consent_in.at,
+        source=consent_in.source,
+        text=consent_in.text,
+        recorded_at=clock.now(),
+    )
+    session.add(consent)
+    session.flush()
+    return consent
+
+
+def validation_problems(error: ValidationError, prefix: str = "") -> list[tuple[str, str]]:
+    """(field path, message) pairs of a pydantic error, e.g. ('contact.external_id', 'Field required')."""
+    problems = []
+    for item in error.errors():
+        path = ".".join(str(part) for part in (prefix, *item["loc"]) if part != "")
+        message = item["msg"].removeprefix("Value error, ")
+        problems.append((path or "body", message))
+    return problems
+
+
+def import_contacts(session: Session, tenant: Tenant, path: str | Path, clock: Clock) -> ImportReport:
+    """Import a `.jsonl` or `.csv` file of contacts with their consents (formats in the module docstring).
+
+    Each line is applied in its own savepoint: a bad line is reported as
+    `line N: field: message` and the other lines still go in.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".ndjson"):
+        rows = _jsonl_rows(path)
+    elif suffix == ".csv":
+        rows = _csv_rows(path)
+    else:
+        raise InvalidInput(f"{path.name}: use a .jsonl or .csv file", field="file")
+    report = ImportReport()
+    for line, row in rows:
+        if isinstance(row, InvalidInput):
+            report.errors.append(_line_error(line, row.field, _detail(row)))
+            continue
+        try:
+            contact_in = ContactIn.model_validate(row)
+        except ValidationError as error:
+            detail = "; ".join(f"{f}: {m}" for f, m in validation_problems(error))
+            report.errors.append(f"line {line}: {detail}")
+            continue
+        try:
+            with session.begin_nested():
+                existed = session.scalar(
+                    select(Contact.id).where(
+                        Contact.tenant_id == tenant.id, Contact.external_id == contact_in.external_id
+                    )
+                )
+                contact = upsert_contact(session, tenant, contact_in, clock)
+                for consent_in in contact_in.consents or ():
+                    record_consent(session, tenant, contact, consent_in, clock)
+        except InvalidInput as error:
+            report.errors.append(_line_error(line, error.field, _detail(error)))
+            continue
+        if existed is None:
+            report.created += 1
+        else:
+            report.updated += 1
+    return report
+
+
+def _detail(error: InvalidInput) -> str:
+    text = str(error)
+    return text.removeprefix(f"{error.field}: ") if error.field else text
+
+
+def _line_error(line: int, field_name: str | None, message: str) -> str:
+    # A contacts file holds contacts, so `contact.phone` reads better as `phone` there.
+    if field_name:
+        return f"line {line}: {field_name.removeprefix('contact.')}: {message}"
+    return f"line {line}: {message}"
+
+
+def _jsonl_rows(path: Path) -> Iterator[tuple[int, dict | InvalidInput]]:
+    with path.open("rb") as lines:
+        for number, raw in enumerate(lines, start=1):
+            if not raw.strip():
+                continue
+            try:
+                # Lines are decoded one by one so a stray byte costs one line, not the file.
+                text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+                row = json.loads(text, parse_constant=_refuse_constant)
+            except (ValueError, RecursionError) as error:
+                yield number, InvalidInput(f"invalid JSON: {error}")
+                continue
+            if not isinstance(row, dict):
+                yield number, InvalidInput("expected a JSON object")
+                continue
+            yield number, row
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+_TRUE = {"true", "yes", "y", "1"}
+_FALSE = {"false", "no", "n", "0"}
+_CONSENT_EXTRAS = {"consent_at", "consent_source", "consent_text", "consent_night"}
+
+
+def _csv_rows(path: Path) -> Iterator[tuple[int, dict | InvalidInput]]:
+    try:
+        yield from _csv_rows_utf8(path)
+    except UnicodeDecodeError:
+        raise InvalidInput(f"{path.name}: not UTF-8 text; save the file as UTF-8", field="file") from None
+
+
+def _csv_rows_utf8(path: Path) -> Iterator[tuple[int, dict | InvalidInput]]:
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        reader = csv.reader(handle)
+        header = [name.strip() for name in next(reader, [])]
+        if "external_id" not in header:
+            raise InvalidInput(f"{path.name}: line 1: the header has no external_id column", field="external_id")
+        consent_columns = {}
+        for name in header:
+            if name.startswith("consent_") and name not in _CONSENT_EXTRAS:
+                channel, _, purpose = name.removeprefix("consent_").partition("_")
+                if channel not in CHANNELS or purpose not in PURPOSES:
+                    raise InvalidInput(
+                        f"{path.name}: line 1: unknown consent column {name!r} "
+                        f"(use consent_<{'|'.join(CHANNELS)}>_<{'|'.join(PURPOSES)}>)",
+                        field=name,
+                    )
+                consent_columns[name] = (channel, purpose)
+        end = reader.line_num
+        while True:
+            try:
+                cells = next(reader, None)
+            except csv.Error as error:
+                # The reader cannot be trusted past a broken line; say where it stopped.
+                yield end + 1, InvalidInput(f"unreadable CSV, import stopped here: {error}")
+                return
+            if cells is None:
+                return
+            start, end = end + 1, reader.line_num
+            if not any(cell.strip() for cell in cells):
+                continue
+            if len(cells) != len(header):
+                yield start, InvalidInput(f"expected {len(header)} cells, found {len(cells)}")
+                continue
+            yield start, _csv_contact(dict(zip(header, (cell.strip() for cell in cells))), consent_columns)
+
+
+def _csv_contact(cells: dict[str, str], consent_columns: dict[str, tuple[str, str]]) -> dict | InvalidInput:
+    row: dict[str, Any] = {"external_id": cells["external_id"]}
+    attributes = {}
+    for name, value in cells.items():
+        if not value or name == "external_id" or name in consent_columns or name in _CONSENT_EXTRAS:
+            continue
+        if name in CONTACT_FIELDS:
+            row[name] = value
+        else:
+            attributes[name] = value
+    if attributes:
+        row["attributes"] = attributes
+    consents = []
+    for name, (channel, purpose) in consent_columns.items():
+        if not cells[name]:
+            continue
+        granted = _flag(cells[name], name)
+        if isinstance(granted, InvalidInput):
+            return granted
+        consents.append({"channel": channel, "purpose": purpose, "granted": granted})
+    if consents:
+        night = _flag(cells.get("consent_night") or "false", "consent_night")
+        if isinstance(night, InvalidInput):
+            return night
+        if not cells.get("consent_at"):
+            return InvalidInput("required when a consent column is filled", field="consent_at")
+        try:
+            _aware_utc(datetime.fromisoformat(cells["consent_at"]))
+        except ValueError as error:
+            return InvalidInput(f"{error} (use ISO 8601 with an offset, e.g. 2026-01-05T09:00:00+09:00)",
+                                field="consent_at")
+        extras = {"night": night, "at": cells["consent_at"]}
+        extras.update({k: cells[f"consent_{k}"] for k in ("source", "text") if cells.get(f"consent_{k}")})
+        for consent in consents:
+            consent.update(extras)
+        row["consents"] = consents
+    return row
+
+
+def _flag(value: str, column: str) -> bool | InvalidInput:
+    if value.lower() in _TRUE:
+        return True
+    if value.lower() in _FALSE:
+        return False
+    return InvalidInput(f"expected true or false, found {value!r}", field=column)

@@ -1,0 +1,72 @@
+"""The demo's printed report: what was sent, deferred, blocked and cancelled per campaign, and why."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from rich.console import Console
+from rich.panel import Panel
+from rich.table import Table
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from outbound.db.models import Event, Tenant
+from outbound.reporting import callback_counts, campaign_results, decisions_by_rule, sample_messages
+from outbound.rendering import sms_segments
+
+OUTCOME_STYLE = {"deferred": "yellow", "blocked": "red", "cancelled": "magenta", "failed": "red"}
+
+
+def print_report(session: Session, console: Console, *, outbox, ingest_errors: list[str], duplicates: int) -> dict:
+    """Print the report and return its main figures."""
+    events = session.execute(select(Tenant.slug, func.count(Event.id)).select_from(Event).join(Tenant, Tenant.id == Event.tenant_id)
+                             .group_by(Tenant.slug)).all()
+    console.print()
+    console.rule("[bold]Events in")
+    console.print(", ".join(f"{slug}: {count} stored" for slug, count in events)
+                  + f"; {duplicates} duplicate id(s) stored once; {len(ingest_errors)} refused with a reason:", highlight=False)
+    for error in ingest_errors:
+        console.print(f"  [yellow]{error}[/yellow]", highlight=False)
+
+    results = campaign_results(session)
+    console.rule("[bold]Campaigns")
+    table = Table("tenant", "campaign", "messages", "sent", "waited (deferred)", "blocked", "cancelled", "failed", "still due")
+    totals: Counter = Counter()
+    for result in results:
+        s = result.statuses
+        sent = s["sent"] + s["delivered"]
+        pending = s["scheduled"] + s["deferred"] + s["sending"]
+        table.add_row(result.tenant, result.campaign, str(result.total), f"[green]{sent}[/green]", str(result.deferred_ever),
+                      str(s["blocked"]), str(s["cancelled"]), str(s["failed"]), str(pending))
+        totals.update(sent=sent, deferred=result.deferred_ever, blocked=s["blocked"], cancelled=s["cancelled"],
+                      failed=s["failed"], pending=pending, messages=result.total)
+    table.add_row("[bold]all", "", str(totals["messages"]), f"[bold green]{totals['sent']}", str(totals["deferred"]),
+                  str(totals["blocked"]), str(totals["cancelled"]), str(totals["failed"]), str(totals["pending"]))
+    console.print(table)
+
+    console.rule("[bold]Why messages waited or were stopped, by rule")
+    why = Table("tenant", "outcome", "rule", "messages", "campaigns", "for example (as recorded)")
+    by_rule: Counter = Counter()
+    for slug, outcome, rule, count, campaigns, reason in decisions_by_rule(session):
+        style = OUTCOME_STYLE.get(outcome, "")
+        why.add_row(slug, f"[{style}]{outcome}[/{style}]", rule, str(count), ", ".join(campaigns), reason)
+        by_rule[(outcome, rule)] += count
+    console.print(why)
+
+    callbacks = callback_counts(session)
+    if callbacks:
+        console.rule("[bold]Callback tasks for agents")
+        console.print(", ".join(f"{slug} / {campaign}: {count} open" for slug, campaign, count in callbacks), highlight=False)
+
+    console.rule("[bold]Sample messages as sent (sandbox outbox)")
+    for message, slug, external_id in sample_messages(session):
+        info = ""
+        if message.channel == "sms" and message.body:
+            sms = sms_segments(message.body)
+            info = f" — {sms.encoding}, {sms.segments} segment(s)"
+        title = f"{slug} / {message.campaign} / {message.channel} / {message.locale} → {external_id}{info}"
+        body = (f"[bold]{message.subject}[/bold]\n\n" if message.subject else "") + (message.body or "")
+        console.print(Panel(body, title=title, title_align="left", expand=False), highlight=False)
+
+    return {"totals": dict(totals), "by_rule": {f"{o}:{r}": n for (o, r), n in by_rule.items()},
+            "ingest_errors": len(ingest_errors), "outbox": len(outbox.sent)}

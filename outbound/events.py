@@ -1,0 +1,281 @@
+"""Event ingest: validate envelopes, store each event once per tenant, hand it to the trigger hook.
+
+The envelope and its `contact` are described in DESIGN.md ("Contracts").
+Standard types whose `data` is checked: `churn_risk_scored` (`data.score`, a
+number from 0 to 1) and `consent_changed` (`data` is a consent item, recorded
+in the contact's consent ledger). Every other type, known or not, is stored
+with its `data` as given.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Callable, Literal
+
+from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from outbound.clock import Clock
+from outbound.contacts import (
+    AwareUTC,
+    BoundedStr,
+    ConsentIn,
+    ContactIn,
+    record_consent,
+    upsert_contact,
+    validation_problems,
+)
+from outbound.db.models import Contact, Event, Tenant
+from outbound.errors import InvalidInput, OutboundError
+
+log = logging.getLogger(__name__)
+
+STANDARD_TYPES = (
+    "order_placed",
+    "order_shipped",
+    "shipping_delayed",
+    "order_delivered",
+    "cart_abandoned",
+    "churn_risk_scored",
+    "lead_created",
+    "consent_changed",
+)
+
+OnEvent = Callable[[Session, Tenant, Event, Contact], Any]
+"""The trigger hook: called with the session, tenant, stored event and its contact."""
+
+EventType = Annotated[BoundedStr(64, 1), StringConstraints(pattern=r"^[A-Za-z0-9_.:-]+$")]
+
+
+class EventEnvelope(BaseModel):
+    """One event from an order system: what happened, when, to whom, with what data."""
+
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
+
+    id: BoundedStr(200, 1)
+    type: EventType
+    occurred_at: AwareUTC
+    contact: ContactIn
+    data: dict[str, Any] = {}
+
+
+class InvalidEnvelope(InvalidInput):
+    """An event envelope is invalid; `problems` lists every (field, message)."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = problems
+        first_field, first_message = problems[0]
+        rest = "".join(f"; {f}: {m}" for f, m in problems[1:])
+        super().__init__(first_message + rest, field=first_field)
+
+
+@dataclass(frozen=True)
+class IngestOutcome:
+    """What happened to one event: newly `stored`, or a `duplicate` of one stored before."""
+
+    status: Literal["stored", "duplicate"]
+    event: Event
+
+
+@dataclass(frozen=True)
+class ItemError:
+    """Why one item of a batch was not stored.
+
+    `index` is the item's position in the batch, or its line number when
+    `unit` is "line" (file imports). `internal` marks failures that are not
+    the sender's fault, worth retrying. `str()` gives 'line 3: field: message'.
+    """
+
+    index: int
+    field: str | None
+    message: str
+    internal: bool = False
+    unit: str = "item"
+
+    def __str__(self) -> str:
+        return f"{self.unit} {self.index}: {self.field + ': ' if self.field else ''}{self.message}"
+
+
+@dataclass
+class BatchReport:
+    """What a batch did: events stored, duplicates skipped, errors per item."""
+
+    stored: int = 0
+    duplicates: int = 0
+    errors: list[ItemError] = field(default_factory=list)
+
+    def messages(self) -> list[str]:
+        """The errors as text, e.g. 'line 4: occurred_at: …' for a file import."""
+        return [str(error) for error in self.errors]
+
+
+def parse_envelope(raw: dict | str | bytes) -> EventEnvelope:
+    """A validated envelope from a dict or a JSON text; InvalidEnvelope names every bad field."""
+    if isinstance(raw, (str, bytes)):
+        try:
+            raw = loads_json(raw)
+        except ValueError as error:
+            raise InvalidEnvelope([("body", f"invalid JSON: {error}")]) from None
+    if not isinstance(raw, dict):
+        raise InvalidEnvelope([("body", "expected an event object")])
+    try:
+        envelope = EventEnvelope.model_validate(raw)
+    except ValidationError as error:
+        raise InvalidEnvelope(validation_problems(error)) from None
+    problems = check_data(envelope.type, envelope.data)
+    if problems:
+        raise InvalidEnvelope(problems)
+    return envelope
+
+
+def check_data(event_type: str, data: dict[str, Any]) -> list[tuple[str, str]]:
+    """(field, message) pairs for `data` that a standard type does not accept."""
+    if event_type == "churn_risk_scored":
+        score = data.get("score")
+        if score is None:
+            return [("data.score", "Field required")]
+        if isinstance(score, bool) or not isinstance(score, (int, float)) or not 0 <= score <= 1:
+            return [("data.score", f"must be a number from 0 to 1, found {score!r}")]
+    if event_type == "consent_changed":
+        try:
+            ConsentIn.model_validate(data)
+        except ValidationError as error:
+            return validation_problems(error, prefix="data")
+    return []
+
+
+def loads_json(text: str | bytes) -> Any:
+    """json.loads that refuses NaN and Infinity (no database stores them) and deep nesting."""
+    try:
+        return json.loads(text, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def ingest_event(
+    session: Session, tenant: Tenant, envelope: EventEnvelope, clock: Clock, on_event: OnEvent | None = None
+) -> IngestOutcome:
+    """Store one event for the tenant, once per event id, and hand it to `on_event`.
+
+    The contact is upserted (with any consents it carries, and the consent of
+    a `consent_changed` event). A duplicate id changes nothing and does not
+    call the hook. Everything runs in a savepoint: if anything fails,
+    including the hook, no row of this event remains and the error is raised.
+    """
+    existing = _find(session, tenant, envelope.id)
+    if existing is not None:
+        return IngestOutcome("duplicate", existing)
+    data = envelope.model_dump(mode="json", include={"data"})["data"]
+    try:
+        with session.begin_nested():
+            contact = upsert_contact(session, tenant, envelope.contact, clock)
+            for consent_in in envelope.contact.consents or ():
+                record_consent(session, tenant, contact, consent_in, clock)
+            event = Event(
+                tenant_id=tenant.id,
+                event_id=envelope.id,
+                type=envelope.type,
+                occurred_at=envelope.occurred_at,
+                received_at=clock.now(),
+                contact_id=contact.id,
+                data=data,
+            )
+            session.add(event)
+            session.flush()
+            if envelope.type == "consent_changed":
+                record_consent(session, tenant, contact, ConsentIn.model_validate(data), clock)
+            if on_event is not None:
+                on_event(session, tenant, event, contact)
+    except IntegrityError:
+        # Another transaction stored the same id between our look-up and insert.
+        existing = _find(session, tenant, envelope.id)
+        if existing is None:
+            raise
+        return IngestOutcome("duplicate", existing)
+    return IngestOutcome("stored", event)
+
+
+def _find(session: Session, tenant: Tenant, event_id: str) -> Event | None:
+    return session.scalar(select(Event).where(Event.tenant_id == tenant.id, Event.event_id == event_id))
+
+
+def ingest_batch(
+    session: Session,
+    tenant: Tenant,
+    raw_items: list[dict | str],
+    clock: Clock,
+    on_event: OnEvent | None = None,
+    *,
+    first_index: int = 0,
+) -> BatchReport:
+    """Validate and ingest each item (a dict or a JSON text); a bad item is reported, the rest go in."""
+    report = BatchReport()
+    for index, raw in enumerate(raw_items, start=first_index):
+        _ingest_one(session, tenant, index, raw, clock, on_event, report)
+    return report
+
+
+def import_events(
+    session: Session, tenant: Tenant, path: str | Path, clock: Clock, on_event: OnEvent | None = None
+) -> BatchReport:
+    """Ingest a JSONL file of envelopes; each error carries its line number ('line 3: field: message')."""
+    report = BatchReport()
+    with Path(path).open("rb") as lines:
+        for number, raw in enumerate(lines, start=1):
+            if not raw.strip():
+                continue
+            try:
+                text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as error:
+                report.errors.append(ItemError(number, None, f"not UTF-8 text: {error}", unit="line"))
+                continue
+            _ingest_one(session, tenant, number, text, clock, on_event, report, unit="line")
+    return report
+
+
+def _ingest_one(
+    session: Session,
+    tenant: Tenant,
+    index: int,
+    raw: Any,
+    clock: Clock,
+    on_event: OnEvent | None,
+    report: BatchReport,
+    unit: str = "item",
+) -> None:
+    if not isinstance(raw, (dict, str, bytes)):
+        report.errors.append(ItemError(index, None, "expected an event object", unit=unit))
+        return
+    try:
+        envelope = parse_envelope(raw)
+    except InvalidEnvelope as error:
+        report.errors.extend(ItemError(index, f, m, unit=unit) for f, m in error.problems)
+        return
+    try:
+        outcome = ingest_event(session, tenant, envelope, clock, on_event)
+    except InvalidInput as error:
+        message = str(error).removeprefix(f"{error.field}: ") if error.field else str(error)
+        report.errors.append(ItemError(index, error.field, message, unit=unit))
+        return
+    except OutboundError as error:
+        report.errors.append(ItemError(index, None, str(error), internal=True, unit=unit))
+        return
+    except Exception:
+        # A failing hook must not sink the batch; its savepoint is already rolled back.
+        log.exception("event %r of tenant %s could not be processed", envelope.id, tenant.slug)
+        report.errors.append(ItemError(index, None, "internal error while processing the event; retry later",
+                                       internal=True, unit=unit))
+        return
+    if outcome.status == "stored":
+        report.stored += 1
+    else:
+        report.duplicates += 1

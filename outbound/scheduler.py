@@ -1,0 +1,47 @@
+"""APScheduler runs the ticks: dispatch due messages and housekeeping. Ticks are idempotent."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy import select
+
+from outbound.db.models import Tenant
+from outbound.db.session import transaction
+from outbound.dispatch import expire_sending
+from outbound.enrollment import complete_finished_enrollments
+
+log = logging.getLogger(__name__)
+
+
+def housekeeping(runtime) -> None:
+    """Expire `sending` rows nobody answered for, and close enrollments with nothing left to send."""
+    now = runtime.clock.now()
+    with transaction(runtime.factory) as session:
+        expired = expire_sending(session, now, timedelta(minutes=runtime.settings.sending_expiry_minutes))
+        for tenant_id in session.scalars(select(Tenant.id)):
+            complete_finished_enrollments(session, tenant_id, now)
+    if expired:
+        log.warning("%d messages had no provider answer and are now 'unknown'", expired)
+
+
+def dispatch_tick(runtime) -> None:
+    """Send everything due now, batch by batch."""
+    report = runtime.dispatcher.drain()
+    if report.claimed:
+        log.info("dispatch: %d claimed, %d sent, %d deferred, %d blocked, %d failed, %d retried",
+                 report.claimed, report.sent, report.deferred, report.blocked, report.failed, report.retried)
+
+
+def start_scheduler(runtime, *, dispatch: bool = True) -> BackgroundScheduler:
+    """Start the background ticks; the caller shuts the scheduler down."""
+    scheduler = BackgroundScheduler(timezone="UTC")
+    if dispatch:
+        scheduler.add_job(dispatch_tick, "interval", args=[runtime], id="dispatch",
+                          seconds=runtime.settings.dispatch_interval_seconds, max_instances=1, coalesce=True)
+    scheduler.add_job(housekeeping, "interval", args=[runtime], id="housekeeping", minutes=1,
+                      max_instances=1, coalesce=True)
+    scheduler.start()
+    return scheduler

@@ -1,0 +1,171 @@
+"""The ingest API: `POST /v1/events` for order systems, `GET /healthz` for load balancers.
+
+Bad input never gets a 500: malformed JSON → 400, no or wrong key → 401,
+too many events → 413, a single malformed envelope → 422 naming the field.
+A batch answers 200 with the errors of its bad items; the good ones are stored.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, TypeAdapter
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
+from outbound.db.session import transaction
+from outbound.events import (
+    BatchReport,
+    EventEnvelope,
+    ItemError,
+    ingest_batch,
+    loads_json,
+)
+from outbound.keys import authenticate
+
+log = logging.getLogger(__name__)
+router = APIRouter()
+
+MAX_EVENTS = 1000
+# Far above 1000 ordinary events; stops a runaway body before it is parsed.
+MAX_BODY_BYTES = 16 * 1024 * 1024
+
+bearer = HTTPBearer(auto_error=False, description="A tenant API key, from `outbound keys create`.")
+
+
+class EventBatch(BaseModel):
+    """Several envelopes in one request."""
+
+    events: list[EventEnvelope]
+
+
+class ErrorOut(BaseModel):
+    """Why one event of the request was not stored."""
+
+    index: int
+    field: str | None
+    message: str
+
+
+class IngestResult(BaseModel):
+    """What the request did."""
+
+    stored: int
+    duplicates: int
+    errors: list[ErrorOut]
+
+
+class Detail(BaseModel):
+    """An error that concerns the whole request."""
+
+    detail: str
+
+
+REQUEST_SCHEMA = TypeAdapter(EventEnvelope | EventBatch).json_schema(ref_template="#/components/schemas/{model}")
+# The envelope's own models, added to the OpenAPI components by `openapi_components`.
+REQUEST_DEFS: dict[str, Any] = REQUEST_SCHEMA.pop("$defs", {})
+
+
+def openapi_components() -> dict[str, Any]:
+    """Schemas the hand-described request body refers to."""
+    return REQUEST_DEFS
+
+
+def _unauthorized(message: str, error: str | None = None) -> HTTPException:
+    challenge = "Bearer" if error is None else f'Bearer error="{error}"'
+    return HTTPException(401, message, headers={"WWW-Authenticate": challenge})
+
+
+async def bearer_token(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> str:
+    """The API key from `Authorization: Bearer …`; 401 before the body is read when there is none."""
+    if credentials is None or not credentials.credentials:
+        raise _unauthorized("send a tenant API key as Authorization: Bearer <key>")
+    return credentials.credentials
+
+
+async def request_body(request: Request) -> bytes:
+    """The raw body, refused with 413 once it passes MAX_BODY_BYTES."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise HTTPException(413, f"the body is larger than {MAX_BODY_BYTES} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise HTTPException(413, f"the body is larger than {MAX_BODY_BYTES} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _result(report: BatchReport, status: int = 200) -> JSONResponse:
+    return JSONResponse(
+        {
+            "stored": report.stored,
+            "duplicates": report.duplicates,
+            "errors": [{"index": e.index, "field": e.field, "message": e.message} for e in report.errors],
+        },
+        status_code=status,
+    )
+
+
+@router.post(
+    "/v1/events",
+    summary="Send one event or a batch",
+    description=(
+        "One event envelope, or `{\"events\": [...]}` with at most 1000. Idempotent on the event id: "
+        "an id already stored for the tenant counts as a duplicate and changes nothing."
+    ),
+    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": REQUEST_SCHEMA}}}},
+    responses={
+        200: {"model": IngestResult, "description": "Processed; bad items of a batch are listed in `errors`."},
+        400: {"model": Detail, "description": "The body is not JSON."},
+        401: {"model": Detail, "description": "No API key, or not a valid one."},
+        413: {"model": Detail, "description": "More than 1000 events, or a body too large."},
+        422: {"model": IngestResult, "description": "The single event sent is invalid; `errors` names the field."},
+    },
+    tags=["events"],
+)
+def post_events(request: Request, token: str = Depends(bearer_token), body: bytes = Depends(request_body)):
+    """Store the events of the request under the key's tenant and run the trigger hook on each new one."""
+    state = request.app.state
+    with transaction(state.factory) as session:
+        found = authenticate(session, token)
+        if found is None:
+            raise _unauthorized("unknown or revoked API key", error="invalid_token")
+        tenant, _role = found
+        try:
+            payload = loads_json(body)
+        except ValueError as error:
+            raise HTTPException(400, f"invalid JSON: {error}") from None
+        if isinstance(payload, dict) and "events" in payload:
+            items = payload["events"]
+            if not isinstance(items, list):
+                return _result(BatchReport(errors=[ItemError(0, "events", "expected a list of events")]), 422)
+            if len(items) > MAX_EVENTS:
+                raise HTTPException(413, f"at most {MAX_EVENTS} events per request, found {len(items)}")
+            # Items must be objects here; a JSON text inside JSON is not an event.
+            items = [item if isinstance(item, dict) else None for item in items]
+            return _result(ingest_batch(session, tenant, items, state.clock, state.on_event))
+        if not isinstance(payload, dict):
+            problem = ItemError(0, "body", 'expected an event envelope or {"events": [...]}')
+            return _result(BatchReport(errors=[problem]), 422)
+        report = ingest_batch(session, tenant, [payload], state.clock, state.on_event)
+        if report.errors:
+            return _result(report, 500 if any(e.internal for e in report.errors) else 422)
+        return _result(report)
+
+
+@router.get("/healthz", summary="Is the service up and its database reachable", tags=["health"])
+def healthz(request: Request):
+    """200 when the database answers, 503 when it does not."""
+    try:
+        with request.app.state.factory() as session:
+            session.execute(text("SELECT 1"))
+    except SQLAlchemyError:
+        log.exception("health check: the database does not answer")
+        return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503)
+    return {"status": "ok", "database": "ok"}

@@ -1,0 +1,30 @@
+"""`outbound demo` replays the shipped scenario end to end and reports what happened and why."""
+
+import io
+import json
+
+from rich.console import Console
+
+from outbound.demo.run import run_demo
+
+
+def test_demo_sends_defers_blocks_and_cancels_with_reasons_in_both_languages(tmp_path):
+    output = io.StringIO()
+    figures = run_demo(tmp_path, seed=7, console=Console(file=output, width=200))
+    text = output.getvalue()
+    totals = figures["totals"]
+    assert totals["sent"] > 50
+    assert totals["deferred"] > 0 and totals["blocked"] > 0 and totals["cancelled"] > 0
+    # Everything the outbox saw is a sent message, and nothing else reached it.
+    assert figures["outbox"] == totals["sent"]
+    outbox_lines = [json.loads(line) for line in (tmp_path / "outbox.jsonl").read_text().splitlines()]
+    assert len(outbox_lines) == totals["sent"]
+    # Each kind of stop or wait is explained by its rule.
+    rules = set(figures["by_rule"])
+    assert {"blocked:consent", "cancelled:exit"} <= rules
+    assert any(rule.startswith("deferred:") for rule in rules)
+    # Malformed scenario events are refused with a reason, the rest still went in.
+    assert figures["ingest_errors"] >= 2
+    for campaign in ("shipping_delay", "cart_abandonment", "delivery_survey", "churn_winback", "lead_followup"):
+        assert campaign in text
+    assert "(광고)" in text and "Reply STOP" in text

@@ -1,0 +1,51 @@
+"""The APScheduler ticks dispatch due messages and do housekeeping in the background."""
+
+import time
+from datetime import timedelta
+
+from outbound.db.session import transaction
+from outbound.dispatch import expire_sending
+from outbound.messages import transition
+from outbound.scheduler import housekeeping, start_scheduler
+
+
+def _wait_for(predicate, seconds=10.0):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_background_scheduler_sends_a_due_message(world, runtime, clock, outbox):
+    runtime.settings.dispatch_interval_seconds = 0.1
+    tenant = world.tenant()
+    world.contact(tenant, "c1", phone="+12025550143")
+    world.event(tenant, "shipping_delayed", "c1", {"order_id": "o-1", "new_eta": "2026-11-25"})
+    scheduler = start_scheduler(runtime)
+    try:
+        assert _wait_for(lambda: world.messages()[0].status == "sent")
+    finally:
+        scheduler.shutdown(wait=True)
+    assert len(outbox.sent) == 1
+
+
+def test_housekeeping_turns_stale_sending_rows_into_unknown_and_never_resends(world, runtime, clock, outbox):
+    tenant = world.tenant()
+    world.contact(tenant, "c1", phone="+12025550143")
+    world.event(tenant, "shipping_delayed", "c1", {"order_id": "o-1", "new_eta": "2026-11-25"})
+    # A worker marked the message `sending` and died before the provider answered.
+    with transaction(runtime.factory) as session:
+        from outbound.db.models import Message
+
+        message = session.query(Message).one()
+        transition(session, message, "sending", at=clock.now(), source="worker", reason="claimed")
+    clock.advance(timedelta(minutes=runtime.settings.sending_expiry_minutes + 1))
+    housekeeping(runtime)
+    runtime.dispatcher.drain()
+    [message] = world.messages()
+    assert message.status == "unknown" and message.rule == "sending_expired"
+    assert outbox.sent == []
+    with transaction(runtime.factory) as session:
+        assert expire_sending(session, clock.now(), timedelta(minutes=1)) == 0
