@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench lock clean
+.PHONY: demo test bench lint lock clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -29,3 +29,6 @@ lock:
 
 clean:
 	rm -rf $(VENV) *.egg-info
+
+lint: $(STAMP)
+	$(BIN)/ruff check --select F,E9,B outbound tests

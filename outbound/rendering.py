@@ -127,7 +127,7 @@ class Renderer:
             except TemplateSyntaxError as error:
                 errors.append(DefinitionError(shown, f"template syntax error: {error.message}", line=error.lineno))
                 continue
-            errors.extend(_check_tree(tree, match["channel"], shown))
+            errors.extend(_check_tree(tree, match["channel"], shown, set(self._plain.globals)))
         return errors
 
     def _shown(self, name: str) -> str:
@@ -163,14 +163,14 @@ def _template_line(environment, template: Template) -> int | None:
     return None
 
 
-def _check_tree(tree: nodes.Template, channel: str, shown: str) -> list[DefinitionError]:
+def _check_tree(tree: nodes.Template, channel: str, shown: str, globals_: set[str]) -> list[DefinitionError]:
     errors = []
     blocks = {block.name for block in tree.find_all(nodes.Block)}
     if channel == "email":
         for block in EMAIL_BLOCKS:
             if block not in blocks:
                 errors.append(DefinitionError(shown, f"an email template needs a {{% block {block} %}}", field=block))
-    unknown = meta.find_undeclared_variables(tree) - CONTEXT_NAMES - set(ImmutableSandboxedEnvironment().globals)
+    unknown = meta.find_undeclared_variables(tree) - CONTEXT_NAMES - globals_
     for name in sorted(unknown):
         line = next((n.lineno for n in tree.find_all(nodes.Name) if n.name == name), None)
         errors.append(DefinitionError(

@@ -156,9 +156,26 @@ def test_shipped_english_marketing_email_carries_postal_address_and_unsubscribe_
         assert "https://outbound.example/u/TOKEN" in body
 
 
+def _tenant(jurisdiction: str) -> dict:
+    return {**context()["tenant"], "jurisdiction": jurisdiction}
+
+
 @pytest.mark.parametrize("template", ["cart_reminder", "winback_offer"])
 def test_shipped_english_marketing_sms_ends_with_the_opt_out_line(template):
-    assert Renderer(SHIPPED).render(template, "sms", ["en"], context()).text.endswith("Reply STOP to opt out")
+    text = Renderer(SHIPPED).render(template, "sms", ["en"], context(tenant=_tenant("US"))).text
+    assert text.endswith("Reply STOP to opt out") and "(광고)" not in text
+
+
+@pytest.mark.parametrize("template", ["cart_reminder", "winback_offer"])
+def test_shipped_english_marketing_sms_of_a_korean_tenant_keeps_the_korean_advertising_format(template):
+    text = Renderer(SHIPPED).render(template, "sms", ["en"], context(tenant=_tenant("KR"))).text
+    assert text.startswith("(광고)") and text.endswith("무료수신거부 080-123-4567")
+
+
+@pytest.mark.parametrize("template", ["cart_reminder", "winback_offer", "lead_welcome"])
+def test_shipped_english_marketing_email_of_a_korean_tenant_is_marked_as_advertising(template):
+    rendered = Renderer(SHIPPED).render(template, "email", ["en"], context(tenant=_tenant("KR")))
+    assert rendered.subject.startswith("(광고)") and "무료수신거부 080-123-4567" in rendered.text
 
 
 @pytest.mark.parametrize("locale", ["en", "ko"])

@@ -1,4 +1,4 @@
-"""Data commands: importing contacts and events, listing messages and callbacks, explaining a message."""
+"""Event and message commands: importing events, listing messages, explaining one."""
 
 from __future__ import annotations
 
@@ -11,36 +11,20 @@ from rich.table import Table
 from sqlalchemy import select
 
 from outbound.cli.common import DbOption, TenantOption, console, database, err_console, friendly_errors, runtime_for
-from outbound.db.models import CallbackTask, Contact, Message, MessageTransition, Tenant
+from outbound.db.models import Contact, Message, MessageTransition, Tenant
 from outbound.db.session import transaction
 
-contacts_app = typer.Typer(no_args_is_help=True, help="Contacts and their consents.")
 events_app = typer.Typer(no_args_is_help=True, help="Order-system events.")
 messages_app = typer.Typer(no_args_is_help=True, help="Messages and their states.")
-callbacks_app = typer.Typer(no_args_is_help=True, help="Callback tasks for agents.")
 
 FileArg = Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)]
 
 
-def _print_errors(errors: list) -> None:
+def print_errors(errors: list) -> None:
     for error in errors[:50]:
         err_console.print(f"  [yellow]{error}[/yellow]", highlight=False)
     if len(errors) > 50:
         err_console.print(f"  … and {len(errors) - 50} more")
-
-
-@contacts_app.command("import")
-def contacts_import(file: FileArg, tenant: TenantOption = None, db: DbOption = None) -> None:
-    """Import contacts (JSONL or CSV) with their consents; bad lines are reported, the rest imported."""
-    from outbound.contacts import import_contacts
-    from outbound.tenants import get_tenant
-
-    with friendly_errors(), runtime_for(db) as runtime, transaction(runtime.factory) as session:
-        report = import_contacts(session, get_tenant(session, tenant), file, runtime.clock)
-    console.print(f"contacts: {report.created} created, {report.updated} updated, {len(report.errors)} lines refused")
-    _print_errors(report.errors)
-    if report.errors:
-        raise typer.Exit(2)
 
 
 @events_app.command("import")
@@ -52,7 +36,7 @@ def events_import(file: FileArg, tenant: TenantOption = None, db: DbOption = Non
     with friendly_errors(), runtime_for(db) as runtime, transaction(runtime.factory) as session:
         report = import_events(session, get_tenant(session, tenant), file, runtime.clock, on_event=runtime.on_event)
     console.print(f"events: {report.stored} stored, {report.duplicates} duplicates, {len(report.errors)} lines refused")
-    _print_errors([str(e) for e in report.errors])
+    print_errors([str(e) for e in report.errors])
     if report.errors:
         raise typer.Exit(2)
 
@@ -130,36 +114,7 @@ def explain(message_id: Annotated[int, typer.Argument(help="Message id")], db: D
             console.print(f"[dim]{message.subject + chr(10) if message.subject else ''}{message.body}[/dim]", highlight=False)
 
 
-@callbacks_app.command("list")
-def callbacks_list(
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line")] = False,
-    tenant: TenantOption = None,
-    db: DbOption = None,
-) -> None:
-    """List callback tasks, most urgent first."""
-    with friendly_errors(), database(db) as factory, factory() as session:
-        query = (select(CallbackTask, Tenant.slug, Contact.external_id, Contact.phone)
-                 .join(Tenant, Tenant.id == CallbackTask.tenant_id).join(Contact, Contact.id == CallbackTask.contact_id)
-                 .order_by(CallbackTask.status, CallbackTask.priority.desc(), CallbackTask.due_at))
-        if tenant:
-            query = query.where(Tenant.slug == tenant)
-        rows = session.execute(query).all()
-        if as_json:
-            for task, slug, external_id, phone in rows:
-                print(json.dumps({"id": task.id, "tenant": slug, "campaign": task.campaign, "contact": external_id,
-                                  "phone": phone, "reason": task.reason, "priority": task.priority, "status": task.status,
-                                  "due_at": task.due_at.isoformat(), "outcome": task.outcome}, ensure_ascii=False))
-            return
-        table = Table("id", "tenant", "campaign", "contact", "phone", "priority", "status", "due", "reason")
-        for task, slug, external_id, phone in rows:
-            table.add_row(str(task.id), slug, task.campaign, external_id, phone or "", str(task.priority), task.status,
-                          f"{task.due_at:%Y-%m-%d %H:%M}Z", task.reason)
-        console.print(table)
-
-
 def register(app: typer.Typer) -> None:
-    app.add_typer(contacts_app, name="contacts")
     app.add_typer(events_app, name="events")
     app.add_typer(messages_app, name="messages")
-    app.add_typer(callbacks_app, name="callbacks")
     app.command("explain")(explain)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from outbound.cli.common import DbOption, console, err_console, friendly_errors, runtime_for
+from outbound.cli.common import DbOption, console, friendly_errors, runtime_for
 
 
 def _parse_time(text: str) -> datetime:

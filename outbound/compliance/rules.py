@@ -169,7 +169,7 @@ def _marketing_consent(facts: MessageFacts, policy: Policy) -> Decision | None:
     months = policy.purchase_basis_months
     if months is not None and facts.last_purchase_at is not None:
         cutoff = months_before(facts.local_now, months)
-        if facts.last_purchase_at > cutoff:
+        if facts.last_purchase_at >= cutoff:
             return None
         return Block(rule="consent", reason=(
             f"no marketing consent for {_channel(facts.channel)}, and the last purchase "
@@ -216,7 +216,7 @@ def _over_cap(sent: list[datetime], now: datetime, cap: int, window: timedelta) 
     inside_window = sorted(at for at in sent if at > now - window)
     if len(inside_window) < cap:
         return None
-    return inside_window[len(inside_window) - cap] + window
+    return inside_window[0] + window
 
 
 def _count_in(sent: list[datetime], now: datetime, window: timedelta) -> int:

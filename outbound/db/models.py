@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Float,
     Boolean,
     ForeignKey,
     Index,
@@ -98,6 +99,7 @@ class Consent(Base):
     source: Mapped[str | None] = mapped_column(String(200))
     text: Mapped[str | None] = mapped_column(Text)
     recorded_at: Mapped[datetime]
+    notified_at: Mapped[datetime | None]  # KR: when the contact was told of this change
 
 
 class Suppression(Base):
@@ -149,6 +151,7 @@ class Enrollment(Base):
     enrolled_at: Mapped[datetime]
     ended_at: Mapped[datetime | None]
     end_reason: Mapped[str | None] = mapped_column(String(200))
+    holdout: Mapped[bool] = mapped_column(Boolean, default=False)  # in the audience, never messaged
 
 
 class Message(Base):
@@ -184,6 +187,9 @@ class Message(Base):
     rule: Mapped[str | None] = mapped_column(String(64))  # the rule of the last decision
     reason: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    variant: Mapped[str | None] = mapped_column(String(32))  # A/B variant of the step
+    sender: Mapped[str | None] = mapped_column(String(320))  # the number or address it went from
+    error_code: Mapped[str | None] = mapped_column(String(32))  # the provider's, when it refused
 
 
 class MessageTransition(Base):
@@ -221,3 +227,144 @@ class CallbackTask(Base):
     closed_at: Mapped[datetime | None]
     outcome: Mapped[str | None] = mapped_column(String(32))
     notes: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    claimed_by: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))
+    lease_expires_at: Mapped[datetime | None]
+
+
+class DncImport(Base):
+    """One import of a Do-Not-Call list; its entries are suppressions on the `voice` channel."""
+
+    __tablename__ = "dnc_imports"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
+    source: Mapped[str] = mapped_column(String(200))
+    list_date: Mapped[datetime]  # the date the list was published
+    imported_at: Mapped[datetime]
+    entries: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class InboundMessage(Base):
+    """An SMS a contact sent us: a keyword, a survey answer, or anything else."""
+
+    __tablename__ = "inbound_messages"
+    __table_args__ = (Index("ix_inbound_messages_contact", "tenant_id", "contact_id", "received_at"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id"))
+    channel: Mapped[str] = mapped_column(String(16))
+    from_address: Mapped[str | None] = mapped_column(String(320))  # cleared on erasure
+    to_address: Mapped[str | None] = mapped_column(String(320))
+    body: Mapped[str | None] = mapped_column(Text)  # cleared on erasure
+    provider_id: Mapped[str | None] = mapped_column(String(200), unique=True)
+    kind: Mapped[str] = mapped_column(String(32))  # opt_out, opt_in, help, survey_answer, other
+    received_at: Mapped[datetime]
+
+
+class DeliveryEvent(Base):
+    """A provider callback about a message (status, bounce, complaint, open, click), stored once."""
+
+    __tablename__ = "delivery_events"
+    __table_args__ = (
+        UniqueConstraint("provider", "provider_event_id"),
+        Index("ix_delivery_events_tenant", "tenant_id", "type", "at"),
+    )
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"), index=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    provider_event_id: Mapped[str] = mapped_column(String(200))
+    type: Mapped[str] = mapped_column(String(32))
+    at: Mapped[datetime]
+    received_at: Mapped[datetime]
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class Agent(Base):
+    """A call-center agent or supervisor of one tenant; only a password hash is stored."""
+
+    __tablename__ = "agents"
+    __table_args__ = (UniqueConstraint("tenant_id", "username"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    username: Mapped[str] = mapped_column(String(100))
+    name: Mapped[str] = mapped_column(String(200))
+    password_hash: Mapped[str] = mapped_column(String(300))
+    role: Mapped[str] = mapped_column(String(16))  # agent, supervisor
+    created_at: Mapped[datetime]
+    disabled_at: Mapped[datetime | None]
+
+
+class CallbackAttempt(Base):
+    """One call an agent made on a callback task, with its outcome."""
+
+    __tablename__ = "callback_attempts"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    task_id: Mapped[int] = mapped_column(ForeignKey("callback_tasks.id"), index=True)
+    agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))
+    outcome: Mapped[str] = mapped_column(String(32))
+    notes: Mapped[str | None] = mapped_column(Text)
+    call_back_at: Mapped[datetime | None]
+    at: Mapped[datetime]
+
+
+class SurveyResponse(Base):
+    """A survey answer: a score, a comment, whether it counted."""
+
+    __tablename__ = "survey_responses"
+    __table_args__ = (Index("ix_survey_responses_campaign", "tenant_id", "campaign", "received_at"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"))
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"), unique=True)
+    campaign: Mapped[str] = mapped_column(String(100))
+    scale: Mapped[str] = mapped_column(String(8))  # nps, csat
+    score: Mapped[int | None] = mapped_column(Integer)
+    comment: Mapped[str | None] = mapped_column(Text)
+    channel: Mapped[str] = mapped_column(String(16))
+    counted: Mapped[bool] = mapped_column(Boolean, default=True)  # false outside the answer window
+    received_at: Mapped[datetime]
+
+
+class Conversion(Base):
+    """An order attributed to a campaign message or to its holdout assignment."""
+
+    __tablename__ = "conversions"
+    __table_args__ = (UniqueConstraint("tenant_id", "campaign", "event_id"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    campaign: Mapped[str] = mapped_column(String(100))
+    enrollment_id: Mapped[int | None] = mapped_column(ForeignKey("enrollments.id"))
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"))
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id"))
+    holdout: Mapped[bool] = mapped_column(Boolean, default=False)
+    variant: Mapped[str | None] = mapped_column(String(32))
+    revenue: Mapped[float] = mapped_column(Float, default=0.0)
+    currency: Mapped[str | None] = mapped_column(String(8))
+    at: Mapped[datetime]
+
+
+class CampaignState(Base):
+    """A campaign's state for one tenant: active, paused or finished (draft campaigns are not loaded)."""
+
+    __tablename__ = "campaign_states"
+    __table_args__ = (UniqueConstraint("tenant_id", "campaign"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    campaign: Mapped[str] = mapped_column(String(100))
+    state: Mapped[str] = mapped_column(String(16))
+    changed_at: Mapped[datetime]
+
+
+class OfferCode(Base):
+    """A code from a campaign's pool, given to at most one contact."""
+
+    __tablename__ = "offer_codes"
+    __table_args__ = (UniqueConstraint("tenant_id", "campaign", "code"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    campaign: Mapped[str] = mapped_column(String(100))
+    code: Mapped[str] = mapped_column(String(64))
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id"))
+    assigned_at: Mapped[datetime | None]
