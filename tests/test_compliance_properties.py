@@ -10,7 +10,15 @@ from zoneinfo import ZoneInfo
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from outbound.compliance import Allow, Block, ConsentRecord, Defer, MessageFacts, decide, policy_for
+from outbound.compliance import (
+    Allow,
+    Block,
+    ConsentRecord,
+    Defer,
+    MessageFacts,
+    decide,
+    policy_for,
+)
 
 UTC = timezone.utc
 ZONES = ["America/Chicago", "America/New_York", "America/Los_Angeles", "America/Phoenix", "Pacific/Honolulu",

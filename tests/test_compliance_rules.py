@@ -8,7 +8,15 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from outbound.compliance import (
-    Allow, Block, ConsentRecord, Defer, MessageFacts, decide, policy_for, resolve_jurisdiction, resolve_timezone,
+    Allow,
+    Block,
+    ConsentRecord,
+    Defer,
+    MessageFacts,
+    decide,
+    policy_for,
+    resolve_jurisdiction,
+    resolve_timezone,
 )
 from outbound.compliance.gate import RULES
 from outbound.errors import InvalidInput
@@ -251,7 +259,8 @@ def test_kr_night_window_edges(hour, minute, allowed):
 
 
 def test_kr_marketing_email_at_night_is_exempt():
-    f = kr_facts(now=local(SEOUL, 2026, 11, 20, 23, 0), channel="email", to="a@example.kr", consents=(consent("email"),))
+    f = kr_facts(now=local(SEOUL, 2026, 11, 20, 23, 0), channel="email", to="a@example.kr",
+                 consents=(consent("email"),))
     assert isinstance(gate(f), Allow)
 
 
@@ -293,6 +302,13 @@ def test_one_sms_within_a_day_defers_the_next_sms_until_a_day_after_it():
     now = facts().now
     decision = gate(facts(recent_marketing=(("sms", now - timedelta(hours=23)),)))
     assert isinstance(decision, Defer) and decision.until == now + timedelta(hours=1)
+
+
+def test_when_both_caps_hold_the_message_waits_for_the_later_release():
+    now = facts().now
+    sent = (("email", now - timedelta(days=6)), ("email", now - timedelta(days=3)), ("sms", now - timedelta(hours=1)))
+    decision = gate(facts(recent_marketing=sent))
+    assert decision.until == now + timedelta(days=1) and "cap 3" in decision.reason and "cap 1" in decision.reason
 
 
 def test_the_daily_cap_is_per_channel_and_ends_after_exactly_a_day():
@@ -369,7 +385,8 @@ def test_the_contact_time_zone_is_stored_else_from_the_phone_else_the_tenants(st
 
 
 @pytest.mark.parametrize("contact, tenant, expected", [
-    ("kr", "US", "KR"), (None, "EU", "EU"), ("mars", "US", "US"), ("", "nowhere", "default"), ("Default", "US", "default"),
+    ("kr", "US", "KR"), (None, "EU", "EU"), ("mars", "US", "US"), ("", "nowhere", "default"),
+    ("Default", "US", "default"),
 ])
 def test_the_contact_jurisdiction_overrides_the_tenants(contact, tenant, expected):
     assert resolve_jurisdiction(contact, tenant) == expected

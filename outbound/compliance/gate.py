@@ -7,7 +7,14 @@ from collections.abc import Callable, Sequence
 from outbound.compliance.decisions import Allow, Decision
 from outbound.compliance.facts import MessageFacts
 from outbound.compliance.policy import Policy
-from outbound.compliance.rules import consent, frequency_cap, kr_night, no_address, quiet_hours, suppression
+from outbound.compliance.rules import (
+    consent,
+    frequency_cap,
+    kr_night,
+    no_address,
+    quiet_hours,
+    suppression,
+)
 
 Rule = Callable[[MessageFacts, Policy], Decision | None]
 

@@ -7,8 +7,8 @@ from dataclasses import dataclass, fields, replace
 from datetime import time, timedelta
 from typing import Any
 
-from outbound.errors import InvalidInput
 from outbound.compliance.facts import JURISDICTIONS
+from outbound.errors import InvalidInput
 
 Window = tuple[time, time]
 
@@ -103,7 +103,8 @@ def _parse(raw: dict[str, Any], prefix: str) -> dict[str, Any]:
                 raise InvalidInput(f"must be 'defer' or 'drop', not {value!r}", field=field)
             parsed[key] = "drop" if value == "block" else value
         else:
-            known = sorted((_FIELDS - {"cap_window", "cap_channel_window"}) | {"cap_window_hours", "cap_channel_window_hours"})
+            known = sorted((_FIELDS - {"cap_window", "cap_channel_window"})
+                           | {"cap_window_hours", "cap_channel_window_hours"})
             raise InvalidInput(f"unknown setting (known: {', '.join(known)})", field=field)
     return parsed
 

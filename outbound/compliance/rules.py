@@ -142,7 +142,8 @@ def _survey_consent(facts: MessageFacts) -> Decision | None:
     survey = facts.latest_consent(facts.channel, "survey")
     if survey is not None and not survey.granted:
         # An explicit "no surveys" stands even when marketing is allowed: it is the narrower wish.
-        return Block(rule="consent", reason=f"the contact revoked survey {_channel(facts.channel)} on {_when(survey.at)}")
+        return Block(rule="consent",
+                     reason=f"the contact revoked survey {_channel(facts.channel)} on {_when(survey.at)}")
     if survey is not None:
         return None
     marketing = facts.latest_consent(facts.channel, "marketing")
@@ -216,7 +217,7 @@ def _over_cap(sent: list[datetime], now: datetime, cap: int, window: timedelta) 
     inside_window = sorted(at for at in sent if at > now - window)
     if len(inside_window) < cap:
         return None
-    return inside_window[0] + window
+    return inside_window[len(inside_window) - cap] + window
 
 
 def _count_in(sent: list[datetime], now: datetime, window: timedelta) -> int:
