@@ -15,8 +15,10 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(BIN)/outbound demo
 
+# The suite runs twice: on SQLite, then on a throwaway PostgreSQL server (initdb/pg_ctl).
 test: $(STAMP)
 	$(BIN)/pytest
+	OUTBOUND_TEST_BACKEND=postgres $(BIN)/pytest
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from datetime import datetime, timezone
 
 import pytest
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import NullPool
 
 from outbound.clock import SimulatedClock
 from outbound.db.session import make_engine, session_factory, upgrade
@@ -13,20 +15,53 @@ from outbound.db.session import make_engine, session_factory, upgrade
 T0 = datetime(2026, 11, 20, 0, 0, tzinfo=timezone.utc)
 
 
+BACKEND = os.environ.get("OUTBOUND_TEST_BACKEND", "sqlite")
+
+
+def pytest_report_header(config):
+    return f"database backend: {BACKEND} (set OUTBOUND_TEST_BACKEND=postgres for the PostgreSQL run)"
+
+
 @pytest.fixture(scope="session")
 def migrated_template(tmp_path_factory):
-    """Migrate once; each test copies the file (much faster than migrating per test)."""
+    """SQLite: migrate once; each test copies the file (much faster than migrating per test)."""
     path = tmp_path_factory.mktemp("template") / "template.db"
     upgrade(f"sqlite:///{path}")
     return path
 
 
+@pytest.fixture(scope="session")
+def postgres_url():
+    """PostgreSQL: one real server for the run, migrated once."""
+    from pgserver import PostgresServer
+
+    server = PostgresServer().start()
+    upgrade(server.url)
+    yield server.url
+    server.stop()
+
+
+def _empty_postgres(url: str) -> None:
+    from outbound.db.models import Base
+
+    engine = make_engine(url, poolclass=NullPool)
+    names = ", ".join(f'"{table.name}"' for table in Base.metadata.sorted_tables)
+    with engine.begin() as connection:
+        connection.exec_driver_sql(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
+    engine.dispose()
+
+
 @pytest.fixture
-def db_url(tmp_path, migrated_template) -> str:
+def db_url(request, tmp_path) -> str:
+    """A migrated, empty database for one test: a SQLite file, or the PostgreSQL server emptied."""
+    if BACKEND == "postgres":
+        url = request.getfixturevalue("postgres_url")
+        _empty_postgres(url)
+        return url
     import shutil
 
     path = tmp_path / "outbound.db"
-    shutil.copy(migrated_template, path)
+    shutil.copy(request.getfixturevalue("migrated_template"), path)
     return f"sqlite:///{path}"
 
 

@@ -16,9 +16,8 @@ def test_migrated_database_matches_the_models(db_url):
     assert diff == []
 
 
-def test_upgrade_creates_every_table_from_an_empty_file_and_is_idempotent(tmp_path):
-    url = f"sqlite:///{tmp_path / 'fresh.db'}"
-    upgrade(url)
+def test_upgrade_creates_every_table_and_a_second_upgrade_changes_nothing(db_url):
+    url = db_url
     upgrade(url)
     engine = make_engine(url)
     tables = set(inspect(engine).get_table_names())
@@ -35,6 +34,9 @@ def test_every_table_but_tenants_belongs_to_a_tenant():
         assert any(fk.column.table.name == "tenants" for fk in table.columns["tenant_id"].foreign_keys)
 
 
-def test_sqlite_database_runs_in_wal_mode(engine):
+def test_sqlite_database_runs_in_wal_mode(tmp_path):
+    upgrade(f"sqlite:///{tmp_path / 'wal.db'}")
+    engine = make_engine(f"sqlite:///{tmp_path / 'wal.db'}")
     with engine.connect() as connection:
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    engine.dispose()
