@@ -35,13 +35,25 @@ def dispatch_tick(runtime) -> None:
                  report.claimed, report.sent, report.deferred, report.blocked, report.failed, report.retried)
 
 
+def add_leader_job(scheduler: BackgroundScheduler, leadership, job, runtime, **trigger) -> None:
+    """Schedule `job(runtime)` to run only while this process leads; others skip it and keep trying to lead."""
+
+    def run_if_leader() -> None:
+        if leadership.acquire():
+            job(runtime)
+
+    scheduler.add_job(run_if_leader, id=job.__name__, max_instances=1, coalesce=True, **trigger)
+
+
 def start_scheduler(runtime, *, dispatch: bool = True) -> BackgroundScheduler:
-    """Start the background ticks; the caller shuts the scheduler down."""
+    """Start the background ticks; the caller shuts the scheduler down (and releases `scheduler.leadership`)."""
+    from outbound.leader import Leadership
+
     scheduler = BackgroundScheduler(timezone="UTC")
+    scheduler.leadership = leadership = Leadership(runtime.engine)
     if dispatch:
         scheduler.add_job(dispatch_tick, "interval", args=[runtime], id="dispatch",
                           seconds=runtime.settings.dispatch_interval_seconds, max_instances=1, coalesce=True)
-    scheduler.add_job(housekeeping, "interval", args=[runtime], id="housekeeping", minutes=1,
-                      max_instances=1, coalesce=True)
+    add_leader_job(scheduler, leadership, housekeeping, runtime, trigger="interval", minutes=1)
     scheduler.start()
     return scheduler

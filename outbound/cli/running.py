@@ -68,6 +68,7 @@ def serve(
             uvicorn.run(create_app(runtime.factory, runtime.clock, on_event=runtime.on_event), host=host, port=port)
         finally:
             scheduler.shutdown(wait=True)
+            scheduler.leadership.release()
 
 
 def worker(

@@ -29,13 +29,14 @@ def make_engine(url: str, **kwargs) -> Engine:
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.close()
-            # Let SQLAlchemy emit BEGIN itself, so SAVEPOINTs nest inside a real transaction
+            # Let SQLAlchemy emit BEGIN IMMEDIATE itself, so SAVEPOINTs nest inside a real transaction
+            # and concurrent writers queue for the lock instead of failing to upgrade a read
             # (pysqlite's own transaction handling would commit on the first released savepoint).
             dbapi_conn.isolation_level = None
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn):  # pragma: no cover - exercised by every test
-            conn.exec_driver_sql("BEGIN")
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
 

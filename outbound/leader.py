@@ -1,0 +1,71 @@
+"""One scheduler leads at a time: a PostgreSQL advisory lock, or a file lock beside a SQLite database.
+
+Leader-only jobs (housekeeping, batch campaigns, consent jobs) run only in the
+process that holds the lock; a second scheduler keeps trying and takes over
+when the first one's connection or process goes away. The jobs are idempotent,
+so a takeover in the middle of one does no harm.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import threading
+from pathlib import Path
+
+from sqlalchemy import Engine, text
+
+ADVISORY_KEY = 0x6F7574626F756E64 & 0x7FFFFFFFFFFFFFFF  # "outbound", as a positive bigint
+
+
+class Leadership:
+    """Try to become the leader; once acquired, held until `release()` or the process ends."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._lock = threading.Lock()
+        self._connection = None
+        self._file = None
+
+    @property
+    def held(self) -> bool:
+        return self._connection is not None or self._file is not None
+
+    def acquire(self) -> bool:
+        """True if this process leads (now or already); never blocks."""
+        with self._lock:
+            if self.held:
+                return True
+            if self.engine.dialect.name == "postgresql":
+                connection = self.engine.connect()
+                if connection.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": ADVISORY_KEY}).scalar():
+                    connection.commit()
+                    self._connection = connection
+                    return True
+                connection.close()
+                return False
+            return self._acquire_file()
+
+    def _acquire_file(self) -> bool:
+        database = self.engine.url.database
+        if not database or database == ":memory:":
+            self._file = True  # a private in-memory database has one process by definition
+            return True
+        handle = open(Path(database).with_suffix(".leader"), "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            return False
+        self._file = handle
+        return True
+
+    def release(self) -> None:
+        with self._lock:
+            if self._connection is not None:
+                self._connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": ADVISORY_KEY})
+                self._connection.close()
+                self._connection = None
+            if self._file not in (None, True):
+                fcntl.flock(self._file, fcntl.LOCK_UN)
+                self._file.close()
+            self._file = None
