@@ -52,7 +52,8 @@ def run(backend: str, count: int) -> list[Figure]:
         runtime = build(Settings(database_url=url, definitions=SHIPPED_DEFINITIONS), clock=clock,
                         providers={"sms": outbox, "email": outbox})
         with transaction(runtime.factory) as session:
-            tenant = create_tenant(session, clock, "bench", jurisdiction="US", timezone="America/New_York", locale="en")
+            tenant = create_tenant(session, clock, "bench", jurisdiction="US", timezone="America/New_York", locale="en",
+                                   settings={"support_contact": "help@bench.example", "postal_address": "1 Main St"})
             key = create_api_key(session, tenant, role="ingest", clock=clock)
         app = create_app(runtime.factory, clock, on_event=runtime.on_event)
 

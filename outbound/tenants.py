@@ -15,6 +15,13 @@ from outbound.errors import InvalidInput, UnknownTenant
 
 JURISDICTIONS = ("US", "KR", "EU", "default")
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+# Sender details the messages of each jurisdiction must carry (COMPLIANCE.md rules 10 and 15).
+REQUIRED_SETTINGS = {
+    "US": ("support_contact", "postal_address"),
+    "KR": ("support_contact", "optout_number"),
+    "EU": ("support_contact", "postal_address"),
+    "default": ("support_contact",),
+}
 
 
 def create_tenant(
@@ -37,6 +44,10 @@ def create_tenant(
         ZoneInfo(timezone)
     except (ZoneInfoNotFoundError, ValueError):
         raise InvalidInput(f"unknown time zone {timezone!r}", field="timezone") from None
+    missing = [key for key in REQUIRED_SETTINGS[jurisdiction] if not (settings or {}).get(key)]
+    if missing:
+        raise InvalidInput(f"a {jurisdiction} tenant needs {', '.join(missing)} (set with --set KEY=VALUE)",
+                           field="settings")
     if session.scalar(select(Tenant.id).where(Tenant.slug == slug)) is not None:
         raise InvalidInput(f"tenant {slug!r} already exists", field="slug")
     tenant = Tenant(

@@ -21,7 +21,8 @@ def test_operator_flow_from_empty_database_to_explained_messages(tmp_path):
     env = {"OUTBOUND_DEFINITIONS": str(write_definitions(tmp_path / "defs"))}
     assert invoke("db", "upgrade", "--db", db, env=env).exit_code == 0
     created = invoke("tenants", "create", "maple", "--jurisdiction", "US", "--timezone", "America/New_York",
-                     "--locale", "en", "--set", "postal_address=1 Main St", "--db", db, env=env)
+                     "--locale", "en", "--set", "postal_address=1 Main St", "--set", "support_contact=help@maple.example",
+                     "--db", db, env=env)
     assert created.exit_code == 0, created.output
 
     contacts = tmp_path / "contacts.jsonl"
@@ -96,10 +97,21 @@ def test_keys_create_prints_a_key_that_authenticates(tmp_path):
 
     db = f"sqlite:///{tmp_path / 'cli.db'}"
     invoke("db", "upgrade", "--db", db)
-    invoke("tenants", "create", "maple", "--jurisdiction", "US", "--timezone", "America/New_York", "--locale", "en", "--db", db)
+    invoke("tenants", "create", "maple", "--jurisdiction", "US", "--timezone", "America/New_York", "--locale", "en",
+           "--set", "postal_address=1 Main St", "--set", "support_contact=help@maple.example", "--db", db)
     key = invoke("keys", "create", "--tenant", "maple", "--db", db).output.strip()
     engine = make_engine(db)
     with session_factory(engine)() as session:
         tenant, role = authenticate(session, key)
     engine.dispose()
     assert (tenant.slug, role) == ("maple", "ingest")
+
+
+def test_a_tenant_without_the_sender_details_its_jurisdiction_requires_is_refused(tmp_path):
+    db = f"sqlite:///{tmp_path / 'cli.db'}"
+    invoke("db", "upgrade", "--db", db)
+    result = runner.invoke(app, ["tenants", "create", "seoul", "--jurisdiction", "KR", "--timezone", "Asia/Seoul",
+                                 "--locale", "ko", "--set", "support_contact=02-555-0100", "--db", db])
+    assert result.exit_code == 1
+    assert "optout_number" in result.output
+    assert "seoul" not in invoke("tenants", "list", "--db", db).output
