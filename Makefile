@@ -33,4 +33,4 @@ clean:
 	rm -rf $(VENV) *.egg-info
 
 lint: $(STAMP)
-	$(BIN)/ruff check --select F,E9,B outbound tests
+	$(BIN)/ruff check --select F,E9,B outbound tests bench

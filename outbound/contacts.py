@@ -430,7 +430,7 @@ def _csv_rows_utf8(path: Path) -> Iterator[tuple[int, dict | InvalidInput]]:
             if len(cells) != len(header):
                 yield start, InvalidInput(f"expected {len(header)} cells, found {len(cells)}")
                 continue
-            yield start, _csv_contact(dict(zip(header, (cell.strip() for cell in cells))), consent_columns)
+            yield start, _csv_contact(dict(zip(header, (cell.strip() for cell in cells), strict=True)), consent_columns)
 
 
 def _csv_contact(cells: dict[str, str], consent_columns: dict[str, tuple[str, str]]) -> dict | InvalidInput:

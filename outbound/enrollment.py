@@ -1,23 +1,48 @@
 """Trigger rules turn events into enrollments; enrollments schedule one message per step.
 
 Exit rules run first, so an event that both ends one enrollment and starts another
-(an order placed) never leaves a reminder for the cart it just bought.
+(an order placed) never leaves a reminder for the cart it just bought. An order is
+attributed to campaigns before that, so the purchase that ends a win-back still counts for it.
+
+A fixed share of each campaign's audience is held out (a deterministic hash of tenant,
+campaign and contact, so the same contact lands on the same side on every run and every copy of
+the database): held-out enrollments are recorded, for attribution, and never messaged. A step
+with variants sends each contact one of them, split by weight with the same kind of hash.
 """
 
 from __future__ import annotations
 
+import hashlib
+import random
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import exists, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from outbound.attribution import record_conversions
+from outbound.campaign_state import is_live
 from outbound.clock import Clock
 from outbound.context import contact_view, event_view
-from outbound.db.models import CallbackTask, Contact, Enrollment, Event, Message, MessageTransition, Tenant
+from outbound.db.models import (
+    CallbackAttempt,
+    CallbackTask,
+    Contact,
+    Enrollment,
+    Event,
+    Message,
+    MessageTransition,
+    OfferCode,
+    Tenant,
+)
 from outbound.definitions import Definitions
+from outbound.errors import NotFound
 
 PENDING = ("scheduled", "deferred")
+# Call outcomes after which a lead is still worth nurturing: nobody was reached yet.
+NURTURE_GOES_ON = frozenset({"no_answer", "busy", "voicemail", "left_message", "call_back_later", "callback", "wrong_time"})
+CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: codes are read aloud and typed
 
 
 @dataclass
@@ -40,6 +65,8 @@ def process_event(
     """Apply exit rules, then trigger rules, for one stored event."""
     outcome = EventOutcome()
     names = {"event": event_view(event), "contact": contact_view(contact)}
+    if event.type == "order_placed":
+        record_conversions(session, tenant, event, contact, definitions)
     for campaign, rule in definitions.exits_for(event.type):
         if not serves(campaign, tenant):
             continue
@@ -59,6 +86,9 @@ def process_event(
         if not serves(campaign, tenant):
             continue
         if trigger.when is not None and not trigger.when.test(**names):
+            continue
+        if not is_live(session, tenant.id, campaign, clock.now()):
+            outcome.skipped.append(campaign.name)
             continue
         enrollment = enroll(session, tenant, campaign, contact, event, clock, trigger=trigger.name)
         if enrollment is None:
@@ -90,20 +120,29 @@ def enroll(
         )
         if existing is not None:
             return None
+    held_out = in_holdout(tenant.slug, campaign.name, contact.external_id, campaign.holdout)
     enrollment = Enrollment(
         tenant_id=tenant.id, campaign=campaign.name, contact_id=contact.id, dedupe_key=key,
         trigger=trigger, event_id=event.id if event is not None else None, status="active", enrolled_at=now,
+        holdout=held_out,
     )
     session.add(enrollment)
     session.flush()
+    if held_out:
+        _end(enrollment, now, "completed", f"held out ({campaign.holdout:.0%} control group): never messaged")
+        return enrollment
+    if campaign.offer_codes is not None:
+        assign_offer_code(session, tenant, campaign, contact, enrollment, now)
     start = event.occurred_at if event is not None else now
     messages = []
     for step in campaign.steps:
         if step.when is not None and not step.when.test(**names):
             continue
+        variant = pick_variant(step, tenant.slug, campaign.name, contact.external_id)
         messages.append(Message(
             tenant_id=tenant.id, enrollment_id=enrollment.id, contact_id=contact.id, campaign=campaign.name,
-            step=step.id, channel=step.channel, purpose=campaign.purpose, template=step.template,
+            step=step.id, channel=step.channel, purpose=campaign.purpose,
+            template=step.template_of(variant), variant=variant.id if variant else None,
             status="scheduled", due_at=max(start + step.delay, now), created_at=now, updated_at=now,
         ))
     session.add_all(messages)
@@ -146,6 +185,113 @@ def complete_finished_enrollments(session: Session, tenant_id: int, at: datetime
                Enrollment.id.not_in(still_pending.where(Message.enrollment_id.is_not(None))))
         .values(status="completed", ended_at=at, end_reason="all steps done")
     )
+
+
+def end_lead_nurture(session: Session, enrollment_id: int, reason: str, clock: Clock) -> int:
+    """Stop a lead's nurture sequence (an agent recorded an outcome, or it converted); returns messages cancelled."""
+    enrollment = session.get(Enrollment, enrollment_id)
+    if enrollment is None:
+        raise NotFound(f"no enrollment {enrollment_id}")
+    if enrollment.status != "active":
+        return 0
+    return exit_enrollment(session, enrollment, clock.now(), reason)
+
+
+def end_nurture_after_outcomes(session: Session, definitions: Definitions, now: datetime) -> int:
+    """End active lead enrollments whose callback an agent answered with a final outcome; returns how many."""
+    leads = [name for name, campaign in definitions.campaigns.items() if campaign.kind == "lead"]
+    if not leads:
+        return 0
+    attempted = select(CallbackAttempt.outcome).where(
+        CallbackAttempt.task_id == CallbackTask.id, CallbackAttempt.outcome.not_in(NURTURE_GOES_ON)).limit(1)
+    rows = session.execute(
+        select(Enrollment, CallbackTask.id).join(CallbackTask, CallbackTask.enrollment_id == Enrollment.id).where(
+            Enrollment.status == "active", Enrollment.campaign.in_(leads),
+            or_(CallbackTask.outcome.not_in(NURTURE_GOES_ON), exists(attempted)))
+    ).all()
+    ended = 0
+    for enrollment, task_id in rows:
+        if enrollment.status == "active":
+            exit_enrollment(session, enrollment, now, f"agent recorded an outcome on callback task {task_id}")
+            ended += 1
+    return ended
+
+
+def in_holdout(tenant: str, campaign: str, external_id: str, share: float) -> bool:
+    """Whether the contact is in the campaign's control group (pure, stable for the same names)."""
+    return share > 0 and _bucket("holdout", tenant, campaign, external_id) < share
+
+
+def pick_variant(step, tenant: str, campaign: str, external_id: str):
+    """The step's variant for this contact, split by weight (pure, stable); None for a step without variants."""
+    if not step.variants:
+        return None
+    point = _bucket("variant", tenant, campaign, step.id, external_id) * sum(v.weight for v in step.variants)
+    for variant in step.variants:
+        point -= variant.weight
+        if point < 0:
+            return variant
+    return step.variants[-1]
+
+
+def assign_offer_code(session: Session, tenant: Tenant, campaign, contact: Contact, enrollment: Enrollment,
+                      at: datetime) -> str | None:
+    """Give the contact a code: the next unused one of the campaign's pool, else a new one from its pattern."""
+    offers = campaign.offer_codes
+    code = _from_pool(session, tenant.id, campaign.name, offers.pool, contact.id, at) if offers.pool else None
+    if code is None and offers.pattern:
+        rng = random.Random(f"{tenant.slug}:{campaign.name}:{contact.external_id}:{enrollment.id}")
+        for _ in range(8):
+            candidate = fill_code_pattern(offers.pattern, rng)
+            try:
+                with session.begin_nested():
+                    session.add(OfferCode(tenant_id=tenant.id, campaign=campaign.name, code=candidate,
+                                          contact_id=contact.id, assigned_at=at))
+                code = candidate
+                break
+            except IntegrityError:
+                continue  # already given to someone: draw again
+    return code
+
+
+def offer_code_for(session: Session, tenant_id: int, campaign: str, contact_id: int) -> str | None:
+    """The code most recently given to the contact in this campaign, for templates (`offer.code`)."""
+    return session.scalar(select(OfferCode.code).where(
+        OfferCode.tenant_id == tenant_id, OfferCode.campaign == campaign, OfferCode.contact_id == contact_id,
+    ).order_by(OfferCode.assigned_at.desc(), OfferCode.id.desc()).limit(1))
+
+
+def _from_pool(session: Session, tenant_id: int, campaign: str, pool: list[str], contact_id: int, at: datetime) -> str | None:
+    for attempt in range(2):
+        row = session.scalar(select(OfferCode).where(
+            OfferCode.tenant_id == tenant_id, OfferCode.campaign == campaign, OfferCode.contact_id.is_(None),
+            OfferCode.code.in_(pool)).order_by(OfferCode.id).limit(1).with_for_update(skip_locked=True))
+        if row is not None:
+            row.contact_id, row.assigned_at = contact_id, at
+            session.flush()
+            return row.code
+        if attempt == 0:
+            # Codes enter the table the first time the pool is drawn from (and when the file adds more).
+            known = set(session.scalars(select(OfferCode.code).where(
+                OfferCode.tenant_id == tenant_id, OfferCode.campaign == campaign, OfferCode.code.in_(pool))))
+            fresh = [code for code in pool if code not in known]
+            if not fresh:
+                return None
+            session.add_all(OfferCode(tenant_id=tenant_id, campaign=campaign, code=code) for code in fresh)
+            session.flush()
+    return None
+
+
+def fill_code_pattern(pattern: str, rng: random.Random) -> str:
+    """A code from a pattern such as WB-{random:6}: the placeholder filled from `rng`."""
+    head, _, rest = pattern.partition("{random:")
+    length, _, tail = rest.partition("}")
+    return head + "".join(rng.choice(CODE_ALPHABET) for _ in range(int(length))) + tail
+
+
+def _bucket(*parts: str) -> float:
+    digest = hashlib.sha256("\x1f".join(parts).encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
 
 
 def _end(enrollment: Enrollment, at: datetime, status: str, reason: str) -> None:

@@ -17,14 +17,17 @@ STATUSES = (
 FINAL = frozenset({"blocked", "cancelled", "delivered", "undelivered", "failed"})
 
 # Which status may follow which. A message leaves `sending` only by the provider's
-# answer (or its absence: `unknown`), so a send is never repeated blindly.
+# answer (or its absence: `unknown`), so a send is never repeated blindly. `sent` and
+# `unknown` go back to `scheduled` only when the carrier reports the message was not
+# delivered and may be later (Twilio 30003/30005): a new attempt is then no duplicate.
+# Final states take nothing, so a late `sent` after `delivered` changes nothing.
 ALLOWED: dict[str | None, frozenset[str]] = {
     None: frozenset({"scheduled"}),
     "scheduled": frozenset({"deferred", "blocked", "cancelled", "sending", "scheduled", "failed"}),
     "deferred": frozenset({"deferred", "blocked", "cancelled", "sending", "scheduled", "failed"}),
     "sending": frozenset({"sent", "delivered", "undelivered", "failed", "unknown", "scheduled"}),
-    "sent": frozenset({"delivered", "undelivered", "failed"}),
-    "unknown": frozenset({"sent", "delivered", "undelivered", "failed"}),
+    "sent": frozenset({"delivered", "undelivered", "failed", "scheduled"}),
+    "unknown": frozenset({"sent", "delivered", "undelivered", "failed", "scheduled"}),
     "delivered": frozenset(),
     "undelivered": frozenset(),
     "failed": frozenset(),

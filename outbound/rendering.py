@@ -20,7 +20,9 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from outbound.errors import DefinitionError, OutboundError
 
 CHANNELS = ("sms", "email")
-CONTEXT_NAMES = frozenset({"contact", "event", "tenant", "campaign", "step", "links"})
+# `offer` ({"code": …}) and `variant` (the A/B variant id, or none) come with every message dispatch renders;
+# `links.survey` (append /SCORE for a one-click answer) with every survey message.
+CONTEXT_NAMES = frozenset({"contact", "event", "tenant", "campaign", "step", "links", "offer", "variant"})
 EMAIL_BLOCKS = ("subject", "text")
 FILE_NAME = re.compile(r"^(?P<channel>[a-z]+)\.(?P<locale>[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*)\.j2$")
 

@@ -11,7 +11,8 @@ from sqlalchemy import select
 from outbound.db.models import Tenant
 from outbound.db.session import transaction
 from outbound.dispatch import expire_sending
-from outbound.enrollment import complete_finished_enrollments
+from outbound.enrollment import complete_finished_enrollments, end_nurture_after_outcomes
+from outbound.fallback import sweep_undelivered
 
 log = logging.getLogger(__name__)
 
@@ -21,10 +22,23 @@ def housekeeping(runtime) -> None:
     now = runtime.clock.now()
     with transaction(runtime.factory) as session:
         expired = expire_sending(session, now, timedelta(minutes=runtime.settings.sending_expiry_minutes))
+        sweep_undelivered(session, runtime.definitions, now)
+        end_nurture_after_outcomes(session, runtime.definitions, now)
         for tenant_id in session.scalars(select(Tenant.id)):
             complete_finished_enrollments(session, tenant_id, now)
     if expired:
         log.warning("%d messages had no provider answer and are now 'unknown'", expired)
+
+
+def consent_duties(runtime) -> None:
+    """KR consent duties: enroll due consent-change notices and 2-year reconfirmation requests."""
+    from outbound.consent_jobs import run_consent_jobs
+
+    with transaction(runtime.factory) as session:
+        report = run_consent_jobs(session, runtime.definitions, runtime.clock.now())
+    if report.notices or report.reconfirmations:
+        log.info("consent duties: %d change notices, %d reconfirmation requests", report.notices,
+                 report.reconfirmations)
 
 
 def dispatch_tick(runtime) -> None:
@@ -55,5 +69,10 @@ def start_scheduler(runtime, *, dispatch: bool = True) -> BackgroundScheduler:
         scheduler.add_job(dispatch_tick, "interval", args=[runtime], id="dispatch",
                           seconds=runtime.settings.dispatch_interval_seconds, max_instances=1, coalesce=True)
     add_leader_job(scheduler, leadership, housekeeping, runtime, trigger="interval", minutes=1)
+    add_leader_job(scheduler, leadership, consent_duties, runtime, trigger="interval", hours=1)
+    from outbound.batch import prune_batch_jobs, schedule_batch_jobs
+
+    batch_jobs = schedule_batch_jobs(scheduler, runtime, leadership)
     scheduler.start()
+    prune_batch_jobs(scheduler, batch_jobs)
     return scheduler

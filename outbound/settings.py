@@ -31,3 +31,7 @@ class Settings(BaseSettings):
     dispatch_batch_size: int = 500
     dispatch_interval_seconds: float = 5.0
     sending_expiry_minutes: int = 15
+    # Messages per second per sender (number, messaging service, email domain); ≤ 0: no limit.
+    # A tenant's `sms_rate_per_second` / `email_rate_per_second` setting overrides these.
+    sms_rate_per_second: float = 10.0
+    email_rate_per_second: float = 100.0

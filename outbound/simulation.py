@@ -5,9 +5,15 @@ from __future__ import annotations
 import math
 from datetime import datetime, timedelta
 
+from outbound.batch import next_batch_time, run_due_batches
 from outbound.clock import SimulatedClock
 from outbound.db.session import transaction
 from outbound.dispatch import TickReport, expire_sending, next_due
+from outbound.enrollment import end_nurture_after_outcomes
+from outbound.fallback import sweep_undelivered
+from outbound.scheduler import consent_duties
+
+CONSENT_DUTIES_EVERY = timedelta(hours=1)
 
 
 def _round_up(when: datetime, step: timedelta) -> datetime:
@@ -20,12 +26,23 @@ def run_until(runtime, clock: SimulatedClock, until: datetime, step: timedelta =
               on_tick=None) -> TickReport:
     """Advance `clock` to `until`, stopping at each time work is due (on the `step` grid) and doing it."""
     total = TickReport()
+    consent_checked = None
     while True:
+        # KR consent notices and reconfirmation requests, at most once per simulated hour (as the scheduler).
+        if consent_checked is None or clock.now() - consent_checked >= CONSENT_DUTIES_EVERY:
+            consent_duties(runtime)
+            consent_checked = clock.now()
+        # Cron batch campaigns fire at their times on this clock too, before what they enroll is sent.
+        run_due_batches(runtime.factory, runtime.definitions, clock)
         report = runtime.dispatcher.drain()
         total.add(report)
         with transaction(runtime.factory) as session:
             expire_sending(session, clock.now(), timedelta(minutes=runtime.settings.sending_expiry_minutes))
+            sweep_undelivered(session, runtime.definitions, clock.now())
+            end_nurture_after_outcomes(session, runtime.definitions, clock.now())
             due = next_due(session)
+        batch_due = next_batch_time(runtime.factory, runtime.definitions, clock.now())
+        due = min((t for t in (due, batch_due) if t is not None), default=None)
         if on_tick is not None:
             on_tick(clock.now())
         if due is None or due > until:

@@ -47,6 +47,8 @@ def _empty_postgres(url: str) -> None:
     engine = make_engine(url, poolclass=NullPool)
     names = ", ".join(f'"{table.name}"' for table in Base.metadata.sorted_tables)
     with engine.begin() as connection:
+        # A session an earlier test left open would hold its locks for ever: fail instead of hanging.
+        connection.exec_driver_sql("SET LOCAL lock_timeout = '30s'")
         connection.exec_driver_sql(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
     engine.dispose()
 

@@ -25,7 +25,8 @@ ZONES = ["America/Chicago", "America/New_York", "America/Los_Angeles", "America/
          "America/Sao_Paulo", "Asia/Seoul", "Asia/Kolkata", "Europe/Berlin", "Europe/London",
          "Australia/Lord_Howe", "Pacific/Chatham", "UTC"]
 REASONS = ["opt_out", "hard_bounce", "spam_report", "undeliverable", "unsubscribe"]
-RULE_NAMES = {"no_address", "suppression", "consent", "quiet_hours", "kr_night", "frequency_cap"}
+RULE_NAMES = {"no_address", "suppression", "consent", "quiet_hours", "kr_night", "frequency_cap", "kr_reconfirmation",
+              "postal_address", "complaint_breaker", "dnc", "dnc_stale"}
 # Local times on either side of the quiet-hours and night-window edges, and some in the middle of the night.
 EDGES = [(7, 59), (8, 0), (20, 59), (21, 0), (0, 0), (2, 30), (12, 0)]
 FAST = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -35,14 +36,18 @@ FAST = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCh
 
 def newest(records):
     """The ledger entry that counts; at the same instant a revocation is taken as the later one."""
-    ordered = sorted(records, key=lambda c: (c.at, 1 if not c.granted else 0))
+    ordered = sorted(records, key=lambda c: (c.at, 1 if not c.granted else 0, 0 if c.night else 1))
     return ordered[-1] if ordered else None
 
 
 def six_months_before(now: datetime, zone: ZoneInfo) -> datetime:
+    return months_before_plainly(now, zone, 6)
+
+
+def months_before_plainly(now: datetime, zone: ZoneInfo, months: int) -> datetime:
     wall = now.astimezone(zone)
     year, month = wall.year, wall.month
-    for _ in range(6):
+    for _ in range(months):
         year, month = (year - 1, 12) if month == 1 else (year, month - 1)
     last_day = 31
     while True:
@@ -89,6 +94,9 @@ def oracle_allows(f: MessageFacts) -> bool:
         if f.last_purchase_at < six_months_before(f.now, zone):
             return False
     elif not latest.granted:
+        return False
+    elif f.jurisdiction == "KR" and latest.channel == f.channel and latest.at <= months_before_plainly(f.now, zone, 24):
+        # An advertising consent two years old or more has lapsed unless reconfirmed.
         return False
 
     if f.jurisdiction == "US" and f.channel == "sms" and not (8 <= wall.hour < 21):

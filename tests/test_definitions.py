@@ -51,7 +51,8 @@ def root(tmp_path) -> Path:
     return write(tmp_path, {
         "campaigns/reminder.yaml": CAMPAIGN,
         "triggers/main.yaml": TRIGGERS,
-        "templates/hello/sms.en.j2": "Hi {{ contact.external_id }}\n",
+        # A marketing SMS: it offers an opt-out, as every EU marketing message must (definitions/formats.py).
+        "templates/hello/sms.en.j2": "Hi {{ contact.external_id }}. Reply STOP to opt out\n",
     })
 
 
@@ -69,8 +70,10 @@ def only_error(root: Path):
 
 def test_every_shipped_definition_loads():
     loaded = load_definitions(REPO)
-    assert set(loaded.campaigns) == {"shipping_delay", "cart_abandonment", "delivery_survey", "churn_winback", "lead_followup"}
-    assert {t.on for t in loaded.triggers} == {"shipping_delayed", "cart_abandoned", "order_delivered",
+    assert set(loaded.campaigns) == {"shipping_delay", "cart_abandonment", "delivery_survey", "churn_winback",
+                                     "lead_followup", "lapsed_winback", "support_csat", "kr_consent_notice",
+                                     "kr_consent_reconfirmation"}
+    assert {t.on for t in loaded.triggers} == {"shipping_delayed", "cart_abandoned", "order_delivered", "ticket_closed",
                                                "churn_risk_scored", "lead_created"}
 
 
@@ -88,7 +91,8 @@ def test_shipped_campaigns_have_the_steps_and_rules_the_demo_relies_on():
     assert cart.enrollment.window == timedelta(days=7)
     assert [(c.name, r.key.source) for c, r in loaded.exits_for("order_placed") if c.name == "cart_abandonment"] == [
         ("cart_abandonment", "event.data.cart_id")]
-    assert {c.name for c, _ in loaded.exits_for("order_placed")} == {"cart_abandonment", "churn_winback", "lead_followup"}
+    assert {c.name for c, _ in loaded.exits_for("order_placed")} == {"cart_abandonment", "churn_winback", "lapsed_winback",
+                                                                     "lead_followup"}
     assert loaded.campaigns["shipping_delay"].purpose == "transactional"
     assert loaded.campaigns["lead_followup"].callback.priority == 10
     (winback,) = loaded.triggers_for("churn_risk_scored")

@@ -38,13 +38,13 @@ def server():
 
 @pytest.fixture
 def twilio(server):
-    return TwilioSms(DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, from_number=FROM_NUMBER, api_base=server.url, timeout=0.3)
+    return TwilioSms(DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, from_number=FROM_NUMBER, api_base=server.url, timeout=1.5)
 
 
 @pytest.fixture
 def sendgrid(server):
     return SendGridEmail(
-        DEFAULT_SENDGRID_API_KEY, "shop@example.com", from_name="Shop", api_base=server.url, timeout=0.3
+        DEFAULT_SENDGRID_API_KEY, "shop@example.com", from_name="Shop", api_base=server.url, timeout=1.5
     )
 
 
@@ -189,7 +189,7 @@ def test_twilio_dropped_connection_is_transient_possibly_delivered_and_sent_once
 
 
 def test_twilio_slow_answer_times_out_as_transient_and_possibly_delivered(twilio, server):
-    server.fail_next("twilio", delay=2)
+    server.fail_next("twilio", delay=5)
 
     with pytest.raises(TransientProviderError) as raised:
         twilio.send(sms())
@@ -199,7 +199,7 @@ def test_twilio_slow_answer_times_out_as_transient_and_possibly_delivered(twilio
 
 def test_twilio_unreachable_host_is_transient_and_certainly_not_delivered():
     provider = TwilioSms(DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, from_number=FROM_NUMBER,
-                         api_base=f"http://127.0.0.1:{unused_port()}", timeout=0.3)
+                         api_base=f"http://127.0.0.1:{unused_port()}", timeout=1.5)
 
     with pytest.raises(TransientProviderError) as raised:
         provider.send(sms())
@@ -310,7 +310,7 @@ def test_sendgrid_dropped_connection_is_transient_possibly_delivered_and_sent_on
 
 
 def test_sendgrid_slow_answer_times_out_as_transient(sendgrid, server):
-    server.fail_next("sendgrid", delay=2)
+    server.fail_next("sendgrid", delay=5)
 
     with pytest.raises(TransientProviderError) as raised:
         sendgrid.send(email())
@@ -320,7 +320,7 @@ def test_sendgrid_slow_answer_times_out_as_transient(sendgrid, server):
 
 def test_sendgrid_unreachable_host_is_transient_and_certainly_not_delivered():
     provider = SendGridEmail(DEFAULT_SENDGRID_API_KEY, "shop@example.com",
-                             api_base=f"http://127.0.0.1:{unused_port()}", timeout=0.3)
+                             api_base=f"http://127.0.0.1:{unused_port()}", timeout=1.5)
 
     with pytest.raises(TransientProviderError) as raised:
         provider.send(email())

@@ -7,7 +7,6 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import pytest
 
 from outbound.testing import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, FakeProviderServer
 

@@ -1,18 +1,25 @@
-"""Callback commands: the tasks agents work."""
+"""Callback commands: the tasks agents work, and the agents' accounts."""
 
 from __future__ import annotations
 
+import csv
 import json
-from typing import Annotated
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
 
 import typer
 from rich.table import Table
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from outbound.cli.common import DbOption, TenantOption, console, database, friendly_errors
-from outbound.db.models import CallbackTask, Contact, Tenant
+from outbound.db.models import Agent, CallbackAttempt, CallbackTask, Contact, Tenant
 
 app = typer.Typer(no_args_is_help=True, help="Callback tasks for agents.")
+agents_app = typer.Typer(no_args_is_help=True, help="Agent and supervisor accounts for the callback pages.")
+
+EXPORT_COLUMNS = ("id", "tenant", "campaign", "contact", "phone", "reason", "priority", "status", "due_at", "created_at",
+                  "closed_at", "attempts", "outcome", "agent", "notes")
 
 
 @app.command("list")
@@ -40,3 +47,65 @@ def callbacks_list(
             table.add_row(str(task.id), slug, task.campaign, external_id, phone or "", str(task.priority), task.status,
                           f"{task.due_at:%Y-%m-%d %H:%M}Z", task.reason)
         console.print(table)
+
+
+@app.command("export")
+def callbacks_export(
+    out: Annotated[Optional[Path], typer.Option("--out", help="CSV file to write (default: standard output)")] = None,
+    tenant: TenantOption = None,
+    db: DbOption = None,
+) -> None:
+    """Export callback tasks as CSV, one row per task with its latest outcome."""
+    with friendly_errors(), database(db) as factory, factory() as session:
+        # The agent holding the task now, else the one who made its last call.
+        last_caller = (select(Agent.username).join(CallbackAttempt, CallbackAttempt.agent_id == Agent.id)
+                       .where(CallbackAttempt.task_id == CallbackTask.id)
+                       .order_by(CallbackAttempt.id.desc()).limit(1).correlate(CallbackTask).scalar_subquery())
+        holder = select(Agent.username).where(Agent.id == CallbackTask.claimed_by).correlate(CallbackTask).scalar_subquery()
+        query = (select(CallbackTask, Tenant.slug, Contact.external_id, Contact.phone, func.coalesce(holder, last_caller))
+                 .join(Tenant, Tenant.id == CallbackTask.tenant_id).join(Contact, Contact.id == CallbackTask.contact_id)
+                 .order_by(CallbackTask.id))
+        if tenant:
+            query = query.where(Tenant.slug == tenant)
+        handle = out.open("w", newline="", encoding="utf-8") if out else sys.stdout
+        try:
+            writer = csv.writer(handle)
+            writer.writerow(EXPORT_COLUMNS)
+            count = 0
+            for task, slug, external_id, phone, username in session.execute(query):
+                writer.writerow([task.id, slug, task.campaign, external_id, phone or "", task.reason, task.priority,
+                                 task.status, _iso(task.due_at), _iso(task.created_at), _iso(task.closed_at),
+                                 task.attempts, task.outcome or "", username or "", task.notes or ""])
+                count += 1
+        finally:
+            if out:
+                handle.close()
+    if out:
+        console.print(f"wrote {count} callback tasks to {out}")
+
+
+@agents_app.command("create")
+def agents_create(
+    username: str,
+    tenant: Annotated[str, typer.Option("--tenant", help="Tenant slug")],
+    name: Annotated[str, typer.Option("--name", help="Display name")],
+    supervisor: Annotated[bool, typer.Option("--supervisor", help="May see the supervisor page")] = False,
+    password: Annotated[Optional[str], typer.Option("--password", help="Password (prompted when not given)")] = None,
+    db: DbOption = None,
+) -> None:
+    """Create an agent account (or a supervisor's) for a tenant's callback pages."""
+    from outbound.agents import create_agent
+    from outbound.clock import SystemClock
+    from outbound.db.session import transaction
+    from outbound.tenants import get_tenant
+
+    if password is None:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    with friendly_errors(), database(db) as factory, transaction(factory) as session:
+        agent = create_agent(session, get_tenant(session, tenant), username, name=name, password=password,
+                             role="supervisor" if supervisor else "agent", clock=SystemClock())
+        console.print(f"created {agent.role} {agent.username} in tenant {tenant}")
+
+
+def _iso(value) -> str:
+    return value.isoformat() if value is not None else ""

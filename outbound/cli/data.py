@@ -51,6 +51,7 @@ def message_record(message: Message, tenant: str, contact: str) -> dict:
         "sent_at": message.sent_at.isoformat() if message.sent_at else None,
         "rule": message.rule, "reason": message.reason, "subject": message.subject, "body": message.body,
         "locale": message.locale, "provider": message.provider, "provider_id": message.provider_id,
+        "sender": message.sender, "error_code": message.error_code, "attempts": message.attempts,
     }
 
 
@@ -102,16 +103,38 @@ def explain(message_id: Annotated[int, typer.Argument(help="Message id")], db: D
                       f"{message.channel} {message.purpose} to {contact.external_id} ({message.to_address or '-'})")
         console.print(f"status [bold]{message.status}[/bold]"
                       + (f" — {message.rule}: {message.reason}" if message.reason else ""), highlight=False)
-        if message.provider_id:
-            console.print(f"provider {message.provider} id {message.provider_id}")
+        if message.provider_id or message.provider:
+            console.print(f"provider {message.provider or '-'} id {message.provider_id or '-'}  from {message.sender or '-'}  "
+                          f"attempts {message.attempts}" + (f"  error code {message.error_code}" if message.error_code else ""),
+                          highlight=False)
         table = Table("at (UTC)", "from", "to", "by", "rule", "reason")
         for step in session.scalars(select(MessageTransition).where(
                 MessageTransition.message_id == message.id).order_by(MessageTransition.id)):
             table.add_row(f"{step.at:%Y-%m-%d %H:%M:%S}", step.from_status or "", step.to_status, step.source,
                           step.rule or "", step.reason or "")
         console.print(table)
+        _print_delivery_events(session, message)
         if message.body:
             console.print(f"[dim]{message.subject + chr(10) if message.subject else ''}{message.body}[/dim]", highlight=False)
+
+
+def _print_delivery_events(session, message: Message) -> None:
+    """What the provider reported about the message (status callbacks, bounces, opens), in arrival order."""
+    from outbound.db.models import DeliveryEvent
+
+    events = list(session.scalars(select(DeliveryEvent).where(
+        DeliveryEvent.tenant_id == message.tenant_id, DeliveryEvent.message_id == message.id).order_by(DeliveryEvent.id)))
+    if not events:
+        return
+    # One line per event, so provider ids stay whole on narrow terminals.
+    console.print("[bold]delivery events[/bold]")
+    for event in events:
+        detail = event.detail or {}
+        extra = ", ".join(f"{k}={v}" for k, v in detail.items()
+                          if v is not None and k not in ("error_code", "provider_message_id", "status"))
+        console.print(f"  {event.received_at:%Y-%m-%d %H:%M:%S}  {event.provider} {event.type}  {event.provider_event_id}"
+                      + (f"  code {detail['error_code']}" if detail.get("error_code") else "")
+                      + (f"  {extra[:120]}" if extra else ""), highlight=False)
 
 
 def register(app: typer.Typer) -> None:

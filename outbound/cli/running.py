@@ -65,7 +65,8 @@ def serve(
     with friendly_errors(), runtime_for(db) as runtime:
         scheduler = start_scheduler(runtime)
         try:
-            uvicorn.run(create_app(runtime.factory, runtime.clock, on_event=runtime.on_event), host=host, port=port)
+            app = create_app(runtime.factory, runtime.clock, on_event=runtime.on_event, settings=runtime.settings)
+            uvicorn.run(app, host=host, port=port)
         finally:
             scheduler.shutdown(wait=True)
             scheduler.leadership.release()

@@ -8,9 +8,10 @@ from outbound.compliance.decisions import Allow, Block, Decision, Defer
 from outbound.compliance.facts import ConsentRecord, MessageFacts
 from outbound.compliance.gate import RULES, Rule, decide
 from outbound.compliance.policy import Policy, policy_for
+from outbound.compliance.standing import dnc_decision
 from outbound.compliance.zones import resolve_jurisdiction, resolve_timezone
 
 __all__ = [
     "Allow", "Block", "ConsentRecord", "Decision", "Defer", "MessageFacts", "Policy", "RULES", "Rule",
-    "decide", "policy_for", "resolve_jurisdiction", "resolve_timezone",
+    "decide", "dnc_decision", "policy_for", "resolve_jurisdiction", "resolve_timezone",
 ]

@@ -44,6 +44,12 @@ class MessageFacts:
     suppressions: tuple[str, ...] = ()
     recent_marketing: tuple[tuple[str, datetime], ...] = ()
     last_purchase_at: datetime | None = None
+    # The tenant has a postal address for its marketing email (US CAN-SPAM); the dispatcher fills it in.
+    has_postal_address: bool = True
+    # The tenant's rolling spam-complaint rate on email (complaints / emails sent), 0.0 to 1.0.
+    complaint_rate: float = 0.0
+    # When the tenant's newest Do-Not-Call list was published (calls only); None when none was imported.
+    dnc_list_date: datetime | None = None
 
     def __post_init__(self) -> None:
         if self.channel not in CHANNELS:
@@ -64,6 +70,8 @@ class MessageFacts:
                            tuple((channel, ensure_utc(sent_at)) for channel, sent_at in self.recent_marketing))
         if self.last_purchase_at is not None:
             object.__setattr__(self, "last_purchase_at", ensure_utc(self.last_purchase_at))
+        if self.dnc_list_date is not None:
+            object.__setattr__(self, "dnc_list_date", ensure_utc(self.dnc_list_date))
 
     @property
     def zone(self) -> ZoneInfo:
@@ -81,5 +89,6 @@ class MessageFacts:
 
 
 def latest(records) -> ConsentRecord | None:
-    """The newest of `records`; at the same instant a revocation outranks a grant, so doubt never sends."""
-    return max(records, key=lambda c: (c.at, not c.granted), default=None)
+    """The newest of `records`; at the same instant a revocation outranks a grant, and a grant without
+    night-time consent outranks one with it, so doubt never sends."""
+    return max(records, key=lambda c: (c.at, not c.granted, not c.night), default=None)

@@ -15,13 +15,15 @@ from outbound.compliance.rules import (
     quiet_hours,
     suppression,
 )
+from outbound.compliance.standing import complaint_breaker, dnc, kr_reconfirmation, postal_address
 
 Rule = Callable[[MessageFacts, Policy], Decision | None]
 
 # Blocks come before defers, so a message that can never go is not deferred first and blocked later.
-# Further rules (US postal address, spam-complaint breaker, KR 2-year reconfirmation, Do-Not-Call)
-# are more functions of the same shape, added here in the place their kind of answer belongs.
-RULES: tuple[Rule, ...] = (no_address, suppression, consent, quiet_hours, kr_night, frequency_cap)
+RULES: tuple[Rule, ...] = (
+    no_address, dnc, suppression, consent, kr_reconfirmation, postal_address, complaint_breaker,
+    quiet_hours, kr_night, frequency_cap,
+)
 
 
 def decide(facts: MessageFacts, policy: Policy, rules: Sequence[Rule] = RULES) -> Decision:

@@ -34,11 +34,20 @@ class Policy:
     cap_per_channel: int | None = 1
     cap_channel_window: timedelta = timedelta(hours=24)
     over_cap: str = "defer"  # or "drop": a message over the cap is blocked instead of waiting
+    # Marketing email must carry the sender's postal address (US CAN-SPAM, 15 USC 7704).
+    require_postal_address: bool = False
+    # Spam-complaint rate (complaints / emails sent, rolling) above which marketing email pauses, and warns.
+    complaint_pause_rate: float | None = 0.003
+    complaint_warn_rate: float | None = 0.001
+    # Advertising consent lapses this many calendar months after it was given (KR Art. 50⑧, Decree 62-3).
+    reconfirm_months: int | None = None
+    # Calls need a Do-Not-Call list published at most this many days ago (US 47 CFR 64.1200(c)(2)).
+    dnc_max_age_days: int | None = None
 
 
 DEFAULTS: dict[str, Policy] = {
-    "US": Policy(jurisdiction="US", quiet_hours=(time(8), time(21))),
-    "KR": Policy(jurisdiction="KR", night_window=(time(21), time(8)), purchase_basis_months=6),
+    "US": Policy(jurisdiction="US", quiet_hours=(time(8), time(21)), require_postal_address=True, dnc_max_age_days=31),
+    "KR": Policy(jurisdiction="KR", night_window=(time(21), time(8)), purchase_basis_months=6, reconfirm_months=24),
     "EU": Policy(jurisdiction="EU", purchase_basis_months=6, objection_covers_all_channels=True),
     "default": Policy(jurisdiction="default"),
 }
@@ -84,8 +93,13 @@ def _parse(raw: dict[str, Any], prefix: str) -> dict[str, Any]:
             if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
                 raise InvalidInput("must be a list of channel names", field=field)
             parsed[key] = tuple(value)
-        elif key == "purchase_basis_months":
+        elif key in ("purchase_basis_months", "reconfirm_months", "dnc_max_age_days"):
             parsed[key] = _count(value, field, minimum=0)
+        elif key in ("complaint_pause_rate", "complaint_warn_rate"):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not 0 <= value <= 1):
+                raise InvalidInput(f"must be a fraction from 0 to 1 (0.003 is 0.3%) or null, not {value!r}", field=field)
+            parsed[key] = None if value is None else float(value)
         elif key in ("cap_per_window", "cap_per_channel"):
             # A cap of 0 would defer forever with no time to wake up at; "no marketing" is a consent matter.
             parsed[key] = _count(value, field, minimum=1)
@@ -94,7 +108,7 @@ def _parse(raw: dict[str, Any], prefix: str) -> dict[str, Any]:
             if hours is None:
                 raise InvalidInput("must be a whole number of hours ≥ 1", field=field)
             parsed[key.removesuffix("_hours")] = timedelta(hours=hours)
-        elif key == "objection_covers_all_channels":
+        elif key in ("objection_covers_all_channels", "require_postal_address"):
             if not isinstance(value, bool):
                 raise InvalidInput("must be true or false", field=field)
             parsed[key] = value

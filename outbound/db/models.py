@@ -9,12 +9,16 @@ from sqlalchemy import (
     JSON,
     Float,
     Boolean,
+    Column,
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
+    Table,
     Text,
+    Unicode,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -368,3 +372,29 @@ class OfferCode(Base):
     code: Mapped[str] = mapped_column(String(64))
     contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id"))
     assigned_at: Mapped[datetime | None]
+
+
+class BatchRun(Base):
+    """One run of a scheduled (cron) campaign for one tenant at one fire time; stored once per fire time."""
+
+    __tablename__ = "batch_runs"
+    __table_args__ = (UniqueConstraint("tenant_id", "campaign", "fire_time"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    campaign: Mapped[str] = mapped_column(String(100))
+    fire_time: Mapped[datetime]  # the cron time this run stands for
+    started_at: Mapped[datetime]
+    audience: Mapped[int] = mapped_column(Integer, default=0)  # contacts the audience rule matched
+    enrolled: Mapped[int] = mapped_column(Integer, default=0)
+    held_out: Mapped[int] = mapped_column(Integer, default=0)
+
+
+# APScheduler's SQLAlchemyJobStore table, with exactly the columns it creates itself, so that
+# the migrations own it and the job store's own create_all finds it already there.
+apscheduler_jobs = Table(
+    "apscheduler_jobs",
+    Base.metadata,
+    Column("id", Unicode(191), primary_key=True),
+    Column("next_run_time", Float(25), index=True),
+    Column("job_state", LargeBinary, nullable=False),
+)

@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from outbound.definitions.formats import format_problems
 from outbound.definitions.schema import CampaignDef, ExitRule, TriggerDef, TriggerFile
 from outbound.errors import DefinitionError, OutboundError
 from outbound.rendering import Renderer
@@ -76,12 +77,14 @@ def load_definitions(root: Path) -> Definitions:
             continue
         campaigns[campaign.name] = campaign
         for index, step in enumerate(campaign.steps):
-            if not renderer.available_locales(step.template, step.channel):
-                errors.append(document.error(
-                    f"template {step.template!r} has no {step.channel} file"
-                    f" (expected templates/{step.template}/{step.channel}.<locale>.j2)",
-                    ("steps", index, "template"),
-                ))
+            for template in step.templates():
+                number = next((n for n, v in enumerate(step.variants) if v.template == template), None)
+                where = ("steps", index, "template") if number is None else ("steps", index, "variants", number, "template")
+                for channel in (step.channel, step.fallback) if step.fallback else (step.channel,):
+                    if not renderer.available_locales(template, channel):
+                        errors.append(document.error(
+                            f"template {template!r} has no {channel} file"
+                            f" (expected templates/{template}/{channel}.<locale>.j2)", where))
 
     triggers: list[TriggerDef] = []
     first_seen: dict[str, str] = {}
@@ -104,6 +107,8 @@ def load_definitions(root: Path) -> Definitions:
                 triggers.append(trigger)
             first_seen.setdefault(trigger.name, where)
 
+    # Marketing templates must satisfy the message format of every jurisdiction they may serve.
+    errors.extend(format_problems(campaigns.values(), renderer))
     if errors:
         raise DefinitionErrors(sorted(errors, key=lambda e: (e.file, e.line or 0, e.field or "")))
     return Definitions(root=root, campaigns=campaigns, triggers=triggers, renderer=renderer)

@@ -2,18 +2,35 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
+from outbound.audience import Audience, InvalidAudience, compile_audience
 from outbound.clock import parse_duration
 from outbound.conditions import Condition, InvalidCondition, compile_condition
 
 Kind = Literal["notification", "reminder", "survey", "winback", "lead"]
 Purpose = Literal["transactional", "survey", "marketing"]
 Channel = Literal["sms", "email"]
+Scale = Literal["nps", "csat"]
 IDENTIFIER = r"^[a-z0-9][a-z0-9_-]*$"
+SCALES = {"nps": (0, 10), "csat": (1, 5)}
+# Default service-recovery thresholds: NPS detractors (0-6), CSAT dissatisfied (1-2).
+RECOVERY_AT = {"nps": 6, "csat": 2}
+OFFER_PATTERN = re.compile(r"^[A-Z0-9-]*\{random:(?P<length>\d+)\}[A-Z0-9-]*$")
 
 
 def _duration(value: Any) -> timedelta:
@@ -34,22 +51,154 @@ def _condition(value: Any) -> Condition:
         raise ValueError(error.detail) from None
 
 
+def _audience(value: Any) -> Audience:
+    if isinstance(value, Audience):
+        return value
+    try:
+        return compile_audience(value)
+    except InvalidAudience as error:
+        raise ValueError(str(error)) from None
+
+
 Duration = Annotated[timedelta, BeforeValidator(_duration)]
 ConditionField = Annotated[Condition, BeforeValidator(_condition)]
+AudienceField = Annotated[Audience, BeforeValidator(_audience)]
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
 
 
+class VariantDef(_Model):
+    """One arm of an A/B test of a step: its share of the split (by weight) and its template.
+
+    A variant without a template uses the step's; the template can tell the arms apart by `variant`
+    (for example a second subject line), so a small test needs no second file.
+    """
+
+    id: str = Field(pattern=IDENTIFIER, max_length=32)
+    template: str | None = Field(default=None, pattern=IDENTIFIER)
+    weight: int = Field(default=1, ge=1)
+
+
 class StepDef(_Model):
-    """One message of a campaign: its channel, its delay after the triggering event, its template."""
+    """One message of a campaign: its channel, its delay, its template (or A/B variants), its fallback channel."""
 
     id: str = Field(pattern=IDENTIFIER)
     channel: Channel
     delay: Duration = timedelta(0)
-    template: str = Field(pattern=IDENTIFIER)
+    template: str | None = Field(default=None, pattern=IDENTIFIER)
+    variants: list[VariantDef] = Field(default_factory=list)
     when: ConditionField | None = None
+    # When the address turns out undeliverable (no number, invalid number, landline), send on this channel.
+    fallback: Channel | None = None
+    # An SMS whose rendered text needs more segments than this is blocked, never sent (COMPLIANCE 22).
+    max_segments: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _template_or_variants(self) -> "StepDef":
+        if self.max_segments is not None and self.channel != "sms":
+            raise ValueError("max_segments limits SMS steps only")
+        if self.template is None and (not self.variants or any(v.template is None for v in self.variants)):
+            raise ValueError("a step needs a template, or variants each with a template")
+        if len(self.variants) == 1:
+            raise ValueError("an A/B test needs at least two variants")
+        ids = [variant.id for variant in self.variants]
+        if len(set(ids)) != len(ids):
+            raise ValueError("variant ids must be unique within a step")
+        if self.fallback is not None and self.fallback == self.channel:
+            raise ValueError(f"the fallback channel must differ from the step's channel ({self.channel})")
+        return self
+
+    def templates(self) -> list[str]:
+        """Every template this step may send: its own and its variants', once each."""
+        names = [self.template] + [variant.template for variant in self.variants]
+        return list(dict.fromkeys(name for name in names if name))
+
+    def template_of(self, variant: "VariantDef | None") -> str:
+        """The template a contact gets with this variant (the step's when the variant names none)."""
+        return (variant.template if variant is not None and variant.template else self.template)  # type: ignore[return-value]
+
+
+class SurveyConfig(_Model):
+    """How a survey's answers are read: the scale, how long an answer counts, when an agent calls back."""
+
+    scale: Scale = "nps"
+    window: Duration = timedelta(days=7)
+    recovery_threshold: int | None = None
+    recovery_reason: str = Field(default="Low survey score: call to recover the customer", min_length=1)
+    recovery_priority: int = 5
+
+    @model_validator(mode="after")
+    def _threshold_on_scale(self) -> "SurveyConfig":
+        low, high = SCALES[self.scale]
+        if self.recovery_threshold is not None and not low <= self.recovery_threshold <= high:
+            raise ValueError(f"recovery_threshold must be on the {self.scale} scale ({low}-{high})")
+        return self
+
+    @property
+    def threshold(self) -> int:
+        """Scores at or below this open a service-recovery callback."""
+        return RECOVERY_AT[self.scale] if self.recovery_threshold is None else self.recovery_threshold
+
+
+class ScheduleDef(_Model):
+    """A batch campaign's cron schedule (minute hour day month weekday), in a time zone (default: the tenant's)."""
+
+    cron: str = Field(min_length=1)
+    timezone: str | None = None
+
+    @field_validator("cron")
+    @classmethod
+    def _valid_cron(cls, cron: str) -> str:
+        from apscheduler.triggers.cron import CronTrigger
+
+        try:
+            CronTrigger.from_crontab(cron, timezone="UTC")
+        except ValueError as error:
+            raise ValueError(f"not a cron expression {cron!r} (five fields: minute hour day month weekday): {error}") from None
+        return cron
+
+    @field_validator("timezone")
+    @classmethod
+    def _real_zone(cls, zone: str | None) -> str | None:
+        if zone is not None:
+            try:
+                ZoneInfo(zone)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"unknown time zone {zone!r}") from None
+        return zone
+
+
+class OfferCodes(_Model):
+    """Where offer codes come from: a pool given out once each, else a pattern such as WB-{random:6}."""
+
+    pool: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9-]{3,64}$")]] = Field(default_factory=list)
+    pattern: str | None = None
+
+    @field_validator("pattern")
+    @classmethod
+    def _pattern_shape(cls, pattern: str | None) -> str | None:
+        if pattern is None:
+            return pattern
+        match = OFFER_PATTERN.match(pattern)
+        if match is None or not 4 <= int(match["length"]) <= 16 or len(pattern) > 64:
+            raise ValueError("a pattern is upper-case letters, digits and dashes around one {random:N} (N from 4 to 16)")
+        return pattern
+
+    @model_validator(mode="after")
+    def _some_source(self) -> "OfferCodes":
+        if not self.pool and self.pattern is None:
+            raise ValueError("give a pool of codes, a pattern, or both (the pattern serves when the pool runs out)")
+        if len(set(self.pool)) != len(self.pool):
+            raise ValueError("a code appears twice in the pool")
+        return self
+
+
+class AttributionRule(_Model):
+    """An order within `window` of a message (or of a holdout assignment) counts as a conversion."""
+
+    window: Duration = timedelta(days=7)
 
 
 class EnrollmentRule(_Model):
@@ -81,12 +230,50 @@ class CampaignDef(_Model):
     kind: Kind
     purpose: Purpose
     description: str = ""
+    state: Literal["draft", "active"] = "active"
+    ends_at: AwareDatetime | None = None
     tenants: list[str] = Field(default_factory=list)
     essential: bool = False
     enrollment: EnrollmentRule | None = None
     exit_on: list[ExitRule] = Field(default_factory=list)
     steps: list[StepDef] = Field(min_length=1)
     callback: CallbackRule | None = None
+    survey: SurveyConfig | None = None
+    schedule: ScheduleDef | None = None
+    audience: AudienceField | None = None
+    holdout: float = Field(default=0.0, ge=0.0, le=0.5)
+    attribution: AttributionRule | None = None
+    offer_codes: OfferCodes | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults_by_kind(cls, data: Any) -> Any:
+        # A survey always has a scale; a scheduled campaign always has a re-pick window, so that
+        # running the same cron time twice (two schedulers, a restart) enrolls nobody twice.
+        if isinstance(data, dict):
+            data = dict(data)
+            if data.get("kind") == "survey" and data.get("survey") is None:
+                data["survey"] = {}
+            if data.get("schedule") is not None and data.get("enrollment") is None:
+                data["enrollment"] = {}
+        return data
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "CampaignDef":
+        if self.survey is not None and self.purpose != "survey":
+            raise ValueError("survey settings belong to a campaign whose purpose is survey")
+        if (self.schedule is None) != (self.audience is None):
+            raise ValueError("a batch campaign needs both a schedule (cron) and an audience rule")
+        if self.holdout and self.purpose == "transactional":
+            raise ValueError("a transactional campaign cannot hold contacts out: they need the message")
+        return self
+
+    @property
+    def attribution_window(self) -> timedelta | None:
+        """How long after a message an order counts for this campaign (marketing: 7 days unless set)."""
+        if self.attribution is not None:
+            return self.attribution.window
+        return timedelta(days=7) if self.purpose == "marketing" else None
 
     @field_validator("steps")
     @classmethod

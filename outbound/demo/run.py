@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import json
 import time
 from datetime import datetime, timedelta
@@ -14,6 +16,8 @@ from outbound.bootstrap import SHIPPED_DEFINITIONS, build
 from outbound.clock import SimulatedClock
 from outbound.contacts import import_contacts
 from outbound.db.session import transaction, upgrade
+from outbound.demo.customers import Customers
+from outbound.demo.kinds_report import print_campaign_kinds
 from outbound.demo.report import print_report
 from outbound.demo.scenario import build_scenario
 from outbound.events import ingest_batch
@@ -21,6 +25,9 @@ from outbound.providers.outbox import Outbox
 from outbound.settings import Settings
 from outbound.simulation import run_until
 from outbound.tenants import create_tenant
+
+
+REACTION_STRIDE = timedelta(minutes=20)
 
 
 def _event_time(raw: dict, fallback: datetime) -> datetime:
@@ -60,30 +67,62 @@ def run_demo(out: Path, *, db_url: str | None = None, seed: int = 7, console: Co
                 report = import_contacts(session, tenant, contacts_file, clock)
                 ingest_errors += [f"{spec.slug} contacts {error}" for error in report.errors]
 
-        timeline = []
+        # Past orders from the order system come first: the batch win-back looks at this history.
+        with transaction(runtime.factory) as session:
+            for slug, history in scenario.history.items():
+                batch = ingest_batch(session, session.merge(tenants[slug], load=False), history, clock,
+                                     on_event=runtime.on_event)
+                ingest_errors += [f"{slug} history {error}" for error in batch.errors]
+
+        order = itertools.count()  # ties in time keep their order, and the heap never compares two payloads
+        timeline: list = []
         for slug, events in scenario.events.items():
             last = scenario.start
             for raw in events:
                 last = _event_time(raw, last)
-                timeline.append((last, slug, raw))
-        timeline.sort(key=lambda item: item[0])
+                timeline.append((last, next(order), "event", slug, raw))
+            for raw in scenario.helpdesk.get(slug, []):
+                timeline.append((_event_time(raw, scenario.start), next(order), "event", slug, raw))
+        heapq.heapify(timeline)
+        heapq.heappush(timeline, (scenario.end, next(order), "end", "", None))
+        customers = Customers(seed, runtime.settings.secret_key)
 
+        def observe() -> None:
+            with runtime.factory() as session:
+                for reaction in customers.observe(session, clock.now()):
+                    heapq.heappush(timeline, (max(reaction.at, clock.now()), next(order), "reaction", "", reaction))
+
+        total = len(timeline) - 1
         with Progress(TextColumn("replaying events"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=console, transient=True) as progress:
-            task = progress.add_task("events", total=len(timeline))
-            for when, slug, raw in timeline:
+            task = progress.add_task("events", total=total)
+            while timeline:
+                when = timeline[0][0]
                 if when > clock.now():
-                    run_until(runtime, clock, when)
+                    # Short strides, so customers answer a message soon after it reaches them.
+                    sent = len(outbox.sent)
+                    run_until(runtime, clock, min(when, clock.now() + REACTION_STRIDE))
+                    if len(outbox.sent) != sent:
+                        observe()
+                    continue
+                _, _, kind, slug, item = heapq.heappop(timeline)
+                if kind == "end":
+                    break
                 with transaction(runtime.factory) as session:
+                    if kind == "reaction":
+                        customers.apply(session, item, clock, runtime.definitions, runtime.on_event)
+                        continue
                     tenant = session.merge(tenants[slug], load=False)
-                    batch = ingest_batch(session, tenant, [raw], clock, on_event=runtime.on_event)
-                ingest_errors += [f"{slug} event {raw.get('id', '?')}: {error.field}: {error.message}" for error in batch.errors]
+                    batch = ingest_batch(session, tenant, [item], clock, on_event=runtime.on_event)
+                ingest_errors += [f"{slug} event {item.get('id', '?')}: {error.field}: {error.message}" for error in batch.errors]
                 progress.advance(task)
+                observe()
             run_until(runtime, clock, scenario.end)
 
         with runtime.factory() as session:
             figures = print_report(session, console, outbox=outbox, ingest_errors=ingest_errors,
                                    duplicates=scenario_duplicates(scenario))
+            figures.update(print_campaign_kinds(session, console, customers.tally))
     finally:
         runtime.close()
     console.print(f"\nfinished in {time.perf_counter() - started:.1f} s — database {url}, outbox {out / 'outbox.jsonl'}\n"

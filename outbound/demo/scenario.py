@@ -59,6 +59,8 @@ class Scenario:
     events: dict[str, list[dict[str, Any]]]
     malformed: dict[str, frozenset[str]] = field(default_factory=dict)
     duplicates: dict[str, frozenset[str]] = field(default_factory=dict)
+    history: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # past orders, ingested first
+    helpdesk: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # tickets closed during the window
 
     def tenant(self, slug: str) -> TenantSpec:
         """The tenant named `slug`."""
@@ -117,6 +119,9 @@ def build_scenario(seed: int = 7) -> Scenario:
     for market in (KR, US):
         slug = market.tenant.slug
         events[slug], malformed[slug], duplicates[slug] = _events(rng, market, people[slug])
+    from outbound.demo.history import closed_tickets, order_history
+
+    markets = {m.tenant.slug: m for m in (KR, US)}
     return Scenario(
         start=START,
         end=START + RUN_SPAN,
@@ -126,6 +131,10 @@ def build_scenario(seed: int = 7) -> Scenario:
         events=events,
         malformed=malformed,
         duplicates=duplicates,
+        history={slug: order_history(seed, slug, contacts[slug], events[slug], START, m.currency)
+                 for slug, m in markets.items()},
+        helpdesk={slug: closed_tickets(seed, slug, contacts[slug], START, EVENT_SPAN, m.currency)
+                  for slug, m in markets.items()},
     )
 
 
@@ -399,7 +408,7 @@ def _kr_contacts(rng: random.Random, n: int) -> list[tuple[dict[str, Any], str]]
         (sur, sur_r), (given, given_r) = rng.choice(KR_SURNAMES), rng.choice(KR_GIVEN)
         home = rng.choices(("Asia/Seoul", "America/Los_Angeles"), (96, 4))[0]
         phone = _unique(taken, lambda: f"+8210{rng.randint(2000, 9999)}{rng.randrange(10000):04d}", valid=_dialable)
-        email = _unique(taken, lambda: f"{given_r}.{sur_r}{rng.randint(1, 99)}@{rng.choice(DOMAINS)}")
+        email = _unique(taken, lambda given_r=given_r, sur_r=sur_r: f"{given_r}.{sur_r}{rng.randint(1, 99)}@{rng.choice(DOMAINS)}")
         c = _contact(rng, f"kr-cust-{k:04d}", phone, email, home, rng.choices(("ko", "en"), (88, 12))[0])
         c["attributes"] = {"name": sur + given, "tier": rng.choices(("regular", "vip"), (80, 20))[0]}
         if home == "Asia/Seoul" and rng.random() < 0.06:
@@ -417,8 +426,8 @@ def _us_contacts(rng: random.Random, n: int) -> list[tuple[dict[str, Any], str]]
         first, last = rng.choice(US_FIRST), rng.choice(US_LAST)
         home = rng.choices(zones, [US_ZONES[z][1] for z in zones])[0]
         area = rng.choice(US_ZONES[home][0])
-        phone = _unique(taken, lambda: f"+1{area}555{rng.randrange(100, 200):04d}", valid=_dialable)
-        email = _unique(taken, lambda: f"{first}.{last}{rng.randint(1, 99)}@{rng.choice(DOMAINS)}".lower())
+        phone = _unique(taken, lambda area=area: f"+1{area}555{rng.randrange(100, 200):04d}", valid=_dialable)
+        email = _unique(taken, lambda first=first, last=last: f"{first}.{last}{rng.randint(1, 99)}@{rng.choice(DOMAINS)}".lower())
         c = _contact(rng, f"us-cust-{k:04d}", phone, email, home, rng.choices(("en", "es"), (94, 6))[0])
         c["attributes"] = {"name": f"{first} {last}", "tier": rng.choices(("regular", "vip"), (80, 20))[0]}
         if rng.random() < 0.06:

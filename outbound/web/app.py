@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy.orm import Session, sessionmaker
 
 from outbound.clock import Clock
 from outbound.events import OnEvent
-from outbound.web import api
+from outbound.settings import Settings
+from outbound.web import agent_pages, api, survey_pages, unsubscribe, webhooks
+from outbound.web.auth import install_sessions
 
 
-def create_app(factory: sessionmaker[Session], clock: Clock, on_event: OnEvent | None = None) -> FastAPI:
-    """The HTTP app. Each request opens its own session from `factory` and commits at its end."""
+def create_app(factory: sessionmaker[Session], clock: Clock, on_event: OnEvent | None = None,
+               settings: Settings | None = None) -> FastAPI:
+    """The HTTP app. Each request opens its own session from `factory` and commits at its end.
+    `settings` (default: from the environment) gives the base URL and webhook secrets."""
     app = FastAPI(
         title="outbound",
         summary="Events in, compliant campaigns out over SMS and email.",
@@ -20,7 +27,14 @@ def create_app(factory: sessionmaker[Session], clock: Clock, on_event: OnEvent |
     app.state.factory = factory
     app.state.clock = clock
     app.state.on_event = on_event
+    app.state.settings = settings if settings is not None else Settings()
     app.include_router(api.router)
+    app.include_router(survey_pages.router)
+    app.include_router(webhooks.router)
+    app.include_router(unsubscribe.router)
+    app.include_router(agent_pages.router)
+    app.mount("/static", StaticFiles(directory=Path(__file__).resolve().parent / "static"), name="static")
+    install_sessions(app, app.state.settings.secret_key, https_only=app.state.settings.base_url.startswith("https:"))
     _add_schemas(app, api.openapi_components())
     return app
 

@@ -1,0 +1,90 @@
+"""A campaign's state per tenant: draft, active, paused or finished; pausing and resuming.
+
+`draft` is written in the campaign file (`state: draft`): the campaign loads, validates,
+previews and dry-runs, but enrolls nobody. `finished` comes from the file's `ends_at` (or a
+stored state). `paused` is an operator's decision stored per tenant: no new enrollments, and
+its due messages wait (dispatch does not claim them) until it is resumed.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, exists, select
+from sqlalchemy.orm import Session
+
+from outbound.clock import Clock
+from outbound.db.models import CampaignState, Message
+from outbound.errors import InvalidInput
+
+STATES = ("draft", "active", "paused", "finished")
+
+
+def state_of(campaign, stored: str | None, now: datetime) -> str:
+    """The state from the definition and the stored state (pure)."""
+    if campaign.state == "draft":
+        return "draft"
+    if stored == "finished" or (campaign.ends_at is not None and now >= campaign.ends_at):
+        return "finished"
+    return "paused" if stored == "paused" else "active"
+
+
+def campaign_states(session: Session, tenant_id: int, campaigns, now: datetime) -> dict[str, str]:
+    """The state of each of `campaigns` for one tenant, with one query."""
+    stored = dict(session.execute(
+        select(CampaignState.campaign, CampaignState.state).where(CampaignState.tenant_id == tenant_id)).all())
+    return {campaign.name: state_of(campaign, stored.get(campaign.name), now) for campaign in campaigns}
+
+
+def campaign_state(session: Session, tenant_id: int, campaign, now: datetime) -> str:
+    """The state of one campaign for one tenant."""
+    stored = session.scalar(select(CampaignState.state).where(
+        CampaignState.tenant_id == tenant_id, CampaignState.campaign == campaign.name))
+    return state_of(campaign, stored, now)
+
+
+def is_live(session: Session, tenant_id: int, campaign, now: datetime) -> bool:
+    """Whether the campaign may enroll contacts now: it is active for this tenant."""
+    return campaign_state(session, tenant_id, campaign, now) == "active"
+
+
+def pause(session: Session, tenant_id: int, campaign, clock: Clock) -> str:
+    """Pause an active campaign for one tenant (pausing a paused one changes nothing); returns the new state."""
+    current = campaign_state(session, tenant_id, campaign, clock.now())
+    if current in ("draft", "finished"):
+        raise InvalidInput(f"campaign {campaign.name!r} is {current}; only an active campaign can be paused",
+                           field="campaign")
+    _store(session, tenant_id, campaign.name, "paused", clock.now())
+    return "paused"
+
+
+def resume(session: Session, tenant_id: int, campaign, clock: Clock) -> str:
+    """Resume a paused campaign for one tenant; its waiting messages become due again at once."""
+    current = campaign_state(session, tenant_id, campaign, clock.now())
+    if current in ("draft", "finished"):
+        raise InvalidInput(f"campaign {campaign.name!r} is {current}; only a paused campaign can be resumed",
+                           field="campaign")
+    _store(session, tenant_id, campaign.name, "active", clock.now())
+    return "active"
+
+
+def not_paused() -> ColumnElement[bool]:
+    """A SQL condition on `messages`: the message's campaign is not paused for its tenant."""
+    global _NOT_PAUSED
+    if _NOT_PAUSED is None:  # built once: it is part of every dispatch claim
+        _NOT_PAUSED = ~exists(select(CampaignState.id).where(
+            CampaignState.tenant_id == Message.tenant_id, CampaignState.campaign == Message.campaign,
+            CampaignState.state == "paused"))
+    return _NOT_PAUSED
+
+
+_NOT_PAUSED: ColumnElement[bool] | None = None
+
+
+def _store(session: Session, tenant_id: int, name: str, state: str, at: datetime) -> None:
+    row = session.scalar(select(CampaignState).where(CampaignState.tenant_id == tenant_id, CampaignState.campaign == name))
+    if row is None:
+        session.add(CampaignState(tenant_id=tenant_id, campaign=name, state=state, changed_at=at))
+    elif row.state != state:
+        row.state, row.changed_at = state, at
+    session.flush()

@@ -1,0 +1,127 @@
+"""Message format per jurisdiction (COMPLIANCE 10, 15, 18), checked when definitions load.
+
+Every template file of a marketing campaign is rendered with a sample context of each
+jurisdiction it may serve, and the text is held to that jurisdiction's format:
+
+- KR: an SMS starts with `(광고)` exactly (not `[광고]`, not `(광 고)`), an email subject
+  starts with `(광고)`; the message names the sender and a way to reach it (its support
+  contact, sending number or address, postal address or free 080 line), and ends with a
+  free opt-out: `무료수신거부 080-…`.
+- US: a marketing email carries the sender's postal address and the unsubscribe link.
+- EU: every marketing message offers an opt-out (the unsubscribe link, STOP, 수신거부…).
+
+Which jurisdictions a file may serve: a Korean file (`*.ko.j2`) serves KR; any other file
+serves US, EU and default, and KR too when it adapts to the jurisdiction (it reads
+`tenant.jurisdiction`), since a KR tenant's English-speaking contacts get it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from outbound.errors import DefinitionError, OutboundError
+from outbound.rendering import Rendered, Renderer
+
+UNSUBSCRIBE_URL = "https://sample.invalid/u/SAMPLE-TOKEN"
+SAMPLE_TENANT = {
+    "slug": "sample", "name": "Sample Shop", "sender_name": "Sample Shop", "support_contact": "help@sample.invalid",
+    "postal_address": "500 Sample Street, Springfield, IL 62701", "optout_number": "080-555-0199",
+    "sms_from": "+15555550123", "email_from": "hello@sample.invalid", "timezone": "UTC", "locale": "en",
+}
+AD_MARK = "(광고)"
+_FAKE_MARK = re.compile(r"^\s*[\[\(（【]\s*광\s*고\s*[\]\)）】]")
+_FREE_OPTOUT_END = re.compile(r"(무료\s*수신\s*거부|무료\s*거부|수신\s*거부\s*무료)[^\n]*?080[-\s.]?\d{3,4}[-\s.]?\d{4}\s*$")
+_OPT_OUT_WORDS = re.compile(r"\bSTOP\b|unsubscribe|opt[ -]?out|수신\s*거부", re.IGNORECASE)
+
+
+class _Sample(dict):
+    """Event data and attributes in a sample: any key a template reads has a value."""
+
+    def __missing__(self, key: str) -> str:
+        return f"sample-{key}"
+
+
+def served_jurisdictions(locale: str, source: str) -> tuple[str, ...]:
+    """The jurisdictions a template file in `locale` with this source may be sent in."""
+    if locale.lower().split("-")[0].split("_")[0] == "ko":
+        return ("KR",)
+    adapts = "jurisdiction" in source
+    return ("US", "EU", "default", "KR") if adapts else ("US", "EU", "default")
+
+
+def check_message(rendered: Rendered, channel: str, jurisdiction: str, tenant: dict | None = None,
+                  unsubscribe_url: str = UNSUBSCRIBE_URL) -> list[str]:
+    """Every way a rendered marketing message breaks the format of `jurisdiction` (empty: none).
+    `tenant` and `unsubscribe_url` are what the message was rendered with: the sample ones when
+    definitions load, the real ones when the dispatcher checks each message before it is sent."""
+    tenant = SAMPLE_TENANT if tenant is None else tenant
+    text = rendered.text.strip()
+    whole = "\n".join(part for part in (rendered.subject, rendered.text, rendered.html) if part)
+    problems: list[str] = []
+    if jurisdiction == "KR":
+        opening = (rendered.subject or "") if channel == "email" else text
+        where = "the email subject" if channel == "email" else "the message"
+        if not opening.strip().startswith(AD_MARK):
+            fake = _FAKE_MARK.match(opening)
+            found = f" (found {fake.group(0).strip()!r})" if fake and not opening.strip().startswith(AD_MARK) else ""
+            problems.append(f"KR advertising: {where} must start with {AD_MARK!r} exactly{found}")
+        if str(tenant.get("sender_name") or tenant.get("name")) not in text:
+            problems.append("KR advertising must name the sender (tenant.sender_name)")
+        contacts = ("support_contact", "sms_from", "email_from", "postal_address", "optout_number")
+        if not any(tenant.get(key) and str(tenant[key]) in text for key in contacts):
+            problems.append("KR advertising must give the sender's contact (e.g. tenant.support_contact)")
+        if not _FREE_OPTOUT_END.search(text):
+            problems.append("KR advertising must end with a free opt-out, e.g. '무료수신거부 {{ tenant.optout_number }}'")
+    if jurisdiction == "US" and channel == "email":
+        if not tenant.get("postal_address") or str(tenant["postal_address"]) not in whole:
+            problems.append("US marketing email must carry the sender's postal address (tenant.postal_address)")
+        if unsubscribe_url not in whole:
+            problems.append("US marketing email must carry the unsubscribe link (links.unsubscribe)")
+    if jurisdiction == "EU" and unsubscribe_url not in whole and not _OPT_OUT_WORDS.search(whole):
+        problems.append("EU marketing must offer an opt-out in every message (links.unsubscribe, or 'Reply STOP')")
+    return problems
+
+
+def format_problems(campaigns: Iterable, renderer: Renderer) -> list[DefinitionError]:
+    """One DefinitionError per template file (and jurisdiction) of a marketing campaign that breaks a format."""
+    errors: dict[tuple[str, str], DefinitionError] = {}
+    for campaign in campaigns:
+        if campaign.purpose != "marketing":
+            continue
+        for step in campaign.steps:
+            variants = [v.id for v in step.variants] or [None]
+            for template in step.templates():
+                for channel in (step.channel, step.fallback) if step.fallback else (step.channel,):
+                    for locale in renderer.available_locales(template, channel):
+                        _check_file(renderer, template, channel, locale, variants, errors)
+    return list(errors.values())
+
+
+def _check_file(renderer: Renderer, template: str, channel: str, locale: str, variants: list,
+                errors: dict[tuple[str, str], DefinitionError]) -> None:
+    name = f"{template}/{channel}.{locale}.j2"
+    shown = f"{renderer.templates_dir.name}/{name}"
+    try:
+        source = (renderer.templates_dir / name).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return  # the loader reports unreadable files itself
+    for jurisdiction in served_jurisdictions(locale, source):
+        for variant in variants:
+            try:
+                rendered = renderer.render(template, channel, [locale], _context(jurisdiction, locale, variant))
+            except OutboundError:
+                continue  # not a format problem; syntax and names are checked elsewhere
+            for problem in check_message(rendered, channel, jurisdiction):
+                message = f"{problem} (rendered for a {jurisdiction} tenant{f', variant {variant}' if variant else ''})"
+                errors.setdefault((shown, problem + jurisdiction), DefinitionError(shown, message))
+
+
+def _context(jurisdiction: str, locale: str, variant: str | None) -> dict:
+    tenant = dict(SAMPLE_TENANT, jurisdiction=jurisdiction, locale=locale)
+    contact = {"external_id": "sample", "phone": "+15555550100", "email": "sample@sample.invalid", "locale": locale,
+               "timezone": "UTC", "jurisdiction": jurisdiction, "attributes": _Sample()}
+    event = {"id": "evt-sample", "type": "sample", "data": _Sample(), "occurred_at": "2026-01-01T00:00:00+00:00"}
+    return {"contact": contact, "event": event, "tenant": tenant, "campaign": "sample", "step": "sample",
+            "links": {"unsubscribe": UNSUBSCRIBE_URL, "survey": "https://sample.invalid/s/SAMPLE"},
+            "offer": {"code": "SAMPLE-CODE"}, "variant": variant}

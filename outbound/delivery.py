@@ -1,0 +1,239 @@
+"""Delivery: what providers report about sent messages → delivery events, message states, suppressions.
+
+Each report (a Twilio status callback, one SendGrid event) is stored once as a
+`DeliveryEvent`, keyed by (provider, provider_event_id): the same report again
+changes nothing. Reports only move a message forward (sending/unknown → sent →
+delivered/undelivered/failed), so they may arrive in any order: `delivered` before
+`sent` ends in `delivered`, and a late `sent` after it is stored but changes nothing.
+
+A report for a message we cannot find is stored unattached when its tenant is known
+(and attached later if the worker learns the provider id), else only logged; either
+way the webhook answers 200 so the provider does not retry it forever.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from outbound.contacts import address_hash
+from outbound.db.models import DeliveryEvent, Message, Suppression
+from outbound.messages import FINAL, transition
+from outbound.suppressions import suppress
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 5
+# Provider error codes that say the address itself is bad: suppress, never retry (COMPLIANCE 3).
+SUPPRESSING_CODES = {"21610": "opt_out", "21211": "undeliverable", "30006": "undeliverable", "21614": "undeliverable"}
+# Carrier errors that may clear up (handset off or unknown for now): try again later, up to MAX_ATTEMPTS.
+RETRY_LATER_CODES = frozenset({"30003", "30005"})
+
+# Twilio MessageStatus → the message status it proves. Unlisted statuses are stored and change nothing.
+TWILIO_STATUS = {
+    "accepted": "sent", "scheduled": "sent", "queued": "sent", "sending": "sent", "sent": "sent",
+    "delivered": "delivered", "read": "delivered",
+    "undelivered": "undelivered", "failed": "failed", "canceled": "failed",
+}
+# SendGrid event → the message status it proves. Engagement means the mail arrived.
+SENDGRID_STATUS = {
+    "processed": "sent", "deferred": "sent",
+    "delivered": "delivered", "open": "delivered", "click": "delivered", "spamreport": "delivered",
+    "unsubscribe": "delivered", "group_unsubscribe": "delivered",
+    "bounce": "undelivered", "dropped": "failed",
+}
+SENDGRID_EVENTS = frozenset(SENDGRID_STATUS) | {"group_resubscribe"}
+SENDGRID_SUPPRESSIONS = {"spamreport": "spam_report", "unsubscribe": "unsubscribe",
+                         "group_unsubscribe": "group_unsubscribe"}
+_RANK = {"sending": 0, "unknown": 0, "sent": 1, "delivered": 2, "undelivered": 2, "failed": 2}
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeliveryReport:
+    """One provider report, read from its webhook. `address` (the recipient) is used for
+    suppressions only and never stored in the event; `detail` must hold no personal data."""
+
+    provider: str
+    event_id: str
+    type: str
+    at: datetime
+    tenant_id: int | None = None
+    message_id: int | None = None
+    provider_message_id: str | None = None
+    address: str | None = None
+    error_code: str | None = None
+    bounce_type: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Effect:
+    """What a report means: the status it proves, a suppression to add or lift, whether to retry."""
+
+    status: str | None = None
+    suppress: str | None = None
+    lift: str | None = None
+    retry: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class Applied:
+    """What applying one report did."""
+
+    stored: bool
+    duplicate: bool = False
+    message_id: int | None = None
+    status: str | None = None
+    changed: bool = False
+    suppressed: str | None = None
+
+
+def effect_of(provider: str, type: str, error_code: str | None = None, bounce_type: str | None = None) -> Effect:
+    """The meaning of one report (pure)."""
+    if provider == "twilio":
+        status = TWILIO_STATUS.get(type)
+        code = error_code or ""
+        retry = status in ("undelivered", "failed") and code in RETRY_LATER_CODES
+        return Effect(status=status, suppress=SUPPRESSING_CODES.get(code), retry=retry)
+    if type == "bounce":
+        # `type: blocked` is a refusal of this mail (content, reputation), not a dead address.
+        return Effect(status="undelivered", suppress=None if bounce_type == "blocked" else "hard_bounce")
+    if type == "group_resubscribe":
+        return Effect(lift="group_unsubscribe")
+    return Effect(status=SENDGRID_STATUS.get(type), suppress=SENDGRID_SUPPRESSIONS.get(type))
+
+
+def retry_delay(attempts: int, rng: random.Random, retry_after: float | None = None) -> timedelta:
+    """Exponential backoff with jitter: 30 s doubling per attempt, capped at an hour, times 0.5–1.5,
+    and never shorter than what the provider asked for."""
+    backoff = min(3600.0, 30.0 * 2 ** max(0, attempts - 1)) * (0.5 + rng.random())
+    return timedelta(seconds=max(backoff, retry_after or 0))
+
+
+def apply_report(session: Session, report: DeliveryReport, now: datetime, rng: random.Random | None = None) -> Applied:
+    """Store one report once and apply it to its message and the suppression list. Flushes, never commits."""
+    message = find_message(session, report)
+    tenant_id = message.tenant_id if message is not None else report.tenant_id
+    if tenant_id is None:
+        log.warning("%s report %s matches no message or tenant; not stored", report.provider, report.event_id)
+        return Applied(stored=False)
+    if session.scalar(select(DeliveryEvent.id).where(DeliveryEvent.provider == report.provider,
+                                                     DeliveryEvent.provider_event_id == report.event_id)):
+        return Applied(stored=False, duplicate=True, message_id=message.id if message else None)
+    event = DeliveryEvent(
+        tenant_id=tenant_id, message_id=message.id if message else None, provider=report.provider,
+        provider_event_id=report.event_id, type=report.type[:32], at=report.at, received_at=now,
+        detail={**report.detail, "error_code": report.error_code, "bounce_type": report.bounce_type,
+                "provider_message_id": report.provider_message_id},
+    )
+    try:
+        # A concurrent delivery of the same report loses here, on the unique key.
+        with session.begin_nested():
+            session.add(event)
+            session.flush()
+    except IntegrityError:
+        return Applied(stored=False, duplicate=True, message_id=message.id if message else None)
+    channel = message.channel if message is not None else ("sms" if report.provider == "twilio" else "email")
+    address = (message.to_address if message is not None else None) or report.address
+    return _apply(session, event, message, tenant_id, channel, address, now, rng or random.Random())
+
+
+def find_message(session: Session, report: DeliveryReport) -> Message | None:
+    """The message a report is about: by our id (SendGrid custom_args), else by the provider's id, else
+    (Twilio) the one message to that number still waiting for its provider id."""
+    if report.message_id is not None:
+        message = session.get(Message, report.message_id, with_for_update=True)
+        if message is None or (report.tenant_id is not None and message.tenant_id != report.tenant_id) \
+                or message.channel != ('sms' if report.provider == 'twilio' else 'email'):
+            return None
+        return message
+    if not report.provider_message_id:
+        return None
+    query = select(Message).where(Message.provider == report.provider,
+                                  Message.provider_id == report.provider_message_id)
+    if report.tenant_id is not None:
+        query = query.where(Message.tenant_id == report.tenant_id)
+    message = session.scalars(query.with_for_update().limit(1)).first()
+    if message is not None or report.provider != "twilio" or not report.address:
+        return message
+    # The callback can beat the worker's record of the answer, and a timed-out send never learns
+    # its id: match the one message to this number with no provider id yet, if there is exactly one.
+    waiting = select(Message).where(
+        Message.provider == "twilio", Message.provider_id.is_(None), Message.channel == "sms",
+        Message.status.in_(("sending", "unknown")), Message.to_address == report.address)
+    if report.tenant_id is not None:
+        waiting = waiting.where(Message.tenant_id == report.tenant_id)
+    candidates = list(session.scalars(waiting.with_for_update().limit(2)))
+    if len(candidates) != 1:
+        return None
+    candidates[0].provider_id = report.provider_message_id
+    return candidates[0]
+
+
+def attach_pending(session: Session, message: Message, now: datetime, rng: random.Random | None = None) -> int:
+    """Apply reports that arrived before we knew `message`'s provider id (Twilio ids are `SID:status`)."""
+    if not message.provider_id or message.provider != "twilio":
+        return 0
+    pending = list(session.scalars(select(DeliveryEvent).where(
+        DeliveryEvent.tenant_id == message.tenant_id, DeliveryEvent.provider == message.provider,
+        DeliveryEvent.message_id.is_(None), DeliveryEvent.provider_event_id.like(f"{message.provider_id}:%"),
+    ).order_by(DeliveryEvent.id)))
+    for event in pending:
+        event.message_id = message.id
+        _apply(session, event, message, message.tenant_id, message.channel, message.to_address, now,
+               rng or random.Random())
+    return len(pending)
+
+
+def _apply(session: Session, event: DeliveryEvent, message: Message | None, tenant_id: int, channel: str,
+           address: str | None, now: datetime, rng: random.Random) -> Applied:
+    detail = event.detail or {}
+    effect = effect_of(event.provider, event.type, detail.get("error_code"), detail.get("bounce_type"))
+    source = f"{event.provider} {event.type}" + (f" (code {detail['error_code']})" if detail.get("error_code") else "")
+    if address and effect.suppress:
+        suppress(session, tenant_id, channel, address, reason=effect.suppress, source=source, at=now)
+    if address and effect.lift:
+        session.execute(delete(Suppression).where(
+            Suppression.tenant_id == tenant_id, Suppression.channel == channel,
+            Suppression.address_hash == address_hash(channel, address), Suppression.reason == effect.lift))
+    if message is None:
+        return Applied(stored=True, suppressed=effect.suppress)
+    changed = _advance(session, message, event, effect, source, now, rng)
+    return Applied(stored=True, message_id=message.id, status=message.status, changed=changed,
+                   suppressed=effect.suppress)
+
+
+def _advance(session: Session, message: Message, event: DeliveryEvent, effect: Effect, source: str,
+             now: datetime, rng: random.Random) -> bool:
+    """Move the message forward to what the report proves; never back, never out of a final state."""
+    target, current = effect.status, message.status
+    if target is None or current in FINAL or current not in _RANK or _RANK[target] <= _RANK[current]:
+        return False
+    code = (event.detail or {}).get("error_code")
+    if message.provider_id is None and (event.detail or {}).get("provider_message_id"):
+        message.provider_id = event.detail["provider_message_id"]
+    if code:
+        message.error_code = str(code)[:32]
+    rule = f"{event.provider}_{event.type}"[:64]
+    detail = {"delivery_event": event.provider_event_id, "code": code}
+    if effect.retry and message.attempts < MAX_ATTEMPTS:
+        message.due_at = now + retry_delay(message.attempts, rng)
+        transition(session, message, "scheduled", at=now, source="webhook", rule=rule,
+                   reason=f"{source}: not delivered for now, attempt {message.attempts} of {MAX_ATTEMPTS}; "
+                          f"trying again at {message.due_at:%Y-%m-%d %H:%M:%S}Z",
+                   detail={**detail, "retry_at": message.due_at.isoformat()})
+        return True
+    if target in ("sent", "delivered") and message.sent_at is None:
+        message.sent_at = event.at
+    if target == "delivered":
+        message.delivered_at = event.at
+    reason = f"{source}" + (f" after {message.attempts} attempts" if effect.retry else "")
+    transition(session, message, target, at=now, source="webhook", rule=rule, reason=reason, detail=detail)
+    return True

@@ -1,0 +1,141 @@
+"""Preview a campaign for one contact: every step, variant, channel and locale rendered, with SMS cost.
+
+The names a template sees are built as dispatch builds them (contact, the contact's latest event that
+would trigger the campaign, tenant, links, offer code), so what the marketer reads is what would go.
+Nothing is stored: no offer code is given out and no message is created.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from outbound.compliance.zones import resolve_jurisdiction
+from outbound.context import contact_view, event_view, tenant_view
+from outbound.db.models import Contact, Event, Tenant
+from outbound.definitions.formats import check_message
+from outbound.enrollment import fill_code_pattern
+from outbound.errors import NotFound, OutboundError
+from outbound.links import unsubscribe_url
+from outbound.rendering import SmsInfo, locale_chain, sms_segments
+from outbound.surveys import survey_url
+
+DEFAULT_SMS_COST = 0.0083  # USD per segment, a typical US long-code rate; tenants set their own
+PREVIEW_MESSAGE_ID = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class RenderedVersion:
+    """One step rendered in one channel and locale (or the error that stops it rendering)."""
+
+    step: str
+    delay: timedelta
+    variant: str | None
+    template: str
+    channel: str
+    locale: str
+    chosen: bool  # the locale this contact would get
+    fallback: bool  # the step's fallback channel, sent only when the main one is undeliverable
+    applies: bool  # the step's `when` holds for this contact
+    subject: str | None = None
+    text: str | None = None
+    error: str | None = None
+    sms: SmsInfo | None = None
+    cost: float | None = None
+    problems: tuple[str, ...] = ()  # what would block this text at send time (format, segment limit)
+
+
+@dataclass
+class CampaignPreview:
+    """A campaign rendered for one contact."""
+
+    campaign: str
+    tenant: str
+    contact: str
+    currency: str
+    event: str | None
+    versions: list[RenderedVersion] = field(default_factory=list)
+
+
+def preview_campaign(session: Session, definitions, settings, tenant: Tenant, campaign_name: str, external_id: str,
+                     event_data: dict[str, Any] | None = None) -> CampaignPreview:
+    """Render every step of `campaign_name` for the tenant's contact `external_id`."""
+    campaign = definitions.campaigns.get(campaign_name)
+    if campaign is None:
+        raise NotFound(f"no campaign {campaign_name!r} (see `outbound campaigns list`)")
+    contact = session.scalar(select(Contact).where(Contact.tenant_id == tenant.id, Contact.external_id == external_id))
+    if contact is None:
+        raise NotFound(f"tenant {tenant.slug!r} has no contact {external_id!r}")
+    event = _triggering_event(session, definitions, tenant, contact, campaign_name) if event_data is None else None
+    event_names = event_view(event)
+    if event_data is not None:
+        event_names = {"id": "preview", "type": "preview", "data": dict(event_data), "occurred_at": None}
+    tenant_settings = tenant.settings or {}
+    cost_per_segment = float(tenant_settings.get("sms_cost_per_segment", DEFAULT_SMS_COST))
+    preview = CampaignPreview(campaign_name, tenant.slug, external_id, str(tenant_settings.get("sms_cost_currency", "USD")),
+                              f"{event.type} {event.event_id}" if event is not None else None)
+    chain = locale_chain(contact.locale, tenant.locale)
+    jurisdiction = resolve_jurisdiction(contact.jurisdiction, tenant.jurisdiction)
+    condition_names = {"event": event_names, "contact": contact_view(contact)}
+    renderer = definitions.renderer
+    for step in campaign.steps:
+        applies = step.when is None or step.when.test(**condition_names)
+        variants = step.variants or [None]
+        for variant in variants:
+            template = step.template_of(variant)
+            for channel in (step.channel, step.fallback) if step.fallback else (step.channel,):
+                locales = renderer.available_locales(template, channel)
+                chosen = next((found for wanted in chain for found in locales if found.lower() == wanted.lower()), None)
+                for locale in locales:
+                    names = _names(settings, tenant, contact, campaign, step.id, channel, event_names, variant)
+                    version = dict(step=step.id, delay=step.delay, variant=variant.id if variant else None,
+                                   template=template, channel=channel, locale=locale, chosen=locale == chosen,
+                                   fallback=channel != step.channel, applies=applies)
+                    try:
+                        rendered = renderer.render(template, channel, [locale], names)
+                    except OutboundError as error:
+                        preview.versions.append(RenderedVersion(**version, error=str(error)))
+                        continue
+                    sms = sms_segments(rendered.text) if channel == "sms" else None
+                    problems = []
+                    if campaign.purpose == "marketing":
+                        problems += check_message(rendered, channel, jurisdiction, names["tenant"],
+                                                  names["links"]["unsubscribe"])
+                    if sms and channel == step.channel and step.max_segments and sms.segments > step.max_segments:
+                        problems.append(f"{sms.segments} segments exceed the step's limit of {step.max_segments}")
+                    preview.versions.append(RenderedVersion(
+                        **version, subject=rendered.subject, text=rendered.text, sms=sms, problems=tuple(problems),
+                        cost=round(sms.segments * cost_per_segment, 6) if sms else None))
+    return preview
+
+
+def _names(settings, tenant: Tenant, contact: Contact, campaign, step: str, channel: str, event_names, variant) -> dict:
+    links = {"unsubscribe": unsubscribe_url(settings.base_url, settings.secret_key, tenant.id, contact.id, channel)}
+    if campaign.purpose == "survey":
+        links["survey"] = survey_url(settings.base_url, settings.secret_key, tenant.id, PREVIEW_MESSAGE_ID)
+    return {"contact": contact_view(contact), "event": event_names, "tenant": tenant_view(tenant),
+            "campaign": campaign.name, "step": step, "links": links,
+            "offer": {"code": sample_offer_code(campaign)}, "variant": variant.id if variant else None}
+
+
+def sample_offer_code(campaign) -> str | None:
+    """A code like the ones the campaign gives out (the pool's first, or one from the pattern)."""
+    offers = campaign.offer_codes
+    if offers is None:
+        return None
+    if offers.pool:
+        return offers.pool[0]
+    return fill_code_pattern(offers.pattern, random.Random(campaign.name)) if offers.pattern else None
+
+
+def _triggering_event(session: Session, definitions, tenant: Tenant, contact: Contact, campaign: str) -> Event | None:
+    types = sorted({trigger.on for trigger in definitions.triggers if trigger.campaign == campaign})
+    if not types:
+        return None
+    return session.scalar(select(Event).where(Event.tenant_id == tenant.id, Event.contact_id == contact.id,
+                                              Event.type.in_(types)).order_by(Event.occurred_at.desc()).limit(1))

@@ -1,0 +1,100 @@
+"""Unsubscribe pages (COMPLIANCE 10, 11; RFC 8058).
+
+`GET /u/{token}` shows a confirmation page and changes nothing: mail scanners follow links.
+`POST /u/{token}` with the body `List-Unsubscribe=One-Click` (what mailbox providers send, and
+what the page's button sends) unsubscribes at once: no login, no cookie, no redirect, 200.
+A token we did not sign, or one naming a contact that does not exist, is a 404.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from urllib.parse import parse_qs
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import HTMLResponse
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from outbound.db.models import Consent, Contact, Tenant
+from outbound.db.session import transaction
+from outbound.keywords import is_korean
+from outbound.links import read_unsubscribe_token
+from outbound.suppressions import suppress
+from outbound.web.api import request_body
+
+router = APIRouter(tags=["unsubscribe"])
+_pages = Environment(loader=FileSystemLoader(str(Path(__file__).parent / "templates")),
+                     autoescape=select_autoescape(["html"]))
+ONE_CLICK = "One-Click"
+
+
+def unsubscribe(session: Session, tenant: Tenant, contact: Contact, channel: str, now: datetime, *,
+                source: str, notified: bool) -> None:
+    """Suppress the contact's address on `channel` (reason `unsubscribe`) and revoke its marketing consent
+    there in the ledger. Takes effect at once."""
+    address = contact.email if channel == "email" else contact.phone
+    if address:
+        suppress(session, tenant.id, channel, address, reason="unsubscribe", source=source, at=now)
+    if contact.erased_at is None:
+        session.add(Consent(tenant_id=tenant.id, contact_id=contact.id, channel=channel, purpose="marketing",
+                            granted=False, at=now, source=source, text="unsubscribe link", recorded_at=now,
+                            notified_at=now if notified else None))
+    session.flush()
+
+
+def _find(session: Session, secret: str, token: str) -> tuple[Tenant, Contact, str]:
+    read = read_unsubscribe_token(secret, token)
+    if read is None:
+        raise HTTPException(404, "no such unsubscribe link")
+    tenant_id, contact_id, channel = read
+    contact = session.scalar(select(Contact).where(Contact.tenant_id == tenant_id, Contact.id == contact_id))
+    tenant = session.get(Tenant, tenant_id)
+    if contact is None or tenant is None or channel not in ("email", "sms"):
+        raise HTTPException(404, "no such unsubscribe link")
+    return tenant, contact, channel
+
+
+def _page(name: str, tenant: Tenant, contact: Contact, channel: str, **extra) -> HTMLResponse:
+    address = (contact.email if channel == "email" else contact.phone) or ""
+    html = _pages.get_template(name).render(
+        sender=(tenant.settings or {}).get("sender_name") or tenant.name, channel=channel,
+        address=_masked(address, channel), korean=is_korean(contact.locale or tenant.locale), **extra)
+    return HTMLResponse(html, headers={"Cache-Control": "no-store"})
+
+
+def _masked(address: str, channel: str) -> str:
+    # The page is reachable by anyone holding the link; show enough to recognise the address, no more.
+    if channel == "email" and "@" in address:
+        local, _, domain = address.partition("@")
+        return f"{local[:2]}…@{domain}"
+    return f"…{address[-4:]}" if address else ""
+
+
+@router.get("/u/{token}", response_class=HTMLResponse, summary="Unsubscribe confirmation page")
+def confirm_page(token: str, request: Request) -> HTMLResponse:
+    """The confirmation page; it unsubscribes nobody until its button is pressed."""
+    state = request.app.state
+    with transaction(state.factory) as session:
+        tenant, contact, channel = _find(session, state.settings.secret_key, token)
+        return _page("unsubscribe.html", tenant, contact, channel)
+
+
+@router.post("/u/{token}", response_class=HTMLResponse, summary="RFC 8058 one-click unsubscribe")
+def one_click(token: str, request: Request, body: bytes = Depends(request_body)) -> HTMLResponse:
+    """Unsubscribe at once on `List-Unsubscribe=One-Click`; answers 200 with a confirmation, never a redirect."""
+    state = request.app.state
+    text = body.decode("utf-8", "replace")
+    fields = parse_qs(text)
+    if ONE_CLICK not in fields.get("List-Unsubscribe", []) and f"List-Unsubscribe={ONE_CLICK}" not in text:
+        raise HTTPException(400, "expected the body List-Unsubscribe=One-Click")
+    now = state.clock.now()
+    with transaction(state.factory) as session:
+        tenant, contact, channel = _find(session, state.settings.secret_key, token)
+        # A browser posting the page's form sees the confirmation; a mailbox provider's POST has no reader.
+        from_page = "text/html" in request.headers.get("accept", "")
+        unsubscribe(session, tenant, contact, channel, now,
+                    source="unsubscribe page" if from_page else "one-click unsubscribe", notified=from_page)
+        return _page("unsubscribe_done.html", tenant, contact, channel, when=f"{now:%Y-%m-%d %H:%M} UTC")

@@ -1,0 +1,229 @@
+"""Provider webhooks: Twilio status callbacks and inbound SMS, SendGrid's signed event webhook.
+
+Every request is checked before anything is read from it: Twilio's X-Twilio-Signature
+against OUTBOUND_BASE_URL + path (403 otherwise), SendGrid's ECDSA signature over
+timestamp + raw body (401 when missing, 403 when invalid or stale). Bad bodies get a
+4xx naming what is wrong, never a 500. A report about a message we do not know is
+answered 200 (stored unattached when its tenant is known) so the provider stops retrying.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import parse_qsl
+from xml.sax.saxutils import escape
+
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from starlette.datastructures import FormData
+
+from outbound.db.models import Message, Tenant
+from outbound.db.session import transaction
+from outbound.delivery import DeliveryReport, apply_report
+from outbound.providers.base import redact
+from outbound.signatures import SignatureRefused, check_sendgrid, check_twilio, webhook_url
+from outbound.web.api import request_body
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["webhooks"])
+
+TWIML = "text/xml"
+SIGNATURE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"description": "The body is not a provider callback (a field is missing or malformed)."},
+    403: {"description": "The signature is missing, invalid or stale."},
+}
+
+
+def _form(body: bytes) -> FormData:
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise HTTPException(400, "the body is not UTF-8 form data") from None
+    return FormData(parse_qsl(text, keep_blank_values=True))
+
+
+def _twilio_secrets(session: Session, settings) -> list[tuple[str, int | None]]:
+    """(auth token, tenant id) pairs: each tenant's own token, then the global one (tenant None)."""
+    secrets = [(t.settings["twilio_auth_token"], t.id) for t in session.scalars(select(Tenant))
+               if (t.settings or {}).get("twilio_auth_token")]
+    if settings.twilio_auth_token:
+        secrets.append((settings.twilio_auth_token, None))
+    return secrets
+
+
+def _tenant_token(tenant: Tenant | None, settings) -> str | None:
+    return ((tenant.settings or {}).get("twilio_auth_token") if tenant else None) or settings.twilio_auth_token
+
+
+def _verify_twilio(request: Request, form: FormData, tokens: list[str]) -> str:
+    settings = request.app.state.settings
+    url = webhook_url(settings.base_url, request.url.path, request.url.query)
+    try:
+        return check_twilio(tokens, url, form, request.headers.get("X-Twilio-Signature"),
+                            request.headers.get("X-Twilio-Webhooks-Signature-Settings"))
+    except SignatureRefused as refused:
+        raise HTTPException(refused.status, str(refused)) from None
+
+
+def _tenant_by_number(session: Session, number: str | None) -> Tenant | None:
+    if not number:
+        return None
+    wanted = "".join(number.split())
+    for tenant in session.scalars(select(Tenant).order_by(Tenant.id)):
+        if "".join(str((tenant.settings or {}).get("sms_from") or "").split()) == wanted:
+            return tenant
+    return None
+
+
+@router.post("/webhooks/twilio/status", summary="Twilio status callback", responses=SIGNATURE_RESPONSES)
+def twilio_status(request: Request, body: bytes = Depends(request_body)):
+    """Record one Twilio status callback (once) and move its message forward: sent, delivered, undelivered,
+    failed; error codes 21610/21211/30006 suppress the number, 30003/30005 try again later."""
+    state = request.app.state
+    form = _form(body)
+    sid = form.get("MessageSid") or form.get("SmsSid")
+    status = (form.get("MessageStatus") or form.get("SmsStatus") or "").strip().lower()
+    now = state.clock.now()
+    with transaction(state.factory) as session:
+        message = session.scalar(select(Message).where(Message.provider == "twilio", Message.provider_id == sid)
+                                 .limit(1)) if sid else None
+        if message is not None:
+            token = _tenant_token(session.get(Tenant, message.tenant_id), state.settings)
+            secrets = [(token, message.tenant_id)] if token else []
+        else:
+            secrets = _twilio_secrets(session, state.settings)
+        signer = _verify_twilio(request, form, [token for token, _ in secrets])
+        if not sid or not status:
+            raise HTTPException(400, "MessageSid and MessageStatus are required")
+        tenant_id = message.tenant_id if message is not None else dict(secrets).get(signer)
+        if tenant_id is None:
+            tenant = _tenant_by_number(session, form.get("From"))
+            tenant_id = tenant.id if tenant else None
+        code = (form.get("ErrorCode") or "").strip() or None
+        report = DeliveryReport(
+            provider="twilio", event_id=f"{sid}:{status}", type=status, at=now, tenant_id=tenant_id,
+            provider_message_id=sid, address=form.get("To"), error_code=code,
+            detail={"status": status, "account_sid": form.get("AccountSid")},
+        )
+        applied = apply_report(session, report, now)
+    return {"stored": applied.stored, "duplicate": applied.duplicate, "message_id": applied.message_id,
+            "status": applied.status}
+
+
+@router.post("/webhooks/twilio/inbound", summary="Twilio inbound SMS", responses=SIGNATURE_RESPONSES,
+             response_class=Response)
+def twilio_inbound(request: Request, body: bytes = Depends(request_body)):
+    """An SMS a contact sent to a tenant's number (its `sms_from` setting): keywords (STOP, START, HELP)
+    and survey answers. Answers TwiML: the reply, if any, as one <Message>."""
+    state = request.app.state
+    form = _form(body)
+    with transaction(state.factory) as session:
+        tenant = _tenant_by_number(session, form.get("To"))
+        token = _tenant_token(tenant, state.settings)
+        _verify_twilio(request, form, [token] if token else [])
+        if not form.get("MessageSid") or not form.get("From") or not form.get("To"):
+            raise HTTPException(400, "MessageSid, From and To are required")
+        if tenant is None:
+            raise HTTPException(404, "no tenant sends from this number (tenant setting sms_from)")
+        from outbound.inbound import receive_inbound_sms
+
+        outcome = receive_inbound_sms(session, tenant, from_number=form["From"], to_number=form["To"],
+                                      body=form.get("Body") or "", provider_id=form["MessageSid"],
+                                      clock=state.clock, settings=state.settings)
+    reply = getattr(outcome, "reply", None)
+    twiml = (f"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Message>{escape(reply)}</Message></Response>"
+             if reply else "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response/>")
+    return Response(twiml, media_type=TWIML)
+
+
+def _sendgrid_keys(session: Session, settings) -> dict[str, int | None]:
+    keys: dict[str, int | None] = {}
+    for tenant in session.scalars(select(Tenant).order_by(Tenant.id)):
+        key = (tenant.settings or {}).get("sendgrid_webhook_public_key")
+        if key:
+            keys.setdefault(key, tenant.id)
+    if settings.sendgrid_webhook_public_key:
+        keys.setdefault(settings.sendgrid_webhook_public_key, None)
+    return keys
+
+
+@router.post("/webhooks/sendgrid/events", summary="SendGrid event webhook",
+             responses={**SIGNATURE_RESPONSES, 401: {"description": "The signature headers are missing."}})
+def sendgrid_events(request: Request, body: bytes = Depends(request_body)):
+    """Record SendGrid's events (each once, by sg_event_id) and apply them: message states, email
+    suppressions (bounce, spamreport, unsubscribe, group_unsubscribe; group_resubscribe lifts)."""
+    state = request.app.state
+    now = state.clock.now()
+    with transaction(state.factory) as session:
+        keys = _sendgrid_keys(session, state.settings)
+        try:
+            key = check_sendgrid(keys, body, request.headers.get("X-Twilio-Email-Event-Webhook-Signature"),
+                                 request.headers.get("X-Twilio-Email-Event-Webhook-Timestamp"), now)
+        except SignatureRefused as refused:
+            raise HTTPException(refused.status, str(refused)) from None
+        try:
+            events = json.loads(body)
+        except ValueError:
+            raise HTTPException(400, "the body is not JSON") from None
+        if not isinstance(events, list):
+            raise HTTPException(400, "expected a JSON array of events")
+        scope = keys[key]
+        slugs = {t.slug: t.id for t in session.scalars(select(Tenant))}
+        stored = duplicates = 0
+        errors: list[dict[str, Any]] = []
+        for index, item in enumerate(events):
+            report, problem = _sendgrid_report(item, scope, slugs, now)
+            if problem:
+                errors.append({"index": index, "message": problem})
+                continue
+            applied = apply_report(session, report, now)
+            stored += applied.stored
+            duplicates += applied.duplicate
+    if events and len(errors) == len(events):
+        raise HTTPException(400, f"no event could be read: {errors[0]['message']}")
+    return {"stored": stored, "duplicates": duplicates, "errors": errors}
+
+
+def _sendgrid_report(item: Any, scope: int | None, slugs: dict[str, int], now: datetime):
+    """A DeliveryReport from one SendGrid event, or the reason it cannot be read."""
+    if not isinstance(item, dict):
+        return None, "an event must be a JSON object"
+    name, event_id = item.get("event"), item.get("sg_event_id")
+    if not isinstance(name, str) or not name:
+        return None, "event is required"
+    if not isinstance(event_id, str) or not event_id:
+        return None, "sg_event_id is required"
+    slug = item.get("tenant")
+    tenant_id = slugs.get(slug) if isinstance(slug, str) else None
+    if scope is not None:
+        if tenant_id is not None and tenant_id != scope:
+            return None, f"tenant {slug!r} is not the tenant whose key signed this request"
+        tenant_id = scope
+    try:
+        message_id = int(item["message_id"]) if item.get("message_id") is not None else None
+    except (TypeError, ValueError):
+        message_id = None
+    try:
+        at = datetime.fromtimestamp(int(item.get("timestamp")), tz=timezone.utc)
+    except (TypeError, ValueError, OverflowError, OSError):
+        at = now
+    email = item.get("email") if isinstance(item.get("email"), str) else None
+    sg_message_id = item.get("sg_message_id") if isinstance(item.get("sg_message_id"), str) else None
+    text = item.get("reason") or item.get("response")
+    detail = {
+        "sg_message_id": sg_message_id, "asm_group_id": item.get("asm_group_id"),
+        # Bounce texts often quote the address; keep the text, not the address.
+        "reason": redact(str(text), email or "")[:300] if text else None,
+    }
+    return DeliveryReport(
+        provider="sendgrid", event_id=event_id[:200], type=name, at=at, tenant_id=tenant_id, message_id=message_id,
+        # sg_message_id is the X-Message-Id we stored, then a dot and SendGrid's own suffix.
+        provider_message_id=sg_message_id.split(".")[0] if sg_message_id else None,
+        address=email.strip().lower() if email else None,
+        bounce_type=item.get("type") if name == "bounce" and isinstance(item.get("type"), str) else None,
+        detail=detail,
+    ), None
