@@ -58,6 +58,7 @@ from outbound.providers import (
     PermanentProviderError,
     Provider,
     ProviderError,
+    send_all,
 )
 from outbound.ratelimit import SenderLimiter, rate_for, sender_key
 from outbound.rendering import locale_chain, sms_segments
@@ -149,7 +150,7 @@ class Dispatcher:
                 return report
             outgoing = self._decide_and_render(session, batch, now, report)
         # Committed: every message to send is now `sending`. Only then call providers.
-        results = [(message_id, self._send(out)) for message_id, out in outgoing]
+        results = send_all(self.providers, outgoing)
         with transaction(self.factory) as session:
             self._record_results(session, results, report)
         return report
@@ -318,12 +319,6 @@ class Dispatcher:
                              rates_for_dispatch(session, tenants, now))
 
     # -- sending --------------------------------------------------------------------
-
-    def _send(self, out: OutgoingMessage):
-        try:
-            return self.providers[out.channel].send(out)
-        except ProviderError as error:
-            return error
 
     def _record_results(self, session: Session, results, report: TickReport) -> None:
         now = self.clock.now()

@@ -9,6 +9,7 @@ from outbound.providers.base import (
     TransientProviderError,
     build_providers,
     parse_retry_after,
+    send_all,
 )
 from outbound.providers.outbox import Outbox
 from outbound.providers.sendgrid_email import SendGridEmail
@@ -26,4 +27,5 @@ __all__ = [
     "TwilioSms",
     "build_providers",
     "parse_retry_after",
+    "send_all",
 ]

@@ -114,6 +114,18 @@ class Provider(Protocol):
         ...
 
 
+def send_all(providers: dict[str, Provider], outgoing: list[tuple[int, OutgoingMessage]]
+             ) -> list[tuple[int, SendResult | ProviderError]]:
+    """Hand a batch to its providers; each message's result or error, keyed by message id."""
+    results: list[tuple[int, SendResult | ProviderError]] = []
+    for message_id, out in outgoing:
+        try:
+            results.append((message_id, providers[out.channel].send(out)))
+        except ProviderError as error:
+            results.append((message_id, error))
+    return results
+
+
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
     """Seconds to wait from a Retry-After header (delay-seconds or an HTTP date), or None when absent or unreadable."""
     if value is None or not value.strip():
