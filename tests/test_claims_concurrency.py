@@ -102,3 +102,47 @@ def test_agents_claiming_the_last_task_at_the_same_moment_leave_exactly_one_hold
         task = session.get(CallbackTask, 1)
         assert (task.status, task.claimed_by) == ("claimed", winners[0][1])
 
+
+
+def _agent_process(url: str, tenant_id: int, username: str, now, start, results) -> None:
+    """One agent in its own process with its own engine: claim and close tasks until none is left."""
+    from outbound.db.session import make_engine, session_factory
+
+    engine = make_engine(url)
+    factory = session_factory(engine)
+    mine = []
+    start.wait()
+    while True:
+        with transaction(factory) as session:
+            tenant = session.get(Tenant, tenant_id)
+            agent = session.scalar(select(Agent).where(Agent.username == username))
+            task = claim_next(session, tenant, agent, now)
+            if task is None:
+                break
+            mine.append(task.id)
+        with transaction(factory) as session:
+            record_outcome(session, session.get(Tenant, tenant_id), agent, task.id, "reached", now=now)
+    engine.dispose()
+    results.put((username, mine))
+
+
+def test_agents_in_separate_processes_never_get_the_same_task(db_url, factory, clock):
+    import multiprocessing
+
+    processes_count = 4
+    tenant_id = _setup(factory, clock, processes_count)
+    context = multiprocessing.get_context("spawn")
+    start, results = context.Barrier(processes_count), context.Queue()
+    processes = [context.Process(target=_agent_process, args=(db_url, tenant_id, f"agent{n}", clock.now(), start, results))
+                 for n in range(processes_count)]
+    for process in processes:
+        process.start()
+    handed_out = dict(results.get(timeout=300) for _ in processes)
+    for process in processes:
+        process.join(timeout=60)
+        assert process.exitcode == 0
+    claimed = Counter(task_id for tasks in handed_out.values() for task_id in tasks)
+    assert len(claimed) == TASKS and max(claimed.values()) == 1
+    assert sum(1 for tasks in handed_out.values() if tasks) > 1  # the work really was shared
+    with factory() as session:
+        assert Counter(session.scalars(select(CallbackAttempt.task_id))) == Counter({task_id: 1 for task_id in claimed})
