@@ -5,9 +5,10 @@ compliance gate decides, templates render and dispatch hands messages to a recor
 a simulated clock that walks through the events' own times. Everything happens inside one database
 transaction that is rolled back at the end, so nothing stays and nothing reaches a provider.
 
-The campaign runs as if active (a draft or a paused campaign can be tried before it goes live), and
-event ids are namespaced so recorded events already stored are processed again instead of being
-skipped as duplicates. On SQLite the run holds the database's write lock while it lasts.
+The campaign runs as if active (a draft or a paused campaign can be tried before it goes live) and
+as if new: its real enrollments are set aside for the run, so traffic it already handled is handled
+again the way the campaign file now says. Event ids are namespaced so recorded events already stored
+are processed again instead of being skipped as duplicates. On SQLite the run holds the database's write lock while it lasts.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import sessionmaker
 
 from outbound.campaign_state import resume
@@ -95,6 +96,12 @@ def dry_run(engine: Engine, settings, definitions, campaign_name: str, events_pa
             runtime = Runtime(settings=settings, engine=engine, factory=factory, clock=clock, definitions=trial,
                               providers={"sms": outbox, "email": outbox})
             with transaction(factory) as session:
+                # The campaign meets the traffic afresh: its real enrollments (perhaps from this very
+                # traffic) are set aside so their dedupe windows hide nothing. Their messages, sent or
+                # pending, still count for frequency caps, as they would.
+                session.execute(update(Enrollment).where(Enrollment.tenant_id == tenant.id,
+                                                         Enrollment.campaign == campaign_name)
+                                .values(campaign=f"{campaign_name}:set-aside"))
                 if session.scalar(select(CampaignState.state).where(
                         CampaignState.tenant_id == tenant.id, CampaignState.campaign == campaign_name)) == "paused":
                     resume(session, tenant.id, live, clock)

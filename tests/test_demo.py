@@ -28,3 +28,6 @@ def test_demo_sends_defers_blocks_and_cancels_with_reasons_in_both_languages(tmp
     for campaign in ("shipping_delay", "cart_abandonment", "delivery_survey", "churn_winback", "lead_followup"):
         assert campaign in text
     assert "(광고)" in text and "Reply STOP" in text
+    # The traffic as recorded is left for `campaigns dry-run`, one envelope per line.
+    recorded = [json.loads(line) for line in (tmp_path / "events-maple-goods.jsonl").read_text().splitlines()]
+    assert {"cart_abandoned", "order_placed"} <= {event.get("type") for event in recorded}

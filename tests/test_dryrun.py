@@ -90,3 +90,18 @@ def test_the_dry_run_command_prints_the_plan_and_changes_nothing(make_world, tmp
     outcomes = sorted(json.loads(line)["outcome"] for line in as_json.output.splitlines() if line.strip())
     assert outcomes == ["blocked", "would send", "would wait then send"]
     assert _counts(world) == before
+
+
+def test_traffic_the_campaign_already_handled_for_real_is_dry_run_afresh(make_world, tmp_path):
+    world = make_world()
+    tenant = _shop(world)
+    world.event(tenant, "cart_abandoned", "opted-in", {"cart_id": "k1", "value": 150}, id="evt-1", occurred_at=NIGHT)
+    assert len(world.messages(campaign="cart")) == 2  # enrolled for real: cart k1 is inside its dedupe window
+    before = _counts(world)
+    path = _recorded(tmp_path, [_event(1, "opted-in", NIGHT)])
+    report = dry_run(world.runtime.engine, world.runtime.settings, world.runtime.definitions, "cart", path)
+    assert report.enrolled == 1
+    assert [(m.contact, m.step) for m in report.messages] == [("opted-in", "email_1h"), ("opted-in", "sms_24h")]
+    assert _counts(world) == before
+    with world.runtime.factory() as session:
+        assert set(session.scalars(select(Enrollment.campaign))) == {"cart"}

@@ -98,7 +98,7 @@ def demo(
     from outbound.demo.run import run_demo
 
     with friendly_errors():
-        run_demo(out, db_url=db, seed=seed, console=console)
+        run_demo(out, db_url=db, seed=seed)
 
 
 def register(app: typer.Typer) -> None:

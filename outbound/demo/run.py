@@ -5,6 +5,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import json
+import os
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -40,10 +41,13 @@ def _event_time(raw: dict, fallback: datetime) -> datetime:
 
 def run_demo(out: Path, *, db_url: str | None = None, seed: int = 7, console: Console | None = None) -> dict:
     """Run the whole scenario into `out` (database, outbox) and print the report; returns the figures shown."""
-    console = console or Console()
+    if console is None:
+        console = Console()
+        if not console.is_terminal and "COLUMNS" not in os.environ:
+            console = Console(width=140)  # a report written to a file or a log keeps its tables whole
     started = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
-    for name in ("demo.db", "demo.db-wal", "demo.db-shm", "outbox.jsonl"):
+    for name in ("demo.db", "demo.db-wal", "demo.db-shm", "outbox.jsonl", *(f.name for f in out.glob("events-*.jsonl"))):
         (out / name).unlink(missing_ok=True)
     url = db_url or f"sqlite:///{out / 'demo.db'}"
     upgrade(url)
@@ -77,6 +81,9 @@ def run_demo(out: Path, *, db_url: str | None = None, seed: int = 7, console: Co
         order = itertools.count()  # ties in time keep their order, and the heap never compares two payloads
         timeline: list = []
         for slug, events in scenario.events.items():
+            # The traffic as recorded, for `outbound campaigns dry-run … --events` afterwards.
+            recorded = [*events, *scenario.helpdesk.get(slug, [])]
+            (out / f"events-{slug}.jsonl").write_text("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in recorded))
             last = scenario.start
             for raw in events:
                 last = _event_time(raw, last)
@@ -125,8 +132,12 @@ def run_demo(out: Path, *, db_url: str | None = None, seed: int = 7, console: Co
             figures.update(print_campaign_kinds(session, console, customers.tally))
     finally:
         runtime.close()
+    slug = scenario.tenants[-1].slug
     console.print(f"\nfinished in {time.perf_counter() - started:.1f} s — database {url}, outbox {out / 'outbox.jsonl'}\n"
-                  f"look closer: outbound messages list --db {url} --status blocked | outbound explain ID --db {url}",
+                  f"look closer: .venv/bin/outbound messages list --db {url} --status blocked\n"
+                  f"             .venv/bin/outbound explain ID --db {url}\n"
+                  f"try a campaign on the recorded traffic: .venv/bin/outbound campaigns dry-run cart_abandonment "
+                  f"--tenant {slug} --events {out / f'events-{slug}.jsonl'} --db {url}",
                   highlight=False)
     return figures
 
