@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import Engine
@@ -31,6 +32,8 @@ class Runtime:
     definitions: Definitions
     providers: dict[str, Provider]
     dispatcher: Dispatcher = field(init=False)
+    # When a simulated run last did the hourly consent duties (outbound.simulation.run_until).
+    consent_duties_at: datetime | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.dispatcher = Dispatcher(self.factory, self.definitions, self.providers, self.clock, self.settings)

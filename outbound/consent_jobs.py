@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, exists, or_, select
+from sqlalchemy.orm import Session, aliased
 
 from outbound.compliance import policy_for
 from outbound.compliance.rules import months_before
@@ -106,44 +106,49 @@ def _notices(session: Session, tenants: dict[int, Tenant], campaign, now: dateti
 
 
 def _reconfirmations(session: Session, tenants: dict[int, Tenant], campaign, now: datetime) -> int:
-    grants: dict[tuple[int, str], Consent] = {}
-    latest: dict[tuple[int, str], Consent] = {}
-    for consent in session.scalars(select(Consent).where(Consent.purpose == "marketing", Consent.at <= now)
-                                   .order_by(Consent.at, Consent.id)):
-        latest[(consent.contact_id, consent.channel)] = consent
-        if consent.granted:
-            grants[(consent.contact_id, consent.channel)] = consent
-    due: dict[int, list[Consent]] = defaultdict(list)
-    for record in latest.values():
-        if not record.granted:
-            continue
-        tenant = tenants[record.tenant_id]
-        months = policy_for("KR", (tenant.settings or {}).get("compliance")).reconfirm_months
-        # Ask once the lapse is less than RECONFIRM_AHEAD away: given before (now + ahead) − months.
-        if months is not None and record.at <= months_before((now + RECONFIRM_AHEAD).astimezone(KST), months):
-            due[record.contact_id].append(record)
-    if not due:
-        return 0
-    contacts = {c.id: c for c in session.scalars(select(Contact).where(Contact.id.in_(due), Contact.erased_at.is_(None)))}
     count = 0
-    for contact_id, records in due.items():
-        contact = contacts.get(contact_id)
-        if contact is None or not _is_kr(contact, tenants[contact.tenant_id]) or not (contact.phone or contact.email):
+    for tenant in tenants.values():
+        months = policy_for("KR", (tenant.settings or {}).get("compliance")).reconfirm_months
+        if months is None:
             continue
-        tenant = tenants[contact.tenant_id]
-        months = policy_for("KR", (tenant.settings or {}).get("compliance")).reconfirm_months or 24
-        oldest = min(records, key=lambda r: r.at)
-        lapses = _months_after(oldest.at, months)
-        key = f"{RECONFIRM_CAMPAIGN}:{contact.id}:{oldest.id}"
-        if session.scalar(select(Event.id).where(Event.tenant_id == tenant.id, Event.event_id == key)) is not None:
+        # Ask once the lapse is less than RECONFIRM_AHEAD away: the contact's standing marketing consent
+        # on a channel (its latest entry, a grant) was given before (now + ahead) − months. The database
+        # finds them: only consents that old are read, and only those no later entry replaced.
+        cutoff = months_before((now + RECONFIRM_AHEAD).astimezone(KST), months)
+        later = aliased(Consent)
+        replaced = exists().where(
+            later.tenant_id == Consent.tenant_id, later.contact_id == Consent.contact_id,
+            later.channel == Consent.channel, later.purpose == Consent.purpose, later.at <= now,
+            or_(later.at > Consent.at, and_(later.at == Consent.at, later.id > Consent.id)))
+        due: dict[int, list[Consent]] = defaultdict(list)
+        for record in session.scalars(select(Consent).where(
+                Consent.tenant_id == tenant.id, Consent.purpose == "marketing", Consent.granted.is_(True),
+                Consent.at <= cutoff, ~replaced).order_by(Consent.contact_id, Consent.at, Consent.id)):
+            due[record.contact_id].append(record)
+        if not due:
             continue
-        data = {"key": key, "given_at": f"{oldest.at.astimezone(KST):%Y-%m-%d}",
-                "lapses_at": f"{lapses.astimezone(KST):%Y-%m-%d}",
-                "channels_ko": ", ".join(_CHANNEL[r.channel][0] for r in records),
-                "channels_en": ", ".join(_CHANNEL[r.channel][1] for r in records)}
-        if enroll(session, tenant, campaign, contact, _event(session, tenant, contact, key, now, data),
-                  _FixedClock(now), trigger="consent reconfirmation job") is not None:
-            count += 1
+        contacts = {c.id: c for c in session.scalars(select(Contact).where(
+            Contact.tenant_id == tenant.id, Contact.id.in_(due), Contact.erased_at.is_(None)))}
+        keys = {contact_id: f"{RECONFIRM_CAMPAIGN}:{contact_id}:{min(records, key=lambda r: r.at).id}"
+                for contact_id, records in due.items()}
+        asked = set(session.scalars(select(Event.event_id).where(Event.tenant_id == tenant.id,
+                                                                 Event.event_id.in_(keys.values()))))
+        for contact_id, records in due.items():
+            contact = contacts.get(contact_id)
+            if contact is None or not _is_kr(contact, tenant) or not (contact.phone or contact.email):
+                continue
+            key = keys[contact_id]
+            if key in asked:
+                continue
+            oldest = min(records, key=lambda r: r.at)
+            lapses = _months_after(oldest.at, months)
+            data = {"key": key, "given_at": f"{oldest.at.astimezone(KST):%Y-%m-%d}",
+                    "lapses_at": f"{lapses.astimezone(KST):%Y-%m-%d}",
+                    "channels_ko": ", ".join(_CHANNEL[r.channel][0] for r in records),
+                    "channels_en": ", ".join(_CHANNEL[r.channel][1] for r in records)}
+            if enroll(session, tenant, campaign, contact, _event(session, tenant, contact, key, now, data),
+                      _FixedClock(now), trigger="consent reconfirmation job") is not None:
+                count += 1
     return count
 
 

@@ -26,12 +26,13 @@ def run_until(runtime, clock: SimulatedClock, until: datetime, step: timedelta =
               on_tick=None) -> TickReport:
     """Advance `clock` to `until`, stopping at each time work is due (on the `step` grid) and doing it."""
     total = TickReport()
-    consent_checked = None
     while True:
-        # KR consent notices and reconfirmation requests, at most once per simulated hour (as the scheduler).
-        if consent_checked is None or clock.now() - consent_checked >= CONSENT_DUTIES_EVERY:
+        # KR consent notices and reconfirmation requests, once per simulated hour (as the scheduler does),
+        # however many short runs the hour is cut into.
+        last = runtime.consent_duties_at
+        if last is None or not timedelta(0) <= clock.now() - last < CONSENT_DUTIES_EVERY:
             consent_duties(runtime)
-            consent_checked = clock.now()
+            runtime.consent_duties_at = clock.now()
         # Cron batch campaigns fire at their times on this clock too, before what they enroll is sent.
         run_due_batches(runtime.factory, runtime.definitions, clock)
         report = runtime.dispatcher.drain()

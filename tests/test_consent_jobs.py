@@ -14,7 +14,7 @@ from definitions_kit import CART, DELAY, LEAD, TEMPLATES, write_definitions
 from outbound.bootstrap import build
 from outbound.consent_jobs import run_consent_jobs
 from outbound.contacts import ConsentIn, record_consent
-from outbound.db.models import Consent, Contact
+from outbound.db.models import Consent, Contact, Enrollment
 from outbound.db.session import transaction
 from outbound.inbound import receive_inbound_sms
 from outbound.settings import Settings
@@ -112,6 +112,23 @@ def test_reconfirmation_is_asked_four_weeks_before_the_lapse_and_a_yes_renews_co
     with world.runtime.factory() as session:
         newest = session.scalars(select(Consent).order_by(Consent.id.desc())).first()
         assert newest.granted and newest.purpose == "marketing" and newest.source == "inbound SMS"
+
+
+def test_only_a_standing_grant_is_reconfirmed_not_one_revoked_or_renewed_since(kr_world):
+    world = kr_world
+    tenant = kr_shop(world)
+    old = world.clock.now() - timedelta(days=2 * 365 - 20)  # inside the four weeks before the lapse
+    for external_id, phone in (("standing", "+821011110001"), ("revoked", "+821011110002"),
+                               ("renewed", "+821011110003")):
+        world.contact(tenant, external_id, phone=phone, locale="ko")
+        grant(world, tenant, external_id, at=old)
+    grant(world, tenant, "revoked", at=old + timedelta(days=30), granted=False)
+    grant(world, tenant, "renewed", at=old + timedelta(days=300))
+    assert jobs(world).reconfirmations == 1
+    with world.runtime.factory() as session:
+        asked = session.scalars(select(Contact.external_id).join(Enrollment, Enrollment.contact_id == Contact.id)
+                                .where(Enrollment.campaign == "kr_consent_reconfirmation"))
+        assert list(asked) == ["standing"]
 
 
 def test_without_reconfirmation_advertising_stops_at_the_lapse(kr_world):
