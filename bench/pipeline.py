@@ -14,7 +14,7 @@ from outbound.clock import SimulatedClock
 from outbound.db.models import Contact, Message, Tenant
 from outbound.db.session import transaction
 from outbound.definitions import load_definitions
-from outbound.enrollment import enroll
+from outbound.enrollment import enroll_many
 from outbound.providers import Outbox, TwilioSms
 from outbound.settings import Settings
 
@@ -40,11 +40,12 @@ def definitions(folder: Path):
 
 
 def _enroll_all(runtime, count: int) -> None:
+    """Enroll the first `count` contacts the way a caller with many contacts at once does: `enroll_many`."""
     campaign = runtime.definitions.campaigns["bench_reminder"]
     with transaction(runtime.factory) as session:
         tenant = session.scalar(select(Tenant))
-        for contact in session.scalars(select(Contact).order_by(Contact.id).limit(count)):
-            enroll(session, tenant, campaign, contact, None, runtime.clock)
+        contacts = session.execute(select(Contact.__table__).order_by(Contact.id).limit(count)).all()
+        enroll_many(session, tenant, campaign, contacts, runtime.clock)
 
 
 def end_to_end(url: str, count: int, provider) -> tuple[float, float]:
@@ -52,7 +53,10 @@ def end_to_end(url: str, count: int, provider) -> tuple[float, float]:
     clock = SimulatedClock(T0)
     seed_contacts(url, count, clock=clock)
     with tempfile.TemporaryDirectory() as folder:
-        runtime = build(Settings(database_url=url, dispatch_batch_size=1000), clock=clock,
+        # No per-sender rate limit: the simulated clock stands still while draining, so a limit would
+        # hold all but the first second's worth of messages back; the figure is the engine's own pace.
+        settings = Settings(database_url=url, dispatch_batch_size=1000, sms_rate_per_second=0, email_rate_per_second=0)
+        runtime = build(settings, clock=clock,
                         providers={"sms": provider, "email": provider}, definitions=definitions(Path(folder)))
         enroll_seconds, _ = timed(_enroll_all, runtime, count)
         clock.advance(timedelta(hours=1))
@@ -92,19 +96,100 @@ def run(backend: str, count: int) -> list[Figure]:
 
 
 def sdk_figures(count: int) -> list[Figure]:
-    """The engine with the real Twilio SDK against the loopback fake, against the SDK calls alone."""
+    """The engine with the real Twilio and SendGrid SDKs against the loopback fake, each against the same
+    provider path alone: `send_all` with the same pool on messages rendered beforehand, so the ratio is the
+    engine's own cost. The SDK sending one message per request, one request at a time, is printed too."""
+    from outbound.providers import SendGridEmail, send_all
+    from outbound.testing import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, DEFAULT_SENDGRID_API_KEY, FakeProviderProcess
+
+    pool = Settings().provider_concurrency
+    figures: list[Figure] = []
+    # The fake answers from a process of its own, as a provider would: its work does not count against ours.
+    with FakeProviderProcess() as fake:
+        def twilio(concurrency: int = pool):
+            return TwilioSms(DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, from_number="+12155550123", api_base=fake.url,
+                             concurrency=concurrency)
+
+        def sendgrid(concurrency: int = pool):
+            return SendGridEmail(DEFAULT_SENDGRID_API_KEY, "hello@bench.example", api_base=fake.url,
+                                 concurrency=concurrency)
+
+        for label, channel, make in (("Twilio", "sms", twilio), ("SendGrid", "email", sendgrid)):
+            outgoing = _sdk_rendered(channel, count)
+            one_by_one = count / timed(_one_at_a_time, make(1), outgoing)[0]
+            alone = count / timed(send_all, {channel: make()}, outgoing)[0]
+            fake.reset()
+            with database("sqlite") as url:
+                enroll_s, dispatch_s = _sdk_end_to_end(url, count, channel, make())
+            accepted = fake.accepted_count("twilio" if channel == "sms" else "sendgrid")
+            assert accepted == count, f"the fake accepted {accepted} of {count}"
+            figures.append(Figure(f"sqlite: engine + {label} SDK → fake provider, {count:,}",
+                                  count / (enroll_s + dispatch_s), "msg/s",
+                                  f"{label} send_all alone, pool of {pool}", alone))
+            figures.append(Figure(f"sqlite:   of which claim→decide→render→send ({label})", count / dispatch_s, "msg/s",
+                                  f"{label} send_all alone, pool of {pool}", alone))
+            figures.append(Figure(f"{label} SDK alone, one message per request, one at a time", one_by_one, "msg/s"))
+    # A provider across a network answers in tens of milliseconds: there, requests in flight side by side count.
+    latency, sample = 0.02, min(count, 400)
+    with FakeProviderProcess(latency=latency) as fake:
+        outgoing = _sdk_rendered("sms", sample)
+        sms_one = TwilioSms(DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, from_number="+12155550123", api_base=fake.url,
+                            concurrency=1)
+        sms_pool = TwilioSms(DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, from_number="+12155550123", api_base=fake.url,
+                             concurrency=pool)
+        one_by_one = sample / timed(_one_at_a_time, sms_one, outgoing)[0]
+        pooled = sample / timed(send_all, {"sms": sms_pool}, outgoing)[0]
+    figures.append(Figure(f"Twilio SDK, {latency * 1000:.0f} ms answers: send_all, pool of {pool}, {sample:,}", pooled,
+                          "msg/s", "one request at a time", one_by_one))
+    return figures
+
+
+EMAIL_CAMPAIGN = CAMPAIGN.replace("sms_1h", "email_1h").replace("channel: sms", "channel: email")
+EMAIL_TEMPLATE = ("{% block subject %}Your cart is waiting, {{ contact.external_id }}{% endblock %}"
+                  "{% block text %}{{ tenant.sender_name }}: your cart is waiting, {{ contact.external_id }}. "
+                  "{{ tenant.postal_address }}. Unsubscribe: {{ links.unsubscribe }}{% endblock %}")
+
+
+def _one_at_a_time(provider, outgoing: list[tuple]) -> None:
+    """Each message in its own request, each request after the last: the SDK as the engine used to call it."""
+    for _, out in outgoing:
+        provider.send(out)
+
+
+def _sdk_end_to_end(url: str, count: int, channel: str, provider) -> tuple[float, float]:
+    """`end_to_end` on either channel: seconds to enroll `count` contacts, then to dispatch their messages."""
+    clock = SimulatedClock(T0)
+    seed_contacts(url, count, clock=clock)
+    with tempfile.TemporaryDirectory() as name:
+        folder = Path(name)
+        loaded = definitions(folder)
+        if channel == "email":
+            (folder / "campaigns" / "bench_reminder.yaml").write_text(EMAIL_CAMPAIGN)
+            (folder / "templates" / "bench_note" / "email.en.j2").write_text(EMAIL_TEMPLATE)
+            loaded = load_definitions(folder)
+        settings = Settings(database_url=url, dispatch_batch_size=1000, sms_rate_per_second=0, email_rate_per_second=0)
+        runtime = build(settings, clock=clock, providers={channel: provider}, definitions=loaded)
+        enroll_seconds, _ = timed(_enroll_all, runtime, count)
+        clock.advance(timedelta(hours=1))
+        dispatch_seconds, report = timed(runtime.dispatcher.drain)
+        runtime.close()
+    assert report.sent == count, f"only {report.sent} of {count} sent: {report.decisions}"
+    return enroll_seconds, dispatch_seconds
+
+
+def _sdk_rendered(channel: str, count: int) -> list[tuple]:
+    """Messages as the engine renders them for the bench tenant, ready for a provider: (id, OutgoingMessage)."""
     from outbound.providers import OutgoingMessage
-    from outbound.testing import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, FakeProviderServer
 
-    with FakeProviderServer() as fake:
-        def provider():
-            return TwilioSms(DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, from_number="+12155550123", api_base=fake.url)
-
-        sms = provider()
-        messages = [OutgoingMessage(message_id=i, tenant="bench", channel="sms", to=f"+1212555{i % 10000:04d}",
-                                    sender="+12155550123", subject=None, body=TEMPLATE) for i in range(count)]
-        alone, _ = timed(lambda: [sms.send(m) for m in messages])
-        with database("sqlite") as url:
-            enroll_s, dispatch_s = end_to_end(url, count, provider())
-    return [Figure(f"sqlite: engine + Twilio SDK → fake provider, {count:,}", count / (enroll_s + dispatch_s), "msg/s",
-                   "Twilio SDK calls alone", count / alone)]
+    unsubscribe = "http://localhost:8000/u/" + "t" * 64
+    if channel == "sms":
+        return [(i, OutgoingMessage(message_id=i, tenant="bench", channel="sms", to=f"+1212555{i % 10000:04d}",
+                                    sender="+12155550123", subject=None, body=TEMPLATE.replace(
+                                        "{{ tenant.sender_name }}", "Bench Shop").replace(
+                                        "{{ contact.external_id }}", f"c{i}"))) for i in range(count)]
+    return [(i, OutgoingMessage(
+        message_id=i, tenant="bench", channel="email", to=f"c{i}@example.com", sender="hello@bench.example",
+        sender_name="Bench Shop", subject=f"Your cart is waiting, c{i}",
+        body=f"Bench Shop: your cart is waiting, c{i}. 1 Main St, Springfield, IL. Unsubscribe: {unsubscribe}{i}",
+        headers={"List-Unsubscribe": f"<{unsubscribe}{i}>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"},
+    )) for i in range(count)]

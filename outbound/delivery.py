@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import logging
 import random
+from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -160,6 +162,14 @@ def find_message(session: Session, report: DeliveryReport) -> Message | None:
                                   Message.provider_id == report.provider_message_id)
     if report.tenant_id is not None:
         query = query.where(Message.tenant_id == report.tenant_id)
+    if report.provider == "sendgrid":
+        # One SendGrid request carries many messages under one X-Message-Id: the recipient tells them
+        # apart, and only when exactly one message of that request went to it.
+        if not report.address:
+            return None
+        found = session.scalars(query.where(func.lower(Message.to_address) == report.address)
+                                .with_for_update().limit(2)).all()
+        return found[0] if len(found) == 1 else None
     message = session.scalars(query.with_for_update().limit(1)).first()
     if message is not None or report.provider != "twilio" or not report.address:
         return message
@@ -177,19 +187,30 @@ def find_message(session: Session, report: DeliveryReport) -> Message | None:
     return candidates[0]
 
 
-def attach_pending(session: Session, message: Message, now: datetime, rng: random.Random | None = None) -> int:
-    """Apply reports that arrived before we knew `message`'s provider id (Twilio ids are `SID:status`)."""
-    if not message.provider_id or message.provider != "twilio":
+def attach_pending(session: Session, messages: Iterable[Message], now: datetime, rng: random.Random | None = None) -> int:
+    """Apply reports that arrived before we knew these messages' provider ids (Twilio ids are `SID:status`):
+    one query for the whole batch."""
+    by_sid = {m.provider_id: m for m in messages if m.provider_id and m.provider == "twilio"}
+    if not by_sid:
         return 0
-    pending = list(session.scalars(select(DeliveryEvent).where(
-        DeliveryEvent.tenant_id == message.tenant_id, DeliveryEvent.provider == message.provider,
-        DeliveryEvent.message_id.is_(None), DeliveryEvent.provider_event_id.like(f"{message.provider_id}:%"),
-    ).order_by(DeliveryEvent.id)))
+    prefixes: dict[int, list[str]] = defaultdict(list)
+    for sid in by_sid:
+        prefixes[len(sid) + 1].append(f"{sid}:")
+    pending = session.scalars(select(DeliveryEvent).where(
+        DeliveryEvent.provider == "twilio", DeliveryEvent.message_id.is_(None),
+        DeliveryEvent.tenant_id.in_({m.tenant_id for m in by_sid.values()}),
+        or_(*(func.substr(DeliveryEvent.provider_event_id, 1, length).in_(group) for length, group in prefixes.items())),
+    ).order_by(DeliveryEvent.id)).all()
+    attached = 0
     for event in pending:
+        message = by_sid.get(event.provider_event_id.partition(":")[0])
+        if message is None or message.tenant_id != event.tenant_id:
+            continue
         event.message_id = message.id
         _apply(session, event, message, message.tenant_id, message.channel, message.to_address, now,
                rng or random.Random())
-    return len(pending)
+        attached += 1
+    return attached
 
 
 def _apply(session: Session, event: DeliveryEvent, message: Message | None, tenant_id: int, channel: str,

@@ -3,6 +3,10 @@
 Sending is at most once: a message is marked `sending` and committed before the
 provider is called, so a worker that dies mid-send leaves `sending` rows that
 expire into `unknown` instead of being sent again.
+
+A tick works on the whole batch at once: it reads the messages and what the gate needs with
+one query per kind, and writes its decisions back with one INSERT of the batch's transitions
+and one UPDATE per set of changed columns, never an ORM flush per message.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import random
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -24,6 +29,7 @@ from outbound.compliance import (
     ConsentRecord,
     Defer,
     MessageFacts,
+    Policy,
     decide,
     policy_for,
 )
@@ -36,6 +42,7 @@ from outbound.db.models import (
     Enrollment,
     Event,
     Message,
+    OfferCode,
     Suppression,
     Tenant,
 )
@@ -48,11 +55,10 @@ from outbound.delivery import (
     attach_pending,
     retry_delay,
 )
-from outbound.enrollment import offer_code_for
 from outbound.errors import OutboundError
 from outbound.fallback import schedule_fallback, undeliverable
 from outbound.links import unsubscribe_url
-from outbound.messages import transition
+from outbound.messages import ClaimedMessage, claimed, move, record_transitions, transition, write_changes
 from outbound.providers import (
     OutgoingMessage,
     PermanentProviderError,
@@ -66,7 +72,23 @@ from outbound.settings import Settings
 from outbound.surveys import survey_url
 
 # MAX_ATTEMPTS and SUPPRESSING_CODES live with the delivery rules, which callbacks apply too.
-__all__ = ["MAX_ATTEMPTS", "SUPPRESSING_CODES", "Dispatcher", "TickReport", "claim_due", "expire_sending", "next_due"]
+__all__ = ["MAX_ATTEMPTS", "SUPPRESSING_CODES", "Dispatcher", "TickReport", "claim_due", "claim_due_rows",
+           "expire_sending", "next_due"]
+
+PENDING = ("scheduled", "deferred")
+MESSAGES = Message.__table__
+CONTACTS = Contact.__table__
+EVENTS = Event.__table__
+# The columns a claim reads: not the text dispatch writes and never reads back, nor the times it only sets;
+# each datetime read costs a parse on SQLite, and a claim reads thousands.
+CLAIMED = [c for c in MESSAGES.c if c.name not in (
+    "created_at", "updated_at", "sent_at", "delivered_at", "subject", "body", "locale", "provider_id", "error_code")]
+# Recording the provider's answers reads what a callback may have changed meanwhile, and what a retry,
+# a failure, a fallback or a waiting callback needs.
+ANSWERED = [c for c in MESSAGES.c if c.name not in ("created_at", "updated_at", "subject", "body", "locale")]
+# What the gate and the templates read of a contact.
+CONTACT_COLUMNS = [CONTACTS.c[name] for name in (
+    "id", "tenant_id", "external_id", "phone", "email", "timezone", "locale", "jurisdiction", "attributes")]
 
 
 @dataclass
@@ -95,13 +117,36 @@ class _BatchContext:
     """Everything the gate and the renderer need for one batch, loaded with a query per kind, not per message."""
 
     tenants: dict[int, Tenant]
-    contacts: dict[int, Contact]
-    consents: dict[int, list[ConsentRecord]]
+    contacts: dict[int, Any]  # contact rows
+    consents: dict[int, tuple[ConsentRecord, ...]]
     suppressions: dict[tuple[int, str, str], list[str]]
     recent_marketing: dict[int, list[tuple[str, datetime]]]
     last_purchase: dict[int, datetime]
-    events: dict[int, Event]
+    events: dict[int, Any]  # the event row that started each enrollment
+    offer_codes: dict[tuple[int, str, int], str] = field(default_factory=dict)
     complaint_rates: dict[int, float] = field(default_factory=dict)
+    # Pure per-tenant values, worked out once per batch instead of once per message.
+    policies: dict[tuple[int, str], Policy] = field(default_factory=dict)
+    tenant_views: dict[int, dict[str, Any]] = field(default_factory=dict)
+    locale_chains: dict[tuple[str | None, str | None], list[str]] = field(default_factory=dict)
+
+    def policy(self, tenant: Tenant, jurisdiction: str) -> Policy:
+        key = (tenant.id, jurisdiction)
+        if key not in self.policies:
+            self.policies[key] = policy_for(jurisdiction, (tenant.settings or {}).get("compliance"))
+        return self.policies[key]
+
+    def tenant_view(self, tenant: Tenant) -> dict[str, Any]:
+        # One dict shared by the batch's messages: templates run in an immutable sandbox and cannot change it.
+        if tenant.id not in self.tenant_views:
+            self.tenant_views[tenant.id] = tenant_view(tenant)
+        return self.tenant_views[tenant.id]
+
+    def locale_chain(self, contact_locale: str | None, tenant_locale: str | None) -> list[str]:
+        key = (contact_locale, tenant_locale)
+        if key not in self.locale_chains:
+            self.locale_chains[key] = locale_chain(contact_locale, tenant_locale)
+        return self.locale_chains[key]
 
 
 class _Unsendable(OutboundError):
@@ -114,19 +159,32 @@ class _Unsendable(OutboundError):
 
 def claim_due(session: Session, now: datetime, limit: int) -> list[Message]:
     """Due scheduled or deferred messages, oldest first, locked against other workers (SKIP LOCKED)."""
-    query = (
-        select(Message)
-        .where(Message.status.in_(("scheduled", "deferred")), Message.due_at <= now, not_paused())
-        .order_by(Message.due_at, Message.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
-    return list(session.scalars(query))
+    return _claim(session, now, limit, lambda query: list(session.scalars(query.with_only_columns(Message))))
+
+
+def claim_due_rows(session: Session, now: datetime, limit: int) -> list[ClaimedMessage]:
+    """The same claim as `claim_due`, as plain rows that a batch changes and writes back at once."""
+    return _claim(session, now, limit, lambda query: claimed(session.execute(query)))
+
+
+def _claim(session: Session, now: datetime, limit: int, run) -> list:
+    # One query per pending status, each read in the order of the (status, due_at) index, so a claim
+    # stays an index range read however large the backlog; `status IN (…)` would sort every due row.
+    # Rows of one status beyond the merged `limit` stay locked, unchanged, until this transaction ends.
+    found = []
+    for status in PENDING:
+        found.extend(run(select(*CLAIMED)
+                         .where(MESSAGES.c.status == status, MESSAGES.c.due_at <= now, not_paused())
+                         .order_by(MESSAGES.c.due_at, MESSAGES.c.id)
+                         .limit(limit)
+                         .with_for_update(skip_locked=True)))
+    found.sort(key=lambda message: (message.due_at, message.id))
+    return found[:limit]
 
 
 def next_due(session: Session) -> datetime | None:
     """When the next pending message is due, if any."""
-    return session.scalar(select(func.min(Message.due_at)).where(Message.status.in_(("scheduled", "deferred")), not_paused()))
+    return session.scalar(select(func.min(Message.due_at)).where(Message.status.in_(PENDING), not_paused()))
 
 
 class Dispatcher:
@@ -144,7 +202,7 @@ class Dispatcher:
         report = TickReport()
         now = self.clock.now()
         with transaction(self.factory) as session:
-            batch = claim_due(session, now, self.settings.dispatch_batch_size)
+            batch = claim_due_rows(session, now, self.settings.dispatch_batch_size)
             report.claimed = len(batch)
             if not batch:
                 return report
@@ -166,9 +224,10 @@ class Dispatcher:
 
     # -- deciding -----------------------------------------------------------------
 
-    def _decide_and_render(self, session: Session, batch: list[Message], now: datetime, report: TickReport):
+    def _decide_and_render(self, session: Session, batch: list[ClaimedMessage], now: datetime, report: TickReport):
         context = self._load_context(session, batch, now)
         outgoing: list[tuple[int, OutgoingMessage]] = []
+        steps: list[dict[str, Any]] = []  # the batch's transitions, stored together at the end
         for message in batch:
             tenant = context.tenants[message.tenant_id]
             contact = context.contacts[message.contact_id]
@@ -183,31 +242,31 @@ class Dispatcher:
                 jurisdiction=jurisdiction,
                 timezone=resolve_timezone(contact.timezone, contact.phone, tenant.timezone),
                 now=now,
-                consents=tuple(context.consents.get(contact.id, ())),
+                consents=context.consents.get(contact.id, ()),
                 suppressions=tuple(context.suppressions.get((tenant.id, message.channel, address_hash(message.channel, to)), ())) if to else (),
                 recent_marketing=tuple(context.recent_marketing.get(contact.id, ())),
                 last_purchase_at=context.last_purchase.get(contact.id),
                 has_postal_address=bool((tenant.settings or {}).get("postal_address")),
                 complaint_rate=context.complaint_rates.get(tenant.id, 0.0),
             )
-            decision = decide(facts, policy_for(jurisdiction, (tenant.settings or {}).get("compliance")))
+            decision = decide(facts, context.policy(tenant, jurisdiction))
             report.decisions[decision.rule] = report.decisions.get(decision.rule, 0) + 1
             if isinstance(decision, Block):
-                transition(session, message, "blocked", at=now, source="worker", rule=decision.rule, reason=decision.reason)
+                steps.append(move(message, "blocked", at=now, source="worker", rule=decision.rule, reason=decision.reason))
                 report.blocked += 1
                 if undeliverable(decision.rule, facts.suppressions):
                     schedule_fallback(session, message, self.definitions, now, decision.reason)
                 continue
             if isinstance(decision, Defer):
                 message.due_at = decision.until
-                transition(session, message, "deferred", at=now, source="worker", rule=decision.rule,
-                           reason=decision.reason, detail={"until": decision.until.isoformat()})
+                steps.append(move(message, "deferred", at=now, source="worker", rule=decision.rule,
+                                  reason=decision.reason, detail={"until": decision.until.isoformat()}))
                 report.deferred += 1
                 continue
             assert isinstance(decision, Allow)
             if campaign is None:
-                transition(session, message, "failed", at=now, source="worker", rule="definitions",
-                           reason=f"campaign {message.campaign!r} is no longer defined")
+                steps.append(move(message, "failed", at=now, source="worker", rule="definitions",
+                                  reason=f"campaign {message.campaign!r} is no longer defined"))
                 report.failed += 1
                 continue
             sender = (tenant.settings or {}).get("sms_from" if message.channel == "sms" else "email_from")
@@ -219,15 +278,15 @@ class Dispatcher:
                 report.rate_limited += 1
                 continue
             try:
-                out = self._render(session, message, tenant, contact, context, to, jurisdiction)
+                out = self._render(message, tenant, contact, context, to, jurisdiction)
             except _Unsendable as refusal:
                 # The text as rendered breaks a rule the gate could not see before rendering.
-                transition(session, message, "blocked", at=now, source="worker", rule=refusal.rule, reason=str(refusal))
+                steps.append(move(message, "blocked", at=now, source="worker", rule=refusal.rule, reason=str(refusal)))
                 report.blocked += 1
                 report.decisions[refusal.rule] = report.decisions.get(refusal.rule, 0) + 1
                 continue
             except OutboundError as error:
-                transition(session, message, "failed", at=now, source="worker", rule="render", reason=str(error))
+                steps.append(move(message, "failed", at=now, source="worker", rule="render", reason=str(error)))
                 report.failed += 1
                 continue
             message.to_address = to
@@ -237,28 +296,29 @@ class Dispatcher:
             message.sender = out.sender or (
                 (self.settings.twilio_messaging_service_sid or self.settings.twilio_from_number)
                 if message.channel == "sms" else self.settings.sendgrid_from_email)
-            transition(session, message, "sending", at=now, source="worker", rule=decision.rule, reason=decision.reason)
+            steps.append(move(message, "sending", at=now, source="worker", rule=decision.rule, reason=decision.reason))
             if message.purpose == "marketing":
                 context.recent_marketing[contact.id].append((message.channel, now))
             outgoing.append((message.id, out))
+        record_transitions(session, steps)
+        write_changes(session, batch)
         return outgoing
 
-    def _render(self, session: Session, message: Message, tenant: Tenant, contact: Contact, context: _BatchContext,
+    def _render(self, message: ClaimedMessage, tenant: Tenant, contact, context: _BatchContext,
                 to: str, jurisdiction: str) -> OutgoingMessage:
-        enrollment_event = context.events.get(message.id)
         links = {"unsubscribe": unsubscribe_url(self.settings.base_url, self.settings.secret_key,
                                                 tenant.id, contact.id, message.channel)}
         if message.purpose == "survey":
             links["survey"] = survey_url(self.settings.base_url, self.settings.secret_key, tenant.id, message.id)
         campaign = self.definitions.campaigns.get(message.campaign)
-        code = offer_code_for(session, tenant.id, message.campaign, contact.id) if campaign and campaign.offer_codes else None
+        code = context.offer_codes.get((tenant.id, message.campaign, contact.id)) if campaign and campaign.offer_codes else None
         names = {
-            "contact": contact_view(contact), "event": event_view(enrollment_event), "tenant": tenant_view(tenant),
-            "campaign": message.campaign, "step": message.step, "links": links,
-            "offer": {"code": code}, "variant": message.variant,
+            "contact": contact_view(contact), "event": event_view(context.events.get(message.enrollment_id)),
+            "tenant": context.tenant_view(tenant), "campaign": message.campaign, "step": message.step,
+            "links": links, "offer": {"code": code}, "variant": message.variant,
         }
         rendered = self.definitions.renderer.render(
-            message.template, message.channel, locale_chain(contact.locale, tenant.locale), names
+            message.template, message.channel, context.locale_chain(contact.locale, tenant.locale), names
         )
         message.subject, message.body, message.locale = rendered.subject, rendered.text, rendered.locale
         if message.purpose == "marketing":
@@ -283,47 +343,76 @@ class Dispatcher:
             subject=rendered.subject, body=rendered.text, html=rendered.html, headers=headers,
         )
 
-    def _load_context(self, session: Session, batch: list[Message], now: datetime) -> _BatchContext:
+    def _load_context(self, session: Session, batch: list[ClaimedMessage], now: datetime) -> _BatchContext:
         tenant_ids = {m.tenant_id for m in batch}
         contact_ids = {m.contact_id for m in batch}
-        contacts = {c.id: c for c in session.scalars(select(Contact).where(Contact.id.in_(contact_ids)))}
-        consents: dict[int, list[ConsentRecord]] = defaultdict(list)
-        for row in session.scalars(select(Consent).where(Consent.contact_id.in_(contact_ids))):
-            consents[row.contact_id].append(ConsentRecord(channel=row.channel, purpose=row.purpose, granted=row.granted,
-                                                          night=row.night, at=row.at, source=row.source))
+        contacts = {c.id: c for c in session.execute(
+            select(*CONTACT_COLUMNS).where(CONTACTS.c.id.in_(contact_ids))).all()}
+        # The reads by contact name the tenants too: the indexes on these tables start with tenant_id.
+        ledgers: dict[int, list[ConsentRecord]] = defaultdict(list)
+        consent = Consent.__table__.c
+        for row in session.execute(select(consent.contact_id, consent.channel, consent.purpose, consent.granted,
+                                          consent.night, consent.at, consent.source)
+                                   .where(consent.tenant_id.in_(tenant_ids), consent.contact_id.in_(contact_ids))
+                                   .order_by(consent.id)):
+            ledgers[row.contact_id].append(ConsentRecord(channel=row.channel, purpose=row.purpose, granted=row.granted,
+                                                         night=row.night, at=row.at, source=row.source))
         hashes = {address_hash(m.channel, a) for m in batch
                   if (a := (contacts[m.contact_id].phone if m.channel == "sms" else contacts[m.contact_id].email))}
         suppressions: dict[tuple[int, str, str], list[str]] = defaultdict(list)
         if hashes:
-            for row in session.scalars(select(Suppression).where(Suppression.tenant_id.in_(tenant_ids),
-                                                                 Suppression.address_hash.in_(hashes))):
+            held = Suppression.__table__.c
+            for row in session.execute(select(held.tenant_id, held.channel, held.address_hash, held.reason).where(
+                    held.tenant_id.in_(tenant_ids), held.address_hash.in_(hashes)).order_by(held.id)):
                 suppressions[(row.tenant_id, row.channel, row.address_hash)].append(row.reason)
         recent: dict[int, list[tuple[str, datetime]]] = defaultdict(list)
         for channel, sent_at, contact_id in session.execute(
-            select(Message.channel, Message.sent_at, Message.contact_id).where(
-                Message.contact_id.in_(contact_ids), Message.purpose == "marketing",
-                Message.sent_at >= now - timedelta(days=7))
+            select(MESSAGES.c.channel, MESSAGES.c.sent_at, MESSAGES.c.contact_id).where(
+                MESSAGES.c.tenant_id.in_(tenant_ids), MESSAGES.c.contact_id.in_(contact_ids),
+                MESSAGES.c.purpose == "marketing",
+                MESSAGES.c.sent_at >= now - timedelta(days=7))
         ):
             recent[contact_id].append((channel, sent_at))
         last_purchase = dict(session.execute(
             select(Event.contact_id, func.max(Event.occurred_at)).where(
-                Event.contact_id.in_(contact_ids), Event.type == "order_placed").group_by(Event.contact_id)
+                Event.tenant_id.in_(tenant_ids), Event.contact_id.in_(contact_ids), Event.type == "order_placed")
+            .group_by(Event.contact_id)
         ).all())
         enrollment_ids = {m.enrollment_id for m in batch if m.enrollment_id is not None}
-        event_of_enrollment = dict(session.execute(
-            select(Enrollment.id, Event).join(Event, Event.id == Enrollment.event_id).where(Enrollment.id.in_(enrollment_ids))
-        ).all()) if enrollment_ids else {}
-        events = {m.id: event_of_enrollment[m.enrollment_id] for m in batch if m.enrollment_id in event_of_enrollment}
+        events = {row.enrollment_id: row for row in session.execute(
+            select(Enrollment.__table__.c.id.label("enrollment_id"), *EVENTS.c)
+            .join(EVENTS, EVENTS.c.id == Enrollment.__table__.c.event_id)
+            .where(Enrollment.__table__.c.id.in_(enrollment_ids)))} if enrollment_ids else {}
         tenants = {t.id: t for t in session.scalars(select(Tenant).where(Tenant.id.in_(tenant_ids)))}
-        return _BatchContext(tenants, contacts, consents, suppressions, recent, last_purchase, events,
+        return _BatchContext(tenants, contacts, {k: tuple(v) for k, v in ledgers.items()}, suppressions, recent,
+                             last_purchase, events, self._offer_codes(session, batch, tenant_ids, contact_ids),
                              rates_for_dispatch(session, tenants, now))
+
+    def _offer_codes(self, session: Session, batch: list[ClaimedMessage], tenant_ids: set[int],
+                     contact_ids: set[int]) -> dict[tuple[int, str, int], str]:
+        """The code most recently given to each contact in each offer campaign of the batch (as `offer_code_for`)."""
+        names = {m.campaign for m in batch if (c := self.definitions.campaigns.get(m.campaign)) and c.offer_codes}
+        if not names:
+            return {}
+        newest: dict[tuple[int, str, int], tuple] = {}
+        for row in session.execute(select(OfferCode.tenant_id, OfferCode.campaign, OfferCode.contact_id,
+                                          OfferCode.assigned_at, OfferCode.id, OfferCode.code).where(
+                OfferCode.tenant_id.in_(tenant_ids), OfferCode.campaign.in_(names),
+                OfferCode.contact_id.in_(contact_ids))):
+            key = (row.tenant_id, row.campaign, row.contact_id)
+            rank = (row.assigned_at is not None, row.assigned_at, row.id)
+            if key not in newest or rank > newest[key][0]:
+                newest[key] = (rank, row.code)
+        return {key: code for key, (_, code) in newest.items()}
 
     # -- sending --------------------------------------------------------------------
 
     def _record_results(self, session: Session, results, report: TickReport) -> None:
         now = self.clock.now()
-        messages = {m.id: m for m in session.scalars(
-            select(Message).where(Message.id.in_([r[0] for r in results])).with_for_update())}
+        messages = {m.id: m for m in claimed(session.execute(
+            select(*ANSWERED).where(MESSAGES.c.id.in_([r[0] for r in results])).with_for_update()))}
+        steps: list[dict[str, Any]] = []
+        sent: list[ClaimedMessage] = []
         for message_id, result in results:
             message = messages[message_id]
             failed = isinstance(result, ProviderError)
@@ -336,33 +425,37 @@ class Dispatcher:
                 continue
             if not failed:
                 message.provider_id, message.sent_at = result.provider_id, now
-                transition(session, message, "sent", at=now, source="worker", rule=message.rule, reason=message.reason,
-                           detail={"provider": result.provider, "provider_id": result.provider_id})
-                # Callbacks that arrived before this answer was recorded are waiting, unattached.
-                attach_pending(session, message, now, self._rng)
+                steps.append(move(message, "sent", at=now, source="worker", rule=message.rule, reason=message.reason,
+                                  detail={"provider": result.provider, "provider_id": result.provider_id}))
+                sent.append(message)
                 report.sent += 1
             elif result.ambiguous:
                 # The provider may have taken it (timeout, dropped connection): never re-send blindly.
-                transition(session, message, "unknown", at=now, source="worker", rule="provider_ambiguous",
-                           reason=f"no clear answer from the provider, not re-sent; a status callback settles it: {result}",
-                           detail={"code": result.code})
+                steps.append(move(message, "unknown", at=now, source="worker", rule="provider_ambiguous",
+                                  reason=f"no clear answer from the provider, not re-sent; a status callback settles it: {result}",
+                                  detail={"code": result.code}))
                 report.failed += 1
             elif isinstance(result, PermanentProviderError) or message.attempts >= MAX_ATTEMPTS:
-                self._fail(session, message, result, now)
+                steps.append(self._fail(session, message, result, now))
                 report.failed += 1
             else:
                 message.error_code = result.code
                 message.due_at = now + retry_delay(message.attempts, self._rng, result.retry_after)
-                transition(session, message, "scheduled", at=now, source="worker", rule="provider_retry",
-                           reason=f"transient provider error, attempt {message.attempts}: {result}",
-                           detail={"code": result.code, "retry_at": message.due_at.isoformat()})
+                steps.append(move(message, "scheduled", at=now, source="worker", rule="provider_retry",
+                                  reason=f"transient provider error, attempt {message.attempts}: {result}",
+                                  detail={"code": result.code, "retry_at": message.due_at.isoformat()}))
                 report.retried += 1
+        # The worker's own steps first, so callbacks applied below come after `sent` in each message's trail.
+        record_transitions(session, steps)
+        # Callbacks that arrived before this answer was recorded are waiting, unattached.
+        attach_pending(session, sent, now, self._rng)
+        write_changes(session, list(messages.values()))
 
-    def _fail(self, session: Session, message: Message, error: ProviderError, now: datetime) -> None:
+    def _fail(self, session: Session, message: ClaimedMessage, error: ProviderError, now: datetime) -> dict[str, Any]:
         message.error_code = error.code
-        transition(session, message, "failed", at=now, source="worker", rule="provider",
-                   reason=f"provider refused{' (code ' + error.code + ')' if error.code else ''}: {error}",
-                   detail={"code": error.code})
+        step = move(message, "failed", at=now, source="worker", rule="provider",
+                    reason=f"provider refused{' (code ' + error.code + ')' if error.code else ''}: {error}",
+                    detail={"code": error.code})
         if undeliverable("provider", code=error.code):
             schedule_fallback(session, message, self.definitions, now, f"provider error {error.code}")
         reason = SUPPRESSING_CODES.get(error.code or "")
@@ -371,6 +464,7 @@ class Dispatcher:
 
             suppress(session, message.tenant_id, message.channel, message.to_address, reason=reason,
                      source=f"provider error {error.code}", at=now)
+        return step
 
 
 def expire_sending(session: Session, now: datetime, older_than: timedelta) -> int:

@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import exists, or_, select, update
+from sqlalchemy import exists, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -42,6 +45,7 @@ from outbound.errors import NotFound
 PENDING = ("scheduled", "deferred")
 # Call outcomes after which a lead is still worth nurturing: nobody was reached yet.
 NURTURE_GOES_ON = frozenset({"no_answer", "busy", "voicemail", "left_message", "call_back_later", "callback", "wrong_time"})
+BULK_CHUNK = 2000  # contacts per set of multi-row INSERTs in `enroll_many`
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: codes are read aloud and typed
 
 
@@ -161,6 +165,111 @@ def enroll(
     if not messages and campaign.callback is None:
         _end(enrollment, now, "completed", "no step applies to this contact")
     return enrollment
+
+
+def enroll_many(
+    session: Session, tenant: Tenant, campaign, contacts: Sequence[Any], clock: Clock, *, trigger: str | None = None,
+) -> list[int]:
+    """Enroll many contacts in `campaign` without an event; the ids of the enrollments made, in contact order.
+
+    The rows are those `enroll` writes for each contact in turn (the window check, the
+    holdout, the steps that apply, the callback task, each message's first transition),
+    written with one multi-row INSERT per table and chunk instead of an ORM flush per row.
+    `contacts` are Contact objects or rows with the contact columns. A campaign that gives
+    out offer codes draws them one contact at a time, through `enroll`.
+    """
+    if campaign.offer_codes is not None:
+        made = [enroll(session, tenant, campaign, _as_contact(session, c), None, clock, trigger=trigger)
+                for c in contacts]
+        return [enrollment.id for enrollment in made if enrollment is not None]
+    ids: list[int] = []
+    taken: set[tuple[int, str]] = set()  # (contact, key) enrolled by this call: a repeat within it is a duplicate
+    for start in range(0, len(contacts), BULK_CHUNK):
+        ids.extend(_enroll_chunk(session, tenant, campaign, contacts[start:start + BULK_CHUNK], clock.now(),
+                                 trigger, taken))
+    return ids
+
+
+def _enroll_chunk(session: Session, tenant: Tenant, campaign, contacts: Sequence[Any], now: datetime,
+                  trigger: str | None, taken: set[tuple[int, str]]) -> list[int]:
+    rule = campaign.enrollment
+    keyed = rule is not None and rule.key is not None
+    reads_contact = keyed or any(step.when is not None for step in campaign.steps)
+    no_event = event_view(None)
+    names = [{"event": no_event, "contact": contact_view(c)} if reads_contact else None for c in contacts]
+    keys = [_key(rule.key.evaluate(**n)) if keyed else "" for n in names]
+    window = rule.window if rule is not None else None
+    if window is not None:
+        taken |= set(session.execute(select(Enrollment.contact_id, Enrollment.dedupe_key).where(
+            Enrollment.tenant_id == tenant.id, Enrollment.campaign == campaign.name,
+            Enrollment.contact_id.in_({c.id for c in contacts}), Enrollment.enrolled_at > now - window)).tuples())
+    chosen: list[tuple[Any, str, dict | None, bool, list]] = []
+    for contact, key, view in zip(contacts, keys, names, strict=True):
+        if window is not None:
+            if (contact.id, key) in taken:
+                continue
+            taken.add((contact.id, key))
+        held_out = in_holdout(tenant.slug, campaign.name, contact.external_id, campaign.holdout)
+        steps = [] if held_out else [
+            step for step in campaign.steps if step.when is None or step.when.test(**view)]
+        chosen.append((contact, key, view, held_out, steps))
+    if not chosen:
+        return []
+    enrollment_rows = [_enrollment_row(tenant, campaign, contact, key, trigger, held_out, bool(steps), now)
+                       for contact, key, _, held_out, steps in chosen]
+    # RETURNING without asking for parameter order, which SQLite can only give one row per statement:
+    # rows of the same contact are alike, so any of its ids will do for any of its rows.
+    ids_of: dict[int, list[int]] = defaultdict(list)
+    table = Enrollment.__table__
+    for enrollment_id, contact_id in session.execute(insert(table).returning(table.c.id, table.c.contact_id),
+                                                     enrollment_rows):
+        ids_of[contact_id].append(enrollment_id)
+    enrollment_ids = [ids_of[contact.id].pop() for contact, *_ in chosen]
+    message_rows, callback_rows = [], []
+    for enrollment_id, (contact, _, _, held_out, steps) in zip(enrollment_ids, chosen, strict=True):
+        if held_out:
+            continue
+        for step in steps:
+            variant = pick_variant(step, tenant.slug, campaign.name, contact.external_id)
+            message_rows.append({
+                "tenant_id": tenant.id, "enrollment_id": enrollment_id, "contact_id": contact.id,
+                "campaign": campaign.name, "step": step.id, "channel": step.channel, "purpose": campaign.purpose,
+                "template": step.template_of(variant), "variant": variant.id if variant else None,
+                "status": "scheduled", "due_at": max(now + step.delay, now), "created_at": now, "updated_at": now,
+                "attempts": 0})
+        if campaign.callback is not None:
+            callback_rows.append({
+                "tenant_id": tenant.id, "contact_id": contact.id, "campaign": campaign.name,
+                "enrollment_id": enrollment_id, "reason": campaign.callback.reason,
+                "priority": campaign.callback.priority, "status": "open", "due_at": now + campaign.callback.delay,
+                "created_at": now, "attempts": 0})
+    if message_rows:
+        message_ids = session.scalars(insert(Message.__table__).returning(Message.__table__.c.id), message_rows)
+        reason = f"enrolled by {trigger or 'operator'}"
+        session.execute(insert(MessageTransition.__table__), [
+            {"tenant_id": tenant.id, "message_id": message_id, "at": now, "from_status": None,
+             "to_status": "scheduled", "source": "trigger", "rule": None, "reason": reason, "detail": {}}
+            for message_id in message_ids])
+    if callback_rows:
+        session.execute(insert(CallbackTask.__table__), callback_rows)
+    return enrollment_ids
+
+
+def _enrollment_row(tenant: Tenant, campaign, contact, key: str, trigger: str | None, held_out: bool,
+                    has_steps: bool, now: datetime) -> dict[str, Any]:
+    # The end `enroll` gives right after inserting: a held-out contact, or one no step applies to.
+    status, end_reason = "active", None
+    if held_out:
+        status, end_reason = "completed", f"held out ({campaign.holdout:.0%} control group): never messaged"
+    elif not has_steps and campaign.callback is None:
+        status, end_reason = "completed", "no step applies to this contact"
+    return {"tenant_id": tenant.id, "campaign": campaign.name, "contact_id": contact.id, "dedupe_key": key,
+            "trigger": trigger, "event_id": None, "status": status, "enrolled_at": now,
+            "ended_at": now if end_reason else None, "end_reason": end_reason, "holdout": held_out}
+
+
+def _as_contact(session: Session, contact) -> Contact:
+    return contact if isinstance(contact, Contact) else session.get(Contact, contact.id)
 
 
 def exit_enrollment(session: Session, enrollment: Enrollment, at: datetime, reason: str) -> int:

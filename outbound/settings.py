@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     sendgrid_webhook_public_key: str | None = None
 
     dispatch_batch_size: int = 500
+    # Provider requests in flight at once per provider (a bounded pool of sending threads); 1 sends one by one.
+    provider_concurrency: int = 8
     dispatch_interval_seconds: float = 5.0
     sending_expiry_minutes: int = 15
     # Messages per second per sender (number, messaging service, email domain); ≤ 0: no limit.

@@ -11,6 +11,12 @@ with Retry-After, a slow answer, a connection closed without an answer), or
 make one address always fail with `twilio_error_for` / `sendgrid_error_for`.
 Every accepted message is in `requests` and every HTTP request in
 `attempts`, so a test can check that the provider saw a message at most once.
+A SendGrid request with many personalizations is checked as SendGrid checks it
+(at most 1000, each address once, substitutions as strings within their size
+limit) and each personalization is recorded as one message, with its
+substitutions applied. It speaks HTTP/1.1 with keep-alive and counts TCP
+`connections` and the `peak_in_flight` requests, so tests can see connection
+reuse and bounded concurrency.
 """
 
 from __future__ import annotations
@@ -21,6 +27,9 @@ import json
 import math
 import re
 import secrets
+import socket
+import subprocess
+import sys
 import threading
 import uuid
 from collections import deque
@@ -47,6 +56,8 @@ SHORT_CODE = re.compile(r"^\d{5,6}$")
 ALPHANUMERIC_SENDER = re.compile(r"^(?=.*[A-Za-z])[A-Za-z0-9 ]{1,11}$")
 MESSAGING_SERVICE_SID = re.compile(r"^MG[0-9a-fA-F]{32}$")
 EMAIL = re.compile(r"^[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+$")
+MAX_PERSONALIZATIONS = 1000
+MAX_SUBSTITUTION_BYTES = 10_000
 # Headers SendGrid sets itself and refuses in `headers`.
 SENDGRID_RESERVED_HEADERS = {
     "x-sg-id", "x-sg-eid", "received", "dkim-signature", "content-type", "content-transfer-encoding",
@@ -107,7 +118,10 @@ class _Reply:
 
 
 class FakeProviderServer:
-    """Twilio Messages and SendGrid mail/send on 127.0.0.1, in a background thread. Use as a context manager."""
+    """Twilio Messages and SendGrid mail/send on 127.0.0.1, in a background thread. Use as a context manager.
+
+    `latency` makes every answer wait that many seconds, as a provider across a network does.
+    """
 
     def __init__(
         self,
@@ -116,8 +130,10 @@ class FakeProviderServer:
         auth_token: str = DEFAULT_AUTH_TOKEN,
         sendgrid_api_key: str = DEFAULT_SENDGRID_API_KEY,
         clock: Clock | None = None,
+        latency: float = 0.0,
     ) -> None:
         self.account_sid = account_sid
+        self.latency = latency
         self.auth_token = auth_token
         self.sendgrid_api_key = sendgrid_api_key
         self.clock = clock
@@ -127,6 +143,10 @@ class FakeProviderServer:
         self._address_faults: dict[str, dict[str, Fault]] = {service: {} for service in SERVICES}
         self._requests: list[dict[str, Any]] = []
         self._attempts: list[dict[str, Any]] = []
+        self._connections = 0
+        self._open: set[socket.socket] = set()
+        self._in_flight = 0
+        self._peak_in_flight = 0
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -150,6 +170,14 @@ class FakeProviderServer:
             self._httpd.shutdown()
             self._httpd.server_close()
             self._httpd = None
+        with self._lock:
+            kept_alive, self._open = list(self._open), set()
+        for connection in kept_alive:
+            # Handler threads wait on kept-alive connections for a next request that will not come.
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
         if self._thread is not None:
             self._thread.join()
             self._thread = None
@@ -204,6 +232,8 @@ class FakeProviderServer:
                 self._address_faults[service].clear()
             self._requests.clear()
             self._attempts.clear()
+            self._connections = 0
+            self._peak_in_flight = self._in_flight
 
     # -- what was seen -----------------------------------------------------
 
@@ -216,10 +246,23 @@ class FakeProviderServer:
 
     @property
     def attempts(self) -> list[dict[str, Any]]:
-        """Every HTTP request received, accepted or not: service, method, path, to, fields, status
-        (None when dropped) and outcome ('accepted', 'rejected', 'fault' or 'dropped')."""
+        """Every HTTP request received, accepted or not: service, method, path, to (the first recipient),
+        messages (how many it carried: SendGrid personalizations, else 1), fields, status (None when
+        dropped) and outcome ('accepted', 'rejected', 'fault' or 'dropped')."""
         with self._lock:
             return list(self._attempts)
+
+    @property
+    def connections(self) -> int:
+        """TCP connections accepted so far (a client that keeps its connection alive opens few)."""
+        with self._lock:
+            return self._connections
+
+    @property
+    def peak_in_flight(self) -> int:
+        """The most requests that were being answered at the same time."""
+        with self._lock:
+            return self._peak_in_flight
 
     def accepted(self, service: str | None = None) -> list[dict[str, Any]]:
         """Accepted messages, optionally for one service only."""
@@ -227,7 +270,26 @@ class FakeProviderServer:
 
     # -- request handling --------------------------------------------------
 
+    def _opened(self, connection: socket.socket) -> None:
+        with self._lock:
+            self._connections += 1
+            self._open.add(connection)
+
+    def _closed(self, connection: socket.socket) -> None:
+        with self._lock:
+            self._open.discard(connection)
+
     def _handle(self, handler: _Handler) -> None:
+        with self._lock:
+            self._in_flight += 1
+            self._peak_in_flight = max(self._peak_in_flight, self._in_flight)
+        try:
+            self._handle_request(handler)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+
+    def _handle_request(self, handler: _Handler) -> None:
         raw = handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
         path = urlsplit(handler.path).path
         match = TWILIO_PATH.match(path)
@@ -235,20 +297,21 @@ class FakeProviderServer:
         fields = _parse_form(raw) if service == "twilio" else _parse_json(raw) if service == "sendgrid" else None
         attempt: dict[str, Any] = {
             "service": service, "method": handler.command, "path": path,
-            "to": _recipient(service, fields), "fields": fields, "status": None, "outcome": None,
+            "to": _recipient(service, fields), "messages": _message_count(service, fields), "fields": fields,
+            "status": None, "outcome": None,
         }
         with self._lock:
             self._attempts.append(attempt)
             fault = self._faults[service].popleft() if service and self._faults[service] else None
-        reply, record = self._answer(handler, service, match, fields, fault)
+        reply, records = self._answer(handler, service, match, fields, fault)
         with self._lock:
             if reply is None:
                 attempt["outcome"] = "dropped"
             else:
                 attempt["status"] = reply.status
-                attempt["outcome"] = "accepted" if record else "fault" if fault and fault.status else "rejected"
-            if record is not None:
-                self._requests.append(record)
+                attempt["outcome"] = "accepted" if records else "fault" if fault and fault.status else "rejected"
+            if records:
+                self._requests.extend(records)
         if reply is None:
             handler.close_connection = True
             return
@@ -266,6 +329,8 @@ class FakeProviderServer:
             handler.close_connection = True
 
     def _answer(self, handler, service, match, fields, fault):
+        if self.latency and self._stopping.wait(self.latency):
+            return None, None
         if fault is not None:
             if fault.delay and self._stopping.wait(fault.delay):
                 return None, None
@@ -326,7 +391,7 @@ class FakeProviderServer:
             "subject": None, "body": body or "", "html": None, "headers": {}, "custom_args": {},
             "status_callback": callback, "fields": form,
         }
-        return _Reply(201, json.dumps(resource).encode()), record
+        return _Reply(201, json.dumps(resource).encode()), [record]
 
     def _sendgrid(self, handler, payload):
         authorization = handler.headers.get("Authorization")
@@ -346,23 +411,123 @@ class FakeProviderServer:
         if fault is not None:
             return _error_reply("sendgrid", fault), None
         message_id = secrets.token_urlsafe(16)[:22]
-        first = payload["personalizations"][0]
-        contents = {c["type"]: c["value"] for c in payload.get("content") or []}
-        record = {
-            "service": "sendgrid", "provider_id": message_id, "to": recipients[0], "recipients": recipients,
-            "sender": payload["from"]["email"], "sender_name": payload["from"].get("name"),
-            "subject": first.get("subject") or payload.get("subject"),
-            "body": contents.get("text/plain"), "html": contents.get("text/html"),
-            "headers": {**(payload.get("headers") or {}), **(first.get("headers") or {})},
-            "custom_args": {**(payload.get("custom_args") or {}), **(first.get("custom_args") or {})},
-            "status_callback": None, "fields": payload,
-        }
-        return _Reply(202, b"", (("X-Message-Id", message_id),)), record
+        # One message per personalization: the same X-Message-Id, its own recipient, subject, headers and text.
+        records = [_sendgrid_record(payload, personalization, message_id)
+                   for personalization in payload["personalizations"]]
+        return _Reply(202, b"", (("X-Message-Id", message_id),)), records
+
+
+def _sendgrid_record(payload: dict[str, Any], personalization: dict[str, Any], message_id: str) -> dict[str, Any]:
+    """What one personalization delivers: the request's content and subject with its substitutions made."""
+    substitutions = personalization.get("substitutions") or {}
+
+    def substituted(text: str | None) -> str | None:
+        # SendGrid makes substitutions in one pass: a value is never searched for tags again.
+        if text is None or not substitutions:
+            return text
+        pattern = re.compile("|".join(re.escape(tag) for tag in sorted(substitutions, key=len, reverse=True)))
+        return pattern.sub(lambda found: substitutions[found.group(0)], text)
+
+    recipients = [to["email"] for to in personalization["to"]]
+    contents = {c["type"]: c["value"] for c in payload.get("content") or []}
+    return {
+        "service": "sendgrid", "provider_id": message_id, "to": recipients[0], "recipients": recipients,
+        "sender": payload["from"]["email"], "sender_name": payload["from"].get("name"),
+        "subject": substituted(personalization.get("subject") or payload.get("subject")),
+        "body": substituted(contents.get("text/plain")), "html": substituted(contents.get("text/html")),
+        "headers": {**(payload.get("headers") or {}), **(personalization.get("headers") or {})},
+        "custom_args": {**(payload.get("custom_args") or {}), **(personalization.get("custom_args") or {})},
+        "status_callback": None, "fields": payload,
+    }
+
+
+class FakeProviderProcess:
+    """A `FakeProviderServer` in a process of its own, for benchmarks: its request handling then runs on
+    another core instead of taking turns with the client for this process's interpreter lock.
+    Use as a context manager; `url` as for the server; `accepted_count` and `reset` ask the child."""
+
+    def __init__(self, *, latency: float = 0.0) -> None:
+        self.latency = latency
+        self._child: subprocess.Popen[str] | None = None
+        self.url = ""
+
+    def start(self) -> FakeProviderProcess:
+        """Start the child and wait until it listens."""
+        self._child = subprocess.Popen(
+            [sys.executable, "-c", f"from outbound.testing import _serve_over_pipes; _serve_over_pipes({self.latency!r})"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.url = self._read()
+        return self
+
+    def accepted_count(self, service: str | None = None) -> int:
+        """How many messages the child's server accepted, optionally for one service only."""
+        return int(self._ask(f"count {service or ''}"))
+
+    def reset(self) -> None:
+        """Forget what the child's server recorded."""
+        self._ask("reset")
+
+    def stop(self) -> None:
+        """Stop the child's server and wait for the child to end."""
+        if self._child is not None:
+            self._ask("stop")
+            self._child.wait(timeout=30)
+            self._child = None
+
+    def __enter__(self) -> FakeProviderProcess:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def _ask(self, command: str) -> str:
+        assert self._child is not None and self._child.stdin is not None, "the fake provider process is not running"
+        self._child.stdin.write(command + "\n")
+        self._child.stdin.flush()
+        return self._read()
+
+    def _read(self) -> str:
+        assert self._child is not None and self._child.stdout is not None
+        line = self._child.stdout.readline()
+        if not line:
+            raise RuntimeError("the fake provider process ended")
+        return line.strip()
+
+
+def _serve_over_pipes(latency: float = 0.0) -> None:
+    """The child of `FakeProviderProcess`: serve, print the URL, then answer one command per stdin line."""
+    with FakeProviderServer(latency=latency) as server:
+        print(server.url, flush=True)
+        for line in sys.stdin:
+            command, _, argument = line.strip().partition(" ")
+            if command == "count":
+                print(len(server.accepted(argument or None)), flush=True)
+            elif command == "reset":
+                server.reset()
+                print("ok", flush=True)
+            else:
+                print("ok", flush=True)
+                return
 
 
 class _Handler(BaseHTTPRequestHandler):
     fake: FakeProviderServer
     server_version = "fake-provider"
+    # Keep-alive, as the real APIs: a client may send many requests over one connection.
+    protocol_version = "HTTP/1.1"
+
+    def setup(self) -> None:
+        super().setup()
+        # As servers that keep connections alive do: without it, an answer's body waits for the client
+        # to acknowledge its headers (Nagle's algorithm against delayed ACKs), 40 ms per request.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.fake._opened(self.connection)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.fake._closed(self.connection)
 
     def do_POST(self) -> None:  # noqa: N802 - the name http.server dispatches to
         self.fake._handle(self)
@@ -382,12 +547,14 @@ def sendgrid_errors(payload: dict[str, Any]) -> list[tuple[str, str | None]]:
         msg = "The personalizations field is required and must have at least one personalization."
         errors.append((msg, "personalizations"))
         personalizations = []
-    elif len(personalizations) > 1000:
+    elif len(personalizations) > MAX_PERSONALIZATIONS:
         errors.append((
             f"The personalization block is limited to 1000 personalizations per API request. You have provided "
             f"{len(personalizations)} personalizations. Please consider splitting this into multiple requests "
             "and resending your request.", "personalizations",
         ))
+        personalizations = []
+    seen: set[str] = set()
     for i, personalization in enumerate(personalizations):
         to = personalization.get("to") if isinstance(personalization, dict) else None
         if not isinstance(to, list) or not to:
@@ -400,6 +567,16 @@ def sendgrid_errors(payload: dict[str, Any]) -> list[tuple[str, str | None]]:
             email = address.get("email") if isinstance(address, dict) else None
             if not isinstance(email, str) or not EMAIL.match(email):
                 errors.append(("Does not contain a valid address.", f"personalizations.{i}.to.{j}.email"))
+            elif email.lower() in seen:
+                errors.append((
+                    "Each unique email address in the personalizations array should only be included once. "
+                    "You have included email address more than once.", f"personalizations.{i}.to.{j}.email",
+                ))
+            else:
+                seen.add(email.lower())
+        errors.extend(_personalization_errors(personalization, i))
+    if len(seen) > MAX_PERSONALIZATIONS:
+        errors.append(("There is a limit of 1000 total recipients (to + cc + bcc) per request.", "personalizations"))
     sender = payload.get("from")
     if not isinstance(sender, dict) or not sender.get("email"):
         errors.append((
@@ -425,6 +602,28 @@ def sendgrid_errors(payload: dict[str, Any]) -> list[tuple[str, str | None]]:
     for name in headers:
         if name.lower() in SENDGRID_RESERVED_HEADERS:
             errors.append((f"The header {name} is reserved and cannot be set.", f"headers.{name}"))
+    return errors
+
+
+def _personalization_errors(personalization: dict[str, Any], i: int) -> list[tuple[str, str | None]]:
+    """A personalization's headers, custom_args and substitutions: string maps, no reserved header,
+    substitutions within their size limit."""
+    where = f"personalizations.{i}"
+    errors = _string_map_errors(personalization.get("headers"), f"{where}.headers")
+    errors.extend(_string_map_errors(personalization.get("custom_args"), f"{where}.custom_args"))
+    substitutions = personalization.get("substitutions")
+    errors.extend(_string_map_errors(substitutions, f"{where}.substitutions"))
+    headers = personalization.get("headers") if isinstance(personalization.get("headers"), dict) else {}
+    for name in headers:
+        if name.lower() in SENDGRID_RESERVED_HEADERS:
+            errors.append((f"The header {name} is reserved and cannot be set.", f"{where}.headers.{name}"))
+    if isinstance(substitutions, dict):
+        size = sum(len(str(k).encode()) + len(v.encode()) for k, v in substitutions.items() if isinstance(v, str))
+        if size > MAX_SUBSTITUTION_BYTES:
+            errors.append((
+                f"The total size of your substitutions may not exceed {MAX_SUBSTITUTION_BYTES:,} bytes per "
+                "personalization object.", f"{where}.substitutions",
+            ))
     return errors
 
 
@@ -516,6 +715,15 @@ def _recipient(service: str | None, fields: Any) -> str | None:
         return fields["personalizations"][0]["to"][0]["email"]
     except (TypeError, KeyError, IndexError):
         return None
+
+
+def _message_count(service: str | None, fields: Any) -> int:
+    if service != "sendgrid":
+        return 1
+    try:
+        return len(fields["personalizations"])
+    except (TypeError, KeyError):
+        return 1
 
 
 def _basic_auth_matches(header: str | None, username: str, password: str) -> bool:

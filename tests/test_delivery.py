@@ -117,9 +117,11 @@ def test_a_twilio_report_that_came_before_the_provider_id_is_attached_once_it_is
                            tenant_id=tenant.id, provider_message_id="SM123", address="+12025559999")
     assert apply_report(session, early, clock.now()).message_id is None
     message = new_message(session, tenant, clock, status="sent", channel="sms", provider="twilio", provider_id="SM123")
-    assert attach_pending(session, message, clock.now()) == 1
-    assert message.status == "delivered"
+    other = new_message(session, tenant, clock, status="sent", channel="sms", provider="twilio", provider_id="SM1234")
+    assert attach_pending(session, [message, other], clock.now()) == 1
+    assert (message.status, other.status) == ("delivered", "sent")
     assert session.scalar(select(DeliveryEvent.message_id)) == message.id
+    assert attach_pending(session, [message, other], clock.now()) == 0  # attached once
 
 
 def test_a_twilio_report_matches_the_one_message_to_that_number_waiting_for_its_id(session, tenant, clock):

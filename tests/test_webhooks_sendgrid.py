@@ -18,7 +18,8 @@ from sqlalchemy import select
 
 from definitions_kit import write_definitions
 from outbound.bootstrap import build
-from outbound.db.models import DeliveryEvent
+from outbound.db.models import DeliveryEvent, Message
+from outbound.db.session import transaction
 from outbound.providers import SendGridEmail
 from outbound.settings import Settings
 from outbound.suppressions import is_suppressed, suppress
@@ -250,3 +251,22 @@ def test_bad_events_are_listed_and_the_good_ones_of_the_batch_are_still_applied(
 def test_a_signed_body_that_is_not_a_list_of_events_gets_400(world, client, clock, signer, body):
     response = client.post(PATH, content=body, headers=signer.headers(body, int(clock.now().timestamp())))
     assert response.status_code == 400
+
+
+def test_without_our_message_id_an_event_finds_its_message_by_request_id_and_recipient(world, client, clock, fake,
+                                                                                       signer):
+    tenant = world.tenant()
+    for email in ("ann@example.com", "bob@example.com"):
+        world.contact(tenant, f"c-{email}", email=email, consents=[("email", "marketing")])
+        world.event(tenant, "cart_abandoned", f"c-{email}", {"cart_id": email, "value": 150})
+    world.run(clock.now() + timedelta(hours=2))
+    sent = {m.to_address: m for m in world.messages()}
+    assert set(sent) == {"ann@example.com", "bob@example.com"}
+    with transaction(world.runtime.factory) as session:  # as if both went out in one request
+        for message in session.scalars(select(Message)):
+            message.provider_id = "shared-request-id"
+    bare = {"email": "Bob@Example.com", "timestamp": int(clock.now().timestamp()), "event": "delivered",
+            "sg_event_id": "delivered-bare-1", "sg_message_id": "shared-request-id.filter0001.1.0"}
+    assert post(client, signer, [bare], clock).status_code == 200
+    statuses = {m.to_address: m.status for m in world.messages()}
+    assert statuses == {"ann@example.com": "sent", "bob@example.com": "delivered"}

@@ -32,6 +32,13 @@ def decide(facts: MessageFacts, policy: Policy, rules: Sequence[Rule] = RULES) -
         decision = rule(facts, policy)
         if decision is not None:
             return decision
-    checked = ", ".join(getattr(rule, "__name__", repr(rule)) for rule in rules)
+    checked = _CHECKED if rules is RULES else _names(rules)
     return Allow(reason=f"{facts.purpose} {facts.channel} in {facts.jurisdiction} ({facts.timezone}) "
                         f"passed every rule: {checked}")
+
+
+def _names(rules: Sequence[Rule]) -> str:
+    return ", ".join(getattr(rule, "__name__", repr(rule)) for rule in rules)
+
+
+_CHECKED = _names(RULES)  # the Allow reason names every rule; worked out once for the standard set

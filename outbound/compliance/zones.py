@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
@@ -12,6 +13,7 @@ from outbound.compliance.facts import JURISDICTIONS
 _UNKNOWN_ZONE = "Etc/Unknown"
 
 
+@lru_cache(maxsize=65536)  # pure, and parsing the phone number is the costly part of a decision
 def resolve_timezone(contact_tz: str | None, phone: str | None, tenant_tz: str) -> str:
     """The IANA zone to evaluate local-time rules in for a contact.
 

@@ -105,7 +105,12 @@ class PermanentProviderError(ProviderError):
 
 
 class Provider(Protocol):
-    """Sends one message over one channel, at most once per call."""
+    """Sends one message over one channel, at most once per call.
+
+    A provider may also have `send_many(messages)`, returning each message's
+    SendResult or ProviderError in order, to send a batch concurrently or in
+    shared requests; `send_all` uses it when it is there.
+    """
 
     name: str
 
@@ -116,14 +121,35 @@ class Provider(Protocol):
 
 def send_all(providers: dict[str, Provider], outgoing: list[tuple[int, OutgoingMessage]]
              ) -> list[tuple[int, SendResult | ProviderError]]:
-    """Hand a batch to its providers; each message's result or error, keyed by message id."""
-    results: list[tuple[int, SendResult | ProviderError]] = []
-    for message_id, out in outgoing:
+    """Hand a batch to its providers; each message's result or error, keyed by message id, in the batch's order.
+
+    Each provider gets its share of the batch in one call (its `send_many`),
+    so it can send concurrently and in shared requests; one without it sends
+    one message at a time.
+    """
+    shares: dict[int, tuple[Provider, list[int]]] = {}
+    for index, (_, out) in enumerate(outgoing):
+        provider = providers[out.channel]
+        shares.setdefault(id(provider), (provider, []))[1].append(index)
+    results: list[SendResult | ProviderError | None] = [None] * len(outgoing)
+    for provider, indexes in shares.values():
+        answers = _send_share(provider, [outgoing[i][1] for i in indexes])
+        for index, answer in zip(indexes, answers, strict=True):
+            results[index] = answer
+    return [(message_id, result) for (message_id, _), result in zip(outgoing, results, strict=True)]  # type: ignore[misc]
+
+
+def _send_share(provider: Provider, messages: list[OutgoingMessage]) -> list[SendResult | ProviderError]:
+    send_many = getattr(provider, "send_many", None)
+    if send_many is not None:
+        return send_many(messages)
+    answers: list[SendResult | ProviderError] = []
+    for message in messages:
         try:
-            results.append((message_id, providers[out.channel].send(out)))
+            answers.append(provider.send(message))
         except ProviderError as error:
-            results.append((message_id, error))
-    return results
+            answers.append(error)
+    return answers
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
@@ -167,11 +193,13 @@ def build_providers(settings: Settings, *, outbox: Outbox | None = None) -> dict
             messaging_service_sid=settings.twilio_messaging_service_sid,
             api_base=settings.twilio_api_base,
             status_callback=f"{settings.base_url.rstrip('/')}/webhooks/twilio/status",
+            concurrency=settings.provider_concurrency,
         )
     if settings.sendgrid_api_key:
         providers["email"] = SendGridEmail(
             settings.sendgrid_api_key,
             from_email=settings.sendgrid_from_email,
             api_base=settings.sendgrid_api_base,
+            concurrency=settings.provider_concurrency,
         )
     return providers

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import threading
+import functools
+import weakref
 from typing import Any
 
 import requests
-import urllib3.exceptions
 from twilio.base.exceptions import TwilioRestException, TwilioServiceException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
@@ -20,6 +20,7 @@ from outbound.providers.base import (
     parse_retry_after,
     redact,
 )
+from outbound.providers.pool import SendPool, may_have_arrived, read_environment_once
 
 # Twilio error codes that say this recipient cannot be reached by SMS; never retried.
 PERMANENT_CODES: dict[int, str] = {
@@ -55,22 +56,34 @@ def classify_twilio_error(
 
 
 class _HeaderKeepingHttpClient(TwilioHttpClient):
-    """The SDK's HTTP client, keeping each thread's last response headers:
-    the SDK's exceptions drop them, and Retry-After lives there."""
+    """The SDK's HTTP client (a pooled `requests.Session`, so connections are kept alive), keeping the last
+    response's headers: the SDK's exceptions drop them, and Retry-After lives there. One per sending thread."""
 
     def __init__(self, timeout: float) -> None:
-        super().__init__(timeout=timeout)
-        self._local = threading.local()
+        super().__init__(pool_connections=True, timeout=timeout)
+        self.headers: Any = None
 
     def request(self, *args: Any, **kwargs: Any):  # type: ignore[override]
-        self._local.headers = None
+        self.headers = None
         response = super().request(*args, **kwargs)
-        self._local.headers = response.headers
+        self.headers = response.headers
         return response
 
     def last_header(self, name: str) -> str | None:
-        headers = getattr(self._local, "headers", None)
-        return headers.get(name) if headers is not None else None
+        return self.headers.get(name) if self.headers is not None else None
+
+
+def _client(account_sid: str, auth_token: str, api_base: str | None, timeout: float) -> Client:
+    """One thread's SDK client, with its own HTTP session."""
+    http = _HeaderKeepingHttpClient(timeout=timeout)
+    client = Client(account_sid, auth_token, http_client=http)
+    if api_base:
+        client.api.base_url = api_base.rstrip("/")
+        # TWILIO_EDGE / TWILIO_REGION in the environment would rewrite the host away from api_base.
+        client.edge = None
+        client.region = None
+    read_environment_once(http.session, client.api.base_url)
+    return client
 
 
 class TwilioSms:
@@ -79,7 +92,9 @@ class TwilioSms:
     The sender is the message's own `sender` (a tenant's number) when set,
     else the Messaging Service, else `from_number`. `api_base` points the SDK
     at another host (a loopback fake in tests). Only To and Body carry
-    personal data; nothing else about the contact is sent.
+    personal data; nothing else about the contact is sent. `send_many` sends
+    up to `concurrency` messages at once (Twilio takes one message per
+    request), each sending thread over its own kept-alive connection.
     """
 
     name = "twilio"
@@ -93,17 +108,28 @@ class TwilioSms:
         api_base: str | None = None,
         timeout: float = 10,
         status_callback: str | None = None,
+        concurrency: int = 8,
     ) -> None:
         self.from_number = from_number
         self.messaging_service_sid = messaging_service_sid
         self.status_callback = status_callback
-        self._http = _HeaderKeepingHttpClient(timeout=timeout)
-        self._client = Client(account_sid, auth_token, http_client=self._http)
-        if api_base:
-            self._client.api.base_url = api_base.rstrip("/")
-            # TWILIO_EDGE / TWILIO_REGION in the environment would rewrite the host away from api_base.
-            self._client.edge = None
-            self._client.region = None
+        self._pool: SendPool[Client] = SendPool(
+            concurrency, functools.partial(_client, account_sid, auth_token, api_base, timeout), "twilio")
+        weakref.finalize(self, self._pool.close)
+
+    def send_many(self, messages: list[OutgoingMessage]) -> list[SendResult | ProviderError]:
+        """Send each message in its own request, up to `concurrency` at once; each one's result or error, in order."""
+        return self._pool.map(self._result, messages)
+
+    def close(self) -> None:
+        """End the sending threads (and their connections) once idle."""
+        self._pool.close()
+
+    def _result(self, message: OutgoingMessage) -> SendResult | ProviderError:
+        try:
+            return self.send(message)
+        except ProviderError as error:
+            return error
 
     def send(self, message: OutgoingMessage) -> SendResult:
         """Create one Message resource; raise Transient/PermanentProviderError when Twilio does not accept it."""
@@ -120,26 +146,17 @@ class TwilioSms:
             raise PermanentProviderError("no SMS sender: set a from number or messaging service", code="no_sender")
         if self.status_callback:
             params["status_callback"] = self.status_callback
+        client = self._pool.client()
         try:
-            created = self._client.messages.create(**params)
+            created = client.messages.create(**params)
         # `from None`: the SDK's exceptions quote the request, and tracebacks end up in logs.
         except (TwilioRestException, TwilioServiceException) as exc:
             detail = getattr(exc, "msg", None) or getattr(exc, "detail", None) or getattr(exc, "title", "")
-            retry_after = parse_retry_after(self._http.last_header("Retry-After"))
+            retry_after = parse_retry_after(client.http_client.last_header("Retry-After"))
             raise classify_twilio_error(exc.status, exc.code, redact(str(detail), message.to), retry_after) from None
         except requests.exceptions.RequestException as exc:
             raise TransientProviderError(
-                f"twilio unreachable: {type(exc).__name__}", ambiguous=_may_have_arrived(exc)
+                f"twilio unreachable: {type(exc).__name__}", ambiguous=may_have_arrived(exc)
             ) from None
         return SendResult(provider=self.name, provider_id=created.sid, status=created.status or "queued")
 
-
-def _may_have_arrived(exc: requests.exceptions.RequestException) -> bool:
-    """False only when the connection was never made, so Twilio cannot have seen the request."""
-    if isinstance(exc, requests.exceptions.ConnectTimeout):
-        return False
-    if isinstance(exc, requests.exceptions.ConnectionError) and exc.args:
-        reason = getattr(exc.args[0], "reason", exc.args[0])
-        # NewConnectionError (refused, unresolvable) is a ConnectTimeoutError in urllib3 2.
-        return not isinstance(reason, urllib3.exceptions.ConnectTimeoutError)
-    return True
