@@ -37,12 +37,12 @@ from datetime import datetime
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Iterator, Literal
+from typing import Annotated, Any, Iterator, Literal, Sequence
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints, ValidationError, field_validator
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from outbound.clock import Clock, ensure_utc
@@ -52,6 +52,8 @@ from outbound.errors import InvalidInput
 CHANNELS = ("sms", "email", "voice")
 PURPOSES = ("marketing", "survey", "transactional")
 CONTACT_FIELDS = ("phone", "email", "timezone", "locale", "jurisdiction")
+# External ids per look-up query: far below any database's limit on bound parameters.
+LOOKUP_CHUNK = 500
 
 
 def _no_nul(value: str) -> str:
@@ -165,6 +167,7 @@ def normalise_email(raw: str) -> str:
     return text
 
 
+@lru_cache(maxsize=65536)  # pure, and dispatch asks it for every message of every batch
 def address_hash(channel: str, address: str) -> str:
     """SHA-256 hex of the normalised address: E.164 phone for sms/voice, lower-case email.
 
@@ -210,11 +213,62 @@ def upsert_contact(session: Session, tenant: Tenant, contact_in: ContactIn, cloc
 
     Fields given overwrite; absent (or null) fields keep what is stored;
     attributes are merged key by key. Consents in `contact_in` are not
-    recorded here (see `record_consent`).
+    recorded here (see `record_consent`). InvalidInput names a bad phone or email.
     """
-    contact = session.scalar(
-        select(Contact).where(Contact.tenant_id == tenant.id, Contact.external_id == contact_in.external_id)
-    )
+    (result,) = upsert_contacts(session, tenant, [contact_in], clock)
+    if isinstance(result, InvalidInput):
+        raise result
+    return result
+
+
+# Built once: building the statement costs more than running it for a request of one event.
+_BY_EXTERNAL_ID = select(Contact).where(
+    Contact.tenant_id == bindparam("tenant_id"), Contact.external_id.in_(bindparam("external_ids", expanding=True))
+)
+
+
+def upsert_contacts(
+    session: Session, tenant: Tenant, contacts_in: Sequence[ContactIn], clock: Clock
+) -> list[Contact | InvalidInput]:
+    """`upsert_contact` for each item in turn, with one query to find them all and one flush to write them.
+
+    An item whose phone or email is invalid gets its InvalidInput in its place
+    and changes nothing; a repeated external id sees what the items before it set.
+    """
+    wanted = sorted({contact_in.external_id for contact_in in contacts_in})
+    known: dict[str, Contact] = {}
+    for start in range(0, len(wanted), LOOKUP_CHUNK):
+        chunk = wanted[start:start + LOOKUP_CHUNK]
+        known.update((c.external_id, c) for c in session.scalars(
+            _BY_EXTERNAL_ID, {"tenant_id": tenant.id, "external_ids": chunk}))
+    now = clock.now()
+    results: list[Contact | InvalidInput] = []
+    for contact_in in contacts_in:
+        contact = known.get(contact_in.external_id)
+        try:
+            values = _given_fields(tenant, contact_in, contact)
+        except InvalidInput as error:
+            results.append(error)
+            continue
+        if contact is None:
+            contact = known[contact_in.external_id] = Contact(
+                tenant_id=tenant.id,
+                external_id=contact_in.external_id,
+                attributes=dict(contact_in.attributes or {}),
+                created_at=now,
+                updated_at=now,
+                **values,
+            )
+            session.add(contact)
+        else:
+            _update(contact, values, contact_in.attributes, now)
+        results.append(contact)
+    session.flush()
+    return results
+
+
+def _given_fields(tenant: Tenant, contact_in: ContactIn, contact: Contact | None) -> dict[str, Any]:
+    # The stored fields `contact_in` sets, normalised; InvalidInput names a bad phone or email.
     values: dict[str, Any] = {}
     for name in ("timezone", "locale", "jurisdiction"):
         if getattr(contact_in, name) is not None:
@@ -226,33 +280,22 @@ def upsert_contact(session: Session, tenant: Tenant, contact_in: ContactIn, cloc
         jurisdiction = values.get("jurisdiction") or (contact.jurisdiction if contact else None)
         region = default_region(jurisdiction, None) or default_region(tenant.jurisdiction, tenant.timezone)
         values["phone"] = normalise_phone(contact_in.phone, region)
-    now = clock.now()
-    if contact is None:
-        contact = Contact(
-            tenant_id=tenant.id,
-            external_id=contact_in.external_id,
-            attributes=dict(contact_in.attributes or {}),
-            created_at=now,
-            updated_at=now,
-            **values,
-        )
-        session.add(contact)
-        session.flush()
-        return contact
+    return values
+
+
+def _update(contact: Contact, values: dict[str, Any], attributes: dict[str, Any] | None, now: datetime) -> None:
     changed = False
     for name, value in values.items():
         if getattr(contact, name) != value:
             setattr(contact, name, value)
             changed = True
-    if contact_in.attributes:
-        merged = {**(contact.attributes or {}), **contact_in.attributes}
+    if attributes:
+        merged = {**(contact.attributes or {}), **attributes}
         if merged != contact.attributes:
             contact.attributes = merged  # a new dict, so the JSON column is seen as changed
             changed = True
     if changed:
         contact.updated_at = now
-    session.flush()
-    return contact
 
 
 def record_consent(

@@ -13,10 +13,10 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Callable, Literal
+from typing import Annotated, Any, Callable, Iterable, Iterator, Literal
 
 from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -28,6 +28,7 @@ from outbound.contacts import (
     ContactIn,
     record_consent,
     upsert_contact,
+    upsert_contacts,
     validation_problems,
 )
 from outbound.db.models import Contact, Event, Tenant
@@ -48,6 +49,9 @@ STANDARD_TYPES = (
 
 OnEvent = Callable[[Session, Tenant, Event, Contact], Any]
 """The trigger hook: called with the session, tenant, stored event and its contact."""
+
+# Events written together, with one look-up of ids and contacts and one flush: an import chunk, a request.
+RUN_SIZE = 500
 
 EventType = Annotated[BoundedStr(64, 1), StringConstraints(pattern=r"^[A-Za-z0-9_.:-]+$")]
 
@@ -174,27 +178,13 @@ def ingest_event(
     existing = _find(session, tenant, envelope.id)
     if existing is not None:
         return IngestOutcome("duplicate", existing)
-    data = envelope.model_dump(mode="json", include={"data"})["data"]
     try:
         with session.begin_nested():
             contact = upsert_contact(session, tenant, envelope.contact, clock)
-            for consent_in in envelope.contact.consents or ():
-                record_consent(session, tenant, contact, consent_in, clock)
-            event = Event(
-                tenant_id=tenant.id,
-                event_id=envelope.id,
-                type=envelope.type,
-                occurred_at=envelope.occurred_at,
-                received_at=clock.now(),
-                contact_id=contact.id,
-                data=data,
-            )
+            event = _new_event(tenant, envelope, contact, clock)
             session.add(event)
             session.flush()
-            if envelope.type == "consent_changed":
-                record_consent(session, tenant, contact, ConsentIn.model_validate(data), clock)
-            if on_event is not None:
-                on_event(session, tenant, event, contact)
+            _after_insert(session, tenant, envelope, event, contact, clock, on_event)
     except IntegrityError:
         # Another transaction stored the same id between our look-up and insert.
         existing = _find(session, tenant, envelope.id)
@@ -217,54 +207,220 @@ def ingest_batch(
     *,
     first_index: int = 0,
 ) -> BatchReport:
-    """Validate and ingest each item (a dict or a JSON text); a bad item is reported, the rest go in."""
+    """Validate and ingest each item (a dict or a JSON text); a bad item is reported, the rest go in.
+
+    The outcome is that of `ingest_event` on each valid item in turn; see
+    `_ingest_run` for how the items are written together.
+    """
     report = BatchReport()
-    for index, raw in enumerate(raw_items, start=first_index):
-        _ingest_one(session, tenant, index, raw, clock, on_event, report)
+    _ingest_numbered(session, tenant, enumerate(raw_items, start=first_index), clock, on_event, report, "item")
+    report.errors.sort(key=lambda error: error.index)  # parse errors come first; keep the order of the items
     return report
 
 
 def import_events(
-    session: Session, tenant: Tenant, path: str | Path, clock: Clock, on_event: OnEvent | None = None
+    session: Session,
+    tenant: Tenant,
+    path: str | Path,
+    clock: Clock,
+    on_event: OnEvent | None = None,
+    *,
+    progress: Callable[[int], Any] | None = None,
 ) -> BatchReport:
-    """Ingest a JSONL file of envelopes; each error carries its line number ('line 3: field: message')."""
+    """Ingest a JSONL file of envelopes; each error carries its line number ('line 3: field: message').
+
+    Lines are ingested in chunks of RUN_SIZE; `progress`, if given, is called
+    after each chunk with the number of bytes of the file read so far.
+    """
     report = BatchReport()
+    chunk: list[tuple[int, str]] = []
+    done = 0
     with Path(path).open("rb") as lines:
         for number, raw in enumerate(lines, start=1):
+            done += len(raw)
             if not raw.strip():
                 continue
             try:
-                text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+                chunk.append((number, raw.decode("utf-8-sig" if number == 1 else "utf-8")))
             except UnicodeDecodeError as error:
                 report.errors.append(ItemError(number, None, f"not UTF-8 text: {error}", unit="line"))
-                continue
-            _ingest_one(session, tenant, number, text, clock, on_event, report, unit="line")
+            if len(chunk) >= RUN_SIZE:
+                _ingest_numbered(session, tenant, chunk, clock, on_event, report, "line")
+                chunk = []
+                if progress is not None:
+                    progress(done)
+    _ingest_numbered(session, tenant, chunk, clock, on_event, report, "line")
+    if progress is not None:
+        progress(done)
+    report.errors.sort(key=lambda error: error.index)
     return report
+
+
+def _ingest_numbered(
+    session: Session,
+    tenant: Tenant,
+    numbered: Iterable[tuple[int, Any]],
+    clock: Clock,
+    on_event: OnEvent | None,
+    report: BatchReport,
+    unit: str,
+) -> None:
+    parsed = []
+    for index, raw in numbered:
+        envelope = _parse_item(index, raw, report, unit)
+        if envelope is not None:
+            parsed.append((index, envelope))
+    for run in _runs(parsed):
+        _ingest_run(session, tenant, run, clock, on_event, report, unit)
+
+
+def _parse_item(index: int, raw: Any, report: BatchReport, unit: str) -> EventEnvelope | None:
+    if not isinstance(raw, (dict, str, bytes)):
+        report.errors.append(ItemError(index, None, "expected an event object", unit=unit))
+        return None
+    try:
+        return parse_envelope(raw)
+    except InvalidEnvelope as error:
+        report.errors.extend(ItemError(index, f, m, unit=unit) for f, m in error.problems)
+        return None
+
+
+def _runs(parsed: list[tuple[int, EventEnvelope]]) -> Iterator[list[tuple[int, EventEnvelope]]]:
+    """Consecutive items in which no event id and no contact comes twice, at most RUN_SIZE of them.
+
+    Within such a run, writing every contact and event before calling the hooks
+    shows each hook what it would see one event at a time: its own contact as
+    its event left it, and the rows the hooks before it wrote.
+    """
+    run: list[tuple[int, EventEnvelope]] = []
+    ids: set[str] = set()
+    contacts: set[str] = set()
+    for index, envelope in parsed:
+        if len(run) >= RUN_SIZE or envelope.id in ids or envelope.contact.external_id in contacts:
+            yield run
+            run, ids, contacts = [], set(), set()
+        run.append((index, envelope))
+        ids.add(envelope.id)
+        contacts.add(envelope.contact.external_id)
+    if run:
+        yield run
+
+
+def _ingest_run(
+    session: Session,
+    tenant: Tenant,
+    run: list[tuple[int, EventEnvelope]],
+    clock: Clock,
+    on_event: OnEvent | None,
+    report: BatchReport,
+    unit: str,
+) -> None:
+    """Ingest a run of valid envelopes with one query per table rather than one per event.
+
+    One query finds the ids already stored, one finds the contacts, one flush
+    writes the contacts and one the events; then each event gets its consents
+    and its hook, in order. All of it is one savepoint: if anything in it fails
+    (a hook, a concurrent writer of the same id), the run is rolled back and
+    done again one event at a time, each in its own savepoint, so that only
+    the failing event is left out, as `ingest_event` promises.
+    """
+    stored = _stored_ids(session, tenant, [envelope.id for _, envelope in run])
+    fresh = [(index, envelope) for index, envelope in run if envelope.id not in stored]
+    report.duplicates += len(run) - len(fresh)
+    if not fresh:
+        return
+    try:
+        with session.begin_nested():
+            written, errors = _write_run(session, tenant, fresh, clock, on_event, unit)
+    except Exception:
+        for index, envelope in fresh:
+            _ingest_one(session, tenant, index, envelope, clock, on_event, report, unit)
+        return
+    report.stored += written
+    report.errors.extend(errors)
+
+
+def _write_run(
+    session: Session,
+    tenant: Tenant,
+    fresh: list[tuple[int, EventEnvelope]],
+    clock: Clock,
+    on_event: OnEvent | None,
+    unit: str,
+) -> tuple[int, list[ItemError]]:
+    errors: list[ItemError] = []
+    contacts = upsert_contacts(session, tenant, [envelope.contact for _, envelope in fresh], clock)
+    rows: list[tuple[EventEnvelope, Event, Contact]] = []
+    for (index, envelope), contact in zip(fresh, contacts, strict=True):
+        if isinstance(contact, InvalidInput):
+            errors.append(ItemError(index, contact.field, _detail(contact), unit=unit))
+            continue
+        rows.append((envelope, _new_event(tenant, envelope, contact, clock), contact))
+    session.add_all(event for _, event, _ in rows)
+    session.flush()
+    for envelope, event, contact in rows:
+        _after_insert(session, tenant, envelope, event, contact, clock, on_event)
+    return len(rows), errors
+
+
+def _new_event(tenant: Tenant, envelope: EventEnvelope, contact: Contact, clock: Clock) -> Event:
+    return Event(
+        tenant_id=tenant.id,
+        event_id=envelope.id,
+        type=envelope.type,
+        occurred_at=envelope.occurred_at,
+        received_at=clock.now(),
+        contact_id=contact.id,
+        data=envelope.model_dump(mode="json", include={"data"})["data"],
+    )
+
+
+def _after_insert(
+    session: Session,
+    tenant: Tenant,
+    envelope: EventEnvelope,
+    event: Event,
+    contact: Contact,
+    clock: Clock,
+    on_event: OnEvent | None,
+) -> None:
+    # What follows the stored event: the consents it carries, then the trigger hook.
+    for consent_in in envelope.contact.consents or ():
+        record_consent(session, tenant, contact, consent_in, clock)
+    if envelope.type == "consent_changed":
+        record_consent(session, tenant, contact, ConsentIn.model_validate(event.data), clock)
+    if on_event is not None:
+        on_event(session, tenant, event, contact)
+
+
+# Built once: building the statement costs more than running it for a request of one event.
+_STORED_IDS = select(Event.event_id).where(
+    Event.tenant_id == bindparam("tenant_id"), Event.event_id.in_(bindparam("event_ids", expanding=True))
+)
+
+
+def _stored_ids(session: Session, tenant: Tenant, event_ids: list[str]) -> set[str]:
+    return set(session.scalars(_STORED_IDS, {"tenant_id": tenant.id, "event_ids": event_ids}))
+
+
+def _detail(error: InvalidInput) -> str:
+    return str(error).removeprefix(f"{error.field}: ") if error.field else str(error)
 
 
 def _ingest_one(
     session: Session,
     tenant: Tenant,
     index: int,
-    raw: Any,
+    envelope: EventEnvelope,
     clock: Clock,
     on_event: OnEvent | None,
     report: BatchReport,
     unit: str = "item",
 ) -> None:
-    if not isinstance(raw, (dict, str, bytes)):
-        report.errors.append(ItemError(index, None, "expected an event object", unit=unit))
-        return
-    try:
-        envelope = parse_envelope(raw)
-    except InvalidEnvelope as error:
-        report.errors.extend(ItemError(index, f, m, unit=unit) for f, m in error.problems)
-        return
     try:
         outcome = ingest_event(session, tenant, envelope, clock, on_event)
     except InvalidInput as error:
-        message = str(error).removeprefix(f"{error.field}: ") if error.field else str(error)
-        report.errors.append(ItemError(index, error.field, message, unit=unit))
+        report.errors.append(ItemError(index, error.field, _detail(error), unit=unit))
         return
     except OutboundError as error:
         report.errors.append(ItemError(index, None, str(error), internal=True, unit=unit))

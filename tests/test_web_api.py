@@ -6,8 +6,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from outbound.db.models import Enrollment, Event
-from outbound.keys import create_api_key
+from outbound.db.models import Enrollment, Event, Tenant
+from outbound.keys import create_api_key, revoke_api_key
 from outbound.web.app import create_app
 from outbound.web.api import MAX_EVENTS
 
@@ -185,3 +185,14 @@ def test_the_openapi_document_describes_the_event_envelope(client):
     assert "EventEnvelope" in document["components"]["schemas"]
     assert "ContactIn" in document["components"]["schemas"]
     assert "requestBody" in document["paths"]["/v1/events"]["post"]
+
+
+def test_a_key_revoked_while_the_server_runs_is_refused_on_its_next_request(client, tenants, session, clock, factory):
+    ids, keys = tenants
+    assert client.post("/v1/events", json=envelope("e1"), headers=auth(keys["shop-one"])).status_code == 200
+    revoke_api_key(session, session.get(Tenant, ids["shop-one"]), keys["shop-one"], clock)
+    session.commit()
+    response = client.post("/v1/events", json=envelope("e2"), headers=auth(keys["shop-one"]))
+    assert response.status_code == 401
+    assert client.post("/v1/events", json=envelope("e3"), headers=auth(keys["shop-two"])).status_code == 200
+    assert stored_ids(factory) == ["e1", "e3"]

@@ -30,11 +30,18 @@ def print_errors(errors: list) -> None:
 @events_app.command("import")
 def events_import(file: FileArg, tenant: TenantOption = None, db: DbOption = None) -> None:
     """Import a JSONL file of event envelopes; triggers run as each event is stored."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
     from outbound.events import import_events
     from outbound.tenants import get_tenant
 
-    with friendly_errors(), runtime_for(db) as runtime, transaction(runtime.factory) as session:
-        report = import_events(session, get_tenant(session, tenant), file, runtime.clock, on_event=runtime.on_event)
+    # On stderr, and gone when done: stdout keeps only the summary.
+    progress = Progress(TextColumn("importing events"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
+                        console=err_console, transient=True)
+    with friendly_errors(), progress, runtime_for(db) as runtime, transaction(runtime.factory) as session:
+        task = progress.add_task("events", total=file.stat().st_size)
+        report = import_events(session, get_tenant(session, tenant), file, runtime.clock, on_event=runtime.on_event,
+                               progress=lambda done: progress.update(task, completed=done))
     console.print(f"events: {report.stored} stored, {report.duplicates} duplicates, {len(report.errors)} lines refused")
     print_errors([str(e) for e in report.errors])
     if report.errors:

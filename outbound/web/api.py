@@ -25,7 +25,6 @@ from outbound.events import (
     ingest_batch,
     loads_json,
 )
-from outbound.keys import authenticate
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -133,7 +132,7 @@ def post_events(request: Request, token: str = Depends(bearer_token), body: byte
     """Store the events of the request under the key's tenant and run the trigger hook on each new one."""
     state = request.app.state
     with transaction(state.factory) as session:
-        found = authenticate(session, token)
+        found = state.keys.authenticate(session, token)
         if found is None:
             raise _unauthorized("unknown or revoked API key", error="invalid_token")
         tenant, _role = found

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from outbound.clock import Clock
 from outbound.events import OnEvent
+from outbound.keys import KeyCache
 from outbound.settings import Settings
 from outbound.web import agent_pages, api, survey_pages, unsubscribe, webhooks
 from outbound.web.auth import install_sessions
@@ -27,6 +28,7 @@ def create_app(factory: sessionmaker[Session], clock: Clock, on_event: OnEvent |
     app.state.factory = factory
     app.state.clock = clock
     app.state.on_event = on_event
+    app.state.keys = KeyCache()  # API keys checked once per few seconds, not once per request
     app.state.settings = settings if settings is not None else Settings()
     app.include_router(api.router)
     app.include_router(survey_pages.router)
