@@ -28,12 +28,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Iterator
 
 from jinja2 import TemplateSyntaxError, nodes
 from jinja2.parser import Parser
 from jinja2.sandbox import ImmutableSandboxedEnvironment
-from sqlalchemy import ColumnElement, and_, false, func, not_, or_, select, true
+from sqlalchemy import ColumnElement, Row, and_, false, func, not_, or_, select, true
 from sqlalchemy.orm import Session
 
 from outbound.clock import parse_duration
@@ -82,6 +82,27 @@ class Audience:
         if only is not None:
             query = query.where(Contact.id.in_(only))
         return list(session.scalars(query))
+
+    def contact_chunks(self, session: Session, tenant_id: int, now: datetime, size: int,
+                       *, columns: tuple = (Contact.id,)) -> Iterator[list[Row]]:
+        """The matching contacts' `columns` (the first being `Contact.id`) in id order, `size` rows at a time.
+
+        Each chunk is its own query that resumes after the last id of the one before (keyset paging),
+        so a rule matching millions of contacts is never held in memory, and no cursor stays open
+        while the caller writes what it does with the chunk.
+        """
+        where = self.where(tenant_id, now)
+        after = None
+        while True:
+            query = select(*columns).where(Contact.tenant_id == tenant_id, Contact.erased_at.is_(None), where)
+            if after is not None:
+                query = query.where(Contact.id > after)
+            rows = session.execute(query.order_by(Contact.id).limit(size)).all()
+            if rows:
+                yield rows
+            if len(rows) < size:
+                return
+            after = rows[-1].id
 
     def __repr__(self) -> str:
         return f"Audience({self.source!r})"

@@ -133,3 +133,32 @@ steps:
     [error] = raised.value.errors
     assert (error.file, error.line, error.field) == ("campaigns/lapsed.yaml", 6, "audience")
     assert "syntax error" in error.detail
+
+
+def test_the_matching_contacts_come_in_id_order_a_chunk_at_a_time_and_all_of_them(make_world):
+    world = make_world()
+    tenant = world.tenant()
+    for n in range(23):
+        _orders(world, tenant, f"c{n}", [200, 150] if n % 4 else [10])
+    world.contact(tenant, "gone", email="gone@example.com")
+    audience = compile_audience(LAPSED)
+    with world.runtime.factory() as session:
+        everyone = audience.contact_ids(session, tenant.id, world.clock.now())
+        chunks = list(audience.contact_chunks(session, tenant.id, world.clock.now(), 5,
+                                              columns=(Contact.id, Contact.external_id)))
+    assert [len(chunk) for chunk in chunks] == [5, 5, 5, 2]
+    assert [row.id for chunk in chunks for row in chunk] == everyone and len(everyone) == 17
+    assert all(row.external_id.startswith("c") for chunk in chunks for row in chunk)
+
+
+def test_a_chunk_size_that_divides_the_audience_ends_without_an_empty_chunk(make_world):
+    world = make_world()
+    tenant = world.tenant()
+    for n in range(6):
+        _orders(world, tenant, f"c{n}", [200, 150])
+    audience = compile_audience(LAPSED)
+    with world.runtime.factory() as session:
+        chunks = list(audience.contact_chunks(session, tenant.id, world.clock.now(), 3))
+        nobody = list(compile_audience('count("order_placed") > 5').contact_chunks(session, tenant.id,
+                                                                                   world.clock.now(), 3))
+    assert [len(chunk) for chunk in chunks] == [3, 3] and nobody == []

@@ -136,3 +136,164 @@ def test_apscheduler_keeps_one_cron_job_per_tenant_and_campaign_in_our_database(
         [run] = session.scalars(select(BatchRun)).all()
         enrolled = session.scalars(select(Enrollment).where(Enrollment.campaign == "lapsed")).all()
     assert run.fire_time == datetime(2026, 11, 20, 15, 0, tzinfo=timezone.utc) and len(enrolled) == 2
+
+
+# -- the set-based run writes what `enroll` writes, a chunk of contacts at a time ------------------
+
+SPLIT = """
+name: split
+kind: winback
+purpose: marketing
+schedule:
+  cron: "0 10 * * *"
+audience: 'contact.email'
+enrollment:
+  key: "contact.locale"
+  window: 30d
+holdout: 0.3
+callback:
+  reason: "Lapsed: call if the email does nothing"
+  priority: 3
+  delay: 1d
+steps:
+  - id: email_now
+    channel: email
+    variants:
+      - id: a
+        template: offer_note
+      - id: b
+        template: cart_note
+  - id: sms_2d
+    channel: sms
+    delay: 2d
+    template: offer_note
+    when: 'contact.locale == "ko"'
+"""
+
+
+def _split_shop(make_world, count=30, slug="shop-us"):
+    world = make_world(campaigns(split=SPLIT))
+    tenant = world.tenant(slug)
+    for n in range(count):
+        world.contact(tenant, f"s{n}", email=f"s{n}@example.com", locale="ko" if n % 3 == 0 else "en")
+    world.contact(tenant, "no-email")  # not in the audience
+    return world, tenant
+
+
+def _written(session):
+    """Every row an enrollment writes, without ids or codes, keyed by the contact's external id."""
+    from outbound.db.models import CallbackTask, Contact, Message, MessageTransition
+
+    names = dict(session.execute(select(Contact.id, Contact.external_id)).all())
+    enrollments = sorted((names[e.contact_id], e.campaign, e.dedupe_key, e.trigger, e.event_id, e.status,
+                          e.enrolled_at, e.ended_at, e.end_reason, e.holdout)
+                         for e in session.scalars(select(Enrollment)))
+    messages = {m.id: m for m in session.scalars(select(Message))}
+    rows = sorted((names[m.contact_id], m.enrollment_id is not None, m.step, m.channel, m.purpose, m.template,
+                   m.variant, m.status, m.due_at, m.created_at, m.updated_at, m.attempts) for m in messages.values())
+    trail = sorted((names[messages[t.message_id].contact_id], messages[t.message_id].step, t.from_status,
+                    t.to_status, t.source, t.rule, t.reason, t.detail, t.at)
+                   for t in session.scalars(select(MessageTransition)))
+    calls = sorted((names[c.contact_id], c.campaign, c.reason, c.priority, c.status, c.due_at, c.created_at)
+                   for c in session.scalars(select(CallbackTask)))
+    return enrollments, rows, trail, calls
+
+
+def _forget_enrollments(session):
+    from outbound.db.models import CallbackTask, Message, MessageTransition
+
+    for table in (MessageTransition, Message, CallbackTask, Enrollment, BatchRun):
+        session.execute(table.__table__.delete())
+
+
+def test_a_batch_run_writes_for_each_contact_exactly_the_rows_enroll_writes(make_world, clock, monkeypatch):
+    from outbound import batch
+    from outbound.db.models import Contact
+    from outbound.enrollment import enroll
+
+    world, tenant = _split_shop(make_world)
+    campaign = world.runtime.definitions.campaigns["split"]
+    with transaction(world.runtime.factory) as session:
+        tenant_row = session.get(Tenant, tenant.id)
+        ids = campaign.audience.contact_ids(session, tenant.id, clock.now())
+        for contact in session.scalars(select(Contact).where(Contact.id.in_(ids)).order_by(Contact.id)):
+            enroll(session, tenant_row, campaign, contact, None, clock, trigger="schedule 0 10 * * *")
+    with world.runtime.factory() as session:
+        one_by_one = _written(session)
+    with transaction(world.runtime.factory) as session:
+        _forget_enrollments(session)
+    monkeypatch.setattr(batch, "CHUNK", 7)  # several chunks, the last one short
+    with transaction(world.runtime.factory) as session:
+        run = fire_batch(session, session.get(Tenant, tenant.id), campaign, clock.now(), clock)
+    with world.runtime.factory() as session:
+        set_based = _written(session)
+    enrollments, messages, trail, calls = set_based
+    assert set_based == one_by_one
+    assert (run.audience, run.enrolled, run.held_out) == (30, 30, sum(e[-1] for e in enrollments))
+    assert 0 < run.held_out < 30 and {m[6] for m in messages if m[2] == "email_now"} == {"a", "b"}
+    assert {m[0] for m in messages if m[2] == "sms_2d"} == {e[0] for e in enrollments if e[2] == "ko" and not e[-1]}
+    assert len(trail) == len(messages) and len(calls) == 30 - run.held_out
+
+
+def test_a_batch_run_skips_contacts_enrolled_within_the_window_in_every_chunk(make_world, clock, monkeypatch):
+    from outbound import batch
+
+    world, tenant = _split_shop(make_world)
+    campaign = world.runtime.definitions.campaigns["split"]
+    monkeypatch.setattr(batch, "CHUNK", 4)
+    with transaction(world.runtime.factory) as session:
+        first = fire_batch(session, session.get(Tenant, tenant.id), campaign, clock.now(), clock)
+    clock.advance(timedelta(days=1))
+    world.contact(tenant, "newcomer", email="newcomer@example.com")
+    with transaction(world.runtime.factory) as session:
+        second = fire_batch(session, session.get(Tenant, tenant.id), campaign, clock.now(), clock)
+    with world.runtime.factory() as session:
+        newcomer = session.scalars(select(Enrollment).where(Enrollment.enrolled_at == clock.now())).all()
+    assert (first.audience, first.enrolled, second.audience, second.enrolled) == (30, 30, 31, 1)
+    assert len(newcomer) == 1
+
+
+def test_a_batch_run_issues_the_same_number_of_queries_for_ten_contacts_as_for_a_chunk_full(make_world, clock):
+    from sqlalchemy import event
+
+    def statements_for(count):
+        world, tenant = _split_shop(make_world, count, slug=f"shop-{count}")
+        campaign = world.runtime.definitions.campaigns["split"]
+        seen = []
+        listener = lambda *args: seen.append(args[2])  # noqa: E731
+        event.listen(world.runtime.engine, "before_cursor_execute", listener)
+        try:
+            with transaction(world.runtime.factory) as session:
+                fire_batch(session, session.get(Tenant, tenant.id), campaign, clock.now(), clock)
+        finally:
+            event.remove(world.runtime.engine, "before_cursor_execute", listener)
+        return len(seen)
+
+    assert statements_for(10) == statements_for(60)
+
+
+def test_a_batch_run_gives_pool_codes_in_contact_order_then_codes_from_the_pattern(make_world, clock):
+    from outbound.batch import pattern_code
+    from outbound.db.models import Contact
+
+    pooled = LAPSED.replace('pattern: "BACK-{random:6}"', 'pool: [POOL-A, POOL-B, POOL-C]\n  pattern: "BACK-{random:6}"')
+    world = make_world(campaigns(lapsed=pooled.replace(
+        "audience: 'count(\"order_placed\") >= 2 and count(\"order_placed\", within=\"90d\") == 0'",
+        "audience: 'contact.email'")))
+    tenant = world.tenant()
+    for n in range(6):
+        world.contact(tenant, f"p{n}", email=f"p{n}@example.com", consents=[("email", "marketing")])
+    campaign = world.runtime.definitions.campaigns["lapsed"]
+    with transaction(world.runtime.factory) as session:
+        fire_batch(session, session.get(Tenant, tenant.id), campaign, clock.now(), clock)
+    world.runtime.dispatcher.drain()
+    with world.runtime.factory() as session:
+        codes = session.execute(select(Contact.external_id, OfferCode.code, OfferCode.assigned_at)
+                                .join(Contact, Contact.id == OfferCode.contact_id).order_by(Contact.id)).all()
+    assert [code for _, code, _ in codes[:3]] == ["POOL-A", "POOL-B", "POOL-C"]
+    assert all(code.startswith("BACK-") and len(code) == 11 for _, code, _ in codes[3:]) and len(codes) == 6
+    assert len({code for _, code, _ in codes}) == 6 and {at for _, _, at in codes} == {clock.now()}
+    bodies = {m.to_address: m.body for m in world.messages(campaign="lapsed", channel="email")}
+    assert all(f"Code {code}." in bodies[f"{name}@example.com"] for name, code, _ in codes)
+    assert pattern_code("BACK-{random:6}", "seed", 0) == pattern_code("BACK-{random:6}", "seed", 0)
+    assert pattern_code("BACK-{random:6}", "seed", 0) != pattern_code("BACK-{random:6}", "seed", 1)
