@@ -65,7 +65,9 @@ class Renderer:
     def __init__(self, templates_dir: Path) -> None:
         self.templates_dir = Path(templates_dir)
         # No trim_blocks: an inline `{% if %}…{% endif %}` must not swallow the line break after it.
-        options = dict(loader=FileSystemLoader(str(self.templates_dir)), undefined=StrictUndefined)
+        # No auto_reload: definitions are read once at start (a restart picks up edits), so a render
+        # never pays a stat of its file.
+        options = dict(loader=FileSystemLoader(str(self.templates_dir)), undefined=StrictUndefined, auto_reload=False)
         self._plain = ImmutableSandboxedEnvironment(autoescape=False, **options)
         self._html = ImmutableSandboxedEnvironment(autoescape=True, **options)
         # (template, channel) -> {lower-case locale: file locale as written}
@@ -100,8 +102,9 @@ class Renderer:
             return Rendered(subject=None, text=self._run(self._plain, name, None, context, shown).strip(),
                             html=None, locale=locale)
         plain = self._load(self._plain, name, shown)
-        subject = " ".join(self._run(self._plain, name, "subject", context, shown).split())
-        text = self._run(self._plain, name, "text", context, shown).strip()
+        names = plain.new_context(context)  # one context for the blocks of the plain-text environment
+        subject = " ".join(self._run(self._plain, name, "subject", context, shown, names).split())
+        text = self._run(self._plain, name, "text", context, shown, names).strip()
         html = self._run(self._html, name, "html", context, shown).strip() if "html" in plain.blocks else None
         return Rendered(subject=subject, text=text, html=html, locale=locale)
 
@@ -141,12 +144,13 @@ class Renderer:
         except TemplateSyntaxError as error:
             raise RenderError(f"template syntax error: {error.message}", shown, error.lineno) from error
 
-    def _run(self, environment, name: str, block: str | None, context: dict[str, Any], shown: str) -> str:
+    def _run(self, environment, name: str, block: str | None, context: dict[str, Any], shown: str,
+             names=None) -> str:
         template = self._load(environment, name, shown)
         try:
             if block is None:
                 return template.render(context)
-            return environment.concat(template.blocks[block](template.new_context(context)))
+            return environment.concat(template.blocks[block](names or template.new_context(context)))
         except Exception as error:
             raise RenderError(str(error), shown, _template_line(environment, template)) from error
 
