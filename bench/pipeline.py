@@ -48,24 +48,6 @@ def _enroll_all(runtime, count: int) -> None:
         enroll_many(session, tenant, campaign, contacts, runtime.clock)
 
 
-def end_to_end(url: str, count: int, provider) -> tuple[float, float]:
-    """Seconds to enroll `count` contacts, then to dispatch their messages once due."""
-    clock = SimulatedClock(T0)
-    seed_contacts(url, count, clock=clock)
-    with tempfile.TemporaryDirectory() as folder:
-        # No per-sender rate limit: the simulated clock stands still while draining, so a limit would
-        # hold all but the first second's worth of messages back; the figure is the engine's own pace.
-        settings = Settings(database_url=url, dispatch_batch_size=1000, sms_rate_per_second=0, email_rate_per_second=0)
-        runtime = build(settings, clock=clock,
-                        providers={"sms": provider, "email": provider}, definitions=definitions(Path(folder)))
-        enroll_seconds, _ = timed(_enroll_all, runtime, count)
-        clock.advance(timedelta(hours=1))
-        dispatch_seconds, report = timed(runtime.dispatcher.drain)
-        runtime.close()
-    assert report.sent == count, f"only {report.sent} of {count} sent: {report.decisions}"
-    return enroll_seconds, dispatch_seconds
-
-
 def raw_insert_rate(url: str, count: int) -> float:
     """Messages per second for plain batched INSERTs of message rows into the same schema (the floor)."""
     from outbound.db.session import make_engine
@@ -120,7 +102,7 @@ def sdk_figures(count: int) -> list[Figure]:
             alone = count / timed(send_all, {channel: make()}, outgoing)[0]
             fake.reset()
             with database("sqlite") as url:
-                enroll_s, dispatch_s = _sdk_end_to_end(url, count, channel, make())
+                enroll_s, dispatch_s = end_to_end(url, count, make(), channel)
             accepted = fake.accepted_count("twilio" if channel == "sms" else "sendgrid")
             assert accepted == count, f"the fake accepted {accepted} of {count}"
             figures.append(Figure(f"sqlite: engine + {label} SDK → fake provider, {count:,}",
@@ -156,8 +138,10 @@ def _one_at_a_time(provider, outgoing: list[tuple]) -> None:
         provider.send(out)
 
 
-def _sdk_end_to_end(url: str, count: int, channel: str, provider) -> tuple[float, float]:
-    """`end_to_end` on either channel: seconds to enroll `count` contacts, then to dispatch their messages."""
+def end_to_end(url: str, count: int, provider, channel: str = "sms") -> tuple[float, float]:
+    """Seconds to enroll `count` contacts in a one-step campaign on `channel`, then to dispatch their
+    messages once due. No per-sender rate limit: the simulated clock stands still while draining, so a
+    limit would hold all but the first second's worth back; the figure is the engine's own pace."""
     clock = SimulatedClock(T0)
     seed_contacts(url, count, clock=clock)
     with tempfile.TemporaryDirectory() as name:
