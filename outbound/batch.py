@@ -185,10 +185,10 @@ class _Batch:
         """(contact, key) pairs of this chunk already enrolled within the window: one range query per chunk."""
         if self.window is None:
             return set()
-        return set(session.execute(select(Enrollment.contact_id, Enrollment.dedupe_key).where(
+        return set(map(tuple, session.execute(select(Enrollment.contact_id, Enrollment.dedupe_key).where(
             Enrollment.tenant_id == self.tenant.id, Enrollment.campaign == self.campaign.name,
             Enrollment.contact_id.between(contacts[0].id, contacts[-1].id),
-            Enrollment.enrolled_at > self.now - self.window)).tuples())
+            Enrollment.enrolled_at > self.now - self.window)).all()))
 
     def _insert_enrollments(self, session: Session, plans: list[_Plan]) -> None:
         """One `INSERT … SELECT … RETURNING` from `contacts` per (key, outcome) group: constants bound once, not per row."""

@@ -200,9 +200,9 @@ def _enroll_chunk(session: Session, tenant: Tenant, campaign, contacts: Sequence
     keys = [_key(rule.key.evaluate(**n)) if keyed else "" for n in names]
     window = rule.window if rule is not None else None
     if window is not None:
-        taken |= set(session.execute(select(Enrollment.contact_id, Enrollment.dedupe_key).where(
+        taken |= set(map(tuple, session.execute(select(Enrollment.contact_id, Enrollment.dedupe_key).where(
             Enrollment.tenant_id == tenant.id, Enrollment.campaign == campaign.name,
-            Enrollment.contact_id.in_({c.id for c in contacts}), Enrollment.enrolled_at > now - window)).tuples())
+            Enrollment.contact_id.in_({c.id for c in contacts}), Enrollment.enrolled_at > now - window)).all()))
     chosen: list[tuple[Any, str, dict | None, bool, list]] = []
     for contact, key, view in zip(contacts, keys, names, strict=True):
         if window is not None:
