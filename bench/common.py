@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 import time
@@ -23,6 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the throwaway PostgreSQL server lives with the tests
 
 console = Console()
+if not console.is_terminal and "COLUMNS" not in os.environ:
+    console = Console(width=160)  # figures written to a file keep their rows whole
 T0 = datetime(2026, 11, 23, 15, 0, tzinfo=timezone.utc)  # 10:00 in New York: inside every quiet-hours window
 
 
@@ -100,9 +103,16 @@ def seed_contacts(url: str, count: int, *, clock: SimulatedClock) -> int:
 
 def print_figures(title: str, figures: list[Figure]) -> None:
     table = Table(title=title, title_justify="left")
-    for column in ("measure", "value", "floor (same run)", "floor value", "ratio"):
+    for column in ("measure", "value", "floor (same run)", "floor value", "ratio", ""):
         table.add_column(column, justify="right" if column in ("value", "floor value", "ratio") else "left")
     for f in figures:
         table.add_row(f.name, f"{f.value:,.1f} {f.unit}", f.floor_name or "",
-                      f"{f.floor:,.1f} {f.unit}" if f.floor else "", f"{f.ratio:.2f}" if f.ratio else "")
+                      f"{f.floor:,.1f} {f.unit}" if f.floor else "", f"{f.ratio:.2f}" if f.ratio else "",
+                      _bar(f.ratio) if f.ratio else "")
     console.print(table)
+
+
+def _bar(ratio: float, width: int = 20) -> str:
+    """The ratio as a bar against the floor (the floor's own length is marked with |; longer is capped)."""
+    filled = round(min(ratio, 1.0) * width)
+    return "█" * filled + "·" * (width - filled) + ("|" if ratio <= 1.0 else "+")
