@@ -41,7 +41,7 @@ from outbound.db.models import (
 )
 from outbound.db.session import transaction
 from outbound.db.types import UTCDateTime
-from outbound.enrollment import CODE_ALPHABET, in_holdout, pick_variant
+from outbound.enrollment import CODE_ALPHABET, code_pattern_parts, in_holdout, pick_variant
 
 log = logging.getLogger(__name__)
 CHUNK = 5_000  # contacts per chunk: a few multi-row INSERTs each, memory bounded by it
@@ -369,16 +369,9 @@ def _written_in(column, values) -> ColumnElement[bool]:
 
 def pattern_code(pattern: str, seed: str, draw: int) -> str:
     """Draw number `draw` of a code for a pattern such as BACK-{random:6}, from a hash of `seed` (pure)."""
-    head, length, tail = _pattern_parts(pattern)
+    head, length, tail = code_pattern_parts(pattern)
     bits = int.from_bytes(hashlib.sha256(f"{seed}:{draw}".encode()).digest(), "big")
     return head + "".join([CODE_ALPHABET[(bits >> shift) & 31] for shift in range(0, 5 * length, 5)]) + tail
-
-
-@lru_cache(maxsize=64)
-def _pattern_parts(pattern: str) -> tuple[str, int, str]:
-    head, _, rest = pattern.partition("{random:")
-    length, _, tail = rest.partition("}")
-    return head, int(length), tail
 
 
 def fire_times(trigger: CronTrigger, after: datetime, until: datetime) -> list[datetime]:

@@ -16,7 +16,6 @@ idempotent: a second run at the same time enrolls nobody twice.
 from __future__ import annotations
 
 import logging
-from calendar import monthrange
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -25,8 +24,9 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import and_, exists, or_, select
 from sqlalchemy.orm import Session, aliased
 
+from outbound.clock import SimulatedClock
 from outbound.compliance import policy_for
-from outbound.compliance.rules import months_before
+from outbound.compliance.rules import months_after, months_before
 from outbound.compliance.zones import resolve_jurisdiction
 from outbound.db.models import Consent, Contact, Event, Tenant
 from outbound.enrollment import enroll
@@ -49,14 +49,6 @@ class ConsentJobReport:
 
     notices: int = 0
     reconfirmations: int = 0
-
-
-class _FixedClock:
-    def __init__(self, now: datetime) -> None:
-        self._now = now
-
-    def now(self) -> datetime:
-        return self._now
 
 
 def run_consent_jobs(session: Session, definitions, now: datetime) -> ConsentJobReport:
@@ -97,7 +89,7 @@ def _notices(session: Session, tenants: dict[int, Tenant], campaign, now: dateti
                 "changes_en": "; ".join(_describe(c, korean=False) for c in changes),
                 "count": len(changes)}
         if enroll(session, tenant, campaign, contact, _event(session, tenant, contact, key, now, data),
-                  _FixedClock(now), trigger="consent notice job") is not None:
+                  SimulatedClock(now), trigger="consent notice job") is not None:
             count += 1
         for consent in changes:
             consent.notified_at = now
@@ -141,13 +133,13 @@ def _reconfirmations(session: Session, tenants: dict[int, Tenant], campaign, now
             if key in asked:
                 continue
             oldest = min(records, key=lambda r: r.at)
-            lapses = _months_after(oldest.at, months)
+            lapses = months_after(oldest.at.astimezone(KST), months)
             data = {"key": key, "given_at": f"{oldest.at.astimezone(KST):%Y-%m-%d}",
                     "lapses_at": f"{lapses.astimezone(KST):%Y-%m-%d}",
                     "channels_ko": ", ".join(_CHANNEL[r.channel][0] for r in records),
                     "channels_en": ", ".join(_CHANNEL[r.channel][1] for r in records)}
             if enroll(session, tenant, campaign, contact, _event(session, tenant, contact, key, now, data),
-                      _FixedClock(now), trigger="consent reconfirmation job") is not None:
+                      SimulatedClock(now), trigger="consent reconfirmation job") is not None:
                 count += 1
     return count
 
@@ -170,11 +162,3 @@ def _describe(consent: Consent, *, korean: bool) -> str:
         return f"{when:%Y-%m-%d %H:%M} {channel[0]} {purpose[0]} {what}"
     what = ("consent given" + (" (including night-time)" if consent.night else "")) if consent.granted else "consent withdrawn"
     return f"{purpose[1]} by {channel[1]}: {what} on {when:%Y-%m-%d %H:%M} KST"
-
-
-def _months_after(at: datetime, months: int) -> datetime:
-    local = at.astimezone(KST)
-    index = local.year * 12 + local.month - 1 + months
-    year, month = divmod(index, 12)
-    day = min(local.day, monthrange(year, month + 1)[1])
-    return local.replace(year=year, month=month + 1, day=day)

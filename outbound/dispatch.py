@@ -278,7 +278,7 @@ class Dispatcher:
                 report.rate_limited += 1
                 continue
             try:
-                out = self._render(message, tenant, contact, context, to, jurisdiction)
+                out = self._render(message, campaign, tenant, contact, context, to, sender, jurisdiction)
             except _Unsendable as refusal:
                 # The text as rendered breaks a rule the gate could not see before rendering.
                 steps.append(move(message, "blocked", at=now, source="worker", rule=refusal.rule, reason=str(refusal)))
@@ -304,14 +304,13 @@ class Dispatcher:
         write_changes(session, batch)
         return outgoing
 
-    def _render(self, message: ClaimedMessage, tenant: Tenant, contact, context: _BatchContext,
-                to: str, jurisdiction: str) -> OutgoingMessage:
+    def _render(self, message: ClaimedMessage, campaign, tenant: Tenant, contact, context: _BatchContext,
+                to: str, sender: str | None, jurisdiction: str) -> OutgoingMessage:
         links = {"unsubscribe": unsubscribe_url(self.settings.base_url, self.settings.secret_key,
                                                 tenant.id, contact.id, message.channel)}
         if message.purpose == "survey":
             links["survey"] = survey_url(self.settings.base_url, self.settings.secret_key, tenant.id, message.id)
-        campaign = self.definitions.campaigns.get(message.campaign)
-        code = context.offer_codes.get((tenant.id, message.campaign, contact.id)) if campaign and campaign.offer_codes else None
+        code = context.offer_codes.get((tenant.id, message.campaign, contact.id)) if campaign.offer_codes else None
         names = {
             "contact": contact_view(contact), "event": event_view(context.events.get(message.enrollment_id)),
             "tenant": context.tenant_view(tenant), "campaign": message.campaign, "step": message.step,
@@ -325,7 +324,7 @@ class Dispatcher:
             problems = check_message(rendered, message.channel, jurisdiction, names["tenant"], links["unsubscribe"])
             if problems:
                 raise _Unsendable("message_format", "; ".join(problems))
-        step = campaign.step(message.step) if campaign else None
+        step = campaign.step(message.step)
         if message.channel == "sms" and step is not None and step.max_segments is not None:
             info = sms_segments(rendered.text)
             if info.segments > step.max_segments:
@@ -335,11 +334,9 @@ class Dispatcher:
         if message.channel == "email" and message.purpose == "marketing":
             headers = {"List-Unsubscribe": f"<{links['unsubscribe']}>",
                        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
-        settings = tenant.settings or {}
         return OutgoingMessage(
-            message_id=message.id, tenant=tenant.slug, channel=message.channel, to=to,
-            sender=settings.get("sms_from" if message.channel == "sms" else "email_from"),
-            sender_name=settings.get("sender_name", tenant.name),
+            message_id=message.id, tenant=tenant.slug, channel=message.channel, to=to, sender=sender,
+            sender_name=(tenant.settings or {}).get("sender_name", tenant.name),
             subject=rendered.subject, body=rendered.text, html=rendered.html, headers=headers,
         )
 
@@ -390,7 +387,7 @@ class Dispatcher:
 
     def _offer_codes(self, session: Session, batch: list[ClaimedMessage], tenant_ids: set[int],
                      contact_ids: set[int]) -> dict[tuple[int, str, int], str]:
-        """The code most recently given to each contact in each offer campaign of the batch (as `offer_code_for`)."""
+        """The code most recently given to each contact in each offer campaign of the batch, for `offer.code`."""
         names = {m.campaign for m in batch if (c := self.definitions.campaigns.get(m.campaign)) and c.offer_codes}
         if not names:
             return {}

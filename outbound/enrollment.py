@@ -18,6 +18,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import exists, insert, or_, select, update
@@ -363,13 +364,6 @@ def assign_offer_code(session: Session, tenant: Tenant, campaign, contact: Conta
     return code
 
 
-def offer_code_for(session: Session, tenant_id: int, campaign: str, contact_id: int) -> str | None:
-    """The code most recently given to the contact in this campaign, for templates (`offer.code`)."""
-    return session.scalar(select(OfferCode.code).where(
-        OfferCode.tenant_id == tenant_id, OfferCode.campaign == campaign, OfferCode.contact_id == contact_id,
-    ).order_by(OfferCode.assigned_at.desc(), OfferCode.id.desc()).limit(1))
-
-
 def _from_pool(session: Session, tenant_id: int, campaign: str, pool: list[str], contact_id: int, at: datetime) -> str | None:
     for attempt in range(2):
         row = session.scalar(select(OfferCode).where(
@@ -393,9 +387,16 @@ def _from_pool(session: Session, tenant_id: int, campaign: str, pool: list[str],
 
 def fill_code_pattern(pattern: str, rng: random.Random) -> str:
     """A code from a pattern such as WB-{random:6}: the placeholder filled from `rng`."""
+    head, length, tail = code_pattern_parts(pattern)
+    return head + "".join(rng.choice(CODE_ALPHABET) for _ in range(length)) + tail
+
+
+@lru_cache(maxsize=64)
+def code_pattern_parts(pattern: str) -> tuple[str, int, str]:
+    """A code pattern such as WB-{random:6} as (text before, random characters, text after)."""
     head, _, rest = pattern.partition("{random:")
     length, _, tail = rest.partition("}")
-    return head + "".join(rng.choice(CODE_ALPHABET) for _ in range(int(length))) + tail
+    return head, int(length), tail
 
 
 def _bucket(*parts: str) -> float:

@@ -205,7 +205,13 @@ def next_local(now: datetime, zone: ZoneInfo, at: time) -> datetime:
 def months_before(local: datetime, months: int) -> datetime:
     """The same wall-clock time `months` calendar months earlier, as aware UTC; the day is clamped to
     the shorter month's end (31 August − 6 months = 28 or 29 February)."""
-    index = local.year * 12 + local.month - 1 - months
+    return months_after(local, -months)
+
+
+def months_after(local: datetime, months: int) -> datetime:
+    """The same wall-clock time `months` calendar months later (earlier when negative), as aware UTC;
+    the day is clamped to the shorter month's end."""
+    index = local.year * 12 + local.month - 1 + months
     year, month = divmod(index, 12)
     day = min(local.day, monthrange(year, month + 1)[1])
     return local.replace(year=year, month=month + 1, day=day).astimezone(timezone.utc)
