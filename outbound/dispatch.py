@@ -381,9 +381,11 @@ class Dispatcher:
             .join(EVENTS, EVENTS.c.id == Enrollment.__table__.c.event_id)
             .where(Enrollment.__table__.c.id.in_(enrollment_ids)))} if enrollment_ids else {}
         tenants = {t.id: t for t in session.scalars(select(Tenant).where(Tenant.id.in_(tenant_ids)))}
+        # The complaint rate (two counts over 30 days per tenant) only matters to marketing email.
+        emailing = {m.tenant_id: tenants[m.tenant_id] for m in batch if m.channel == "email" and m.purpose == "marketing"}
         return _BatchContext(tenants, contacts, {k: tuple(v) for k, v in ledgers.items()}, suppressions, recent,
                              last_purchase, events, self._offer_codes(session, batch, tenant_ids, contact_ids),
-                             rates_for_dispatch(session, tenants, now))
+                             rates_for_dispatch(session, emailing, now))
 
     def _offer_codes(self, session: Session, batch: list[ClaimedMessage], tenant_ids: set[int],
                      contact_ids: set[int]) -> dict[tuple[int, str, int], str]:
