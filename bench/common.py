@@ -17,6 +17,7 @@ from rich.table import Table
 from sqlalchemy import insert
 
 from outbound.clock import SimulatedClock
+from outbound.contacts import address_hash
 from outbound.db.models import Consent, Contact, Tenant
 from outbound.db.session import make_engine, session_factory, upgrade
 
@@ -86,7 +87,7 @@ def seed_contacts(url: str, count: int, *, clock: SimulatedClock) -> int:
     with engine.begin() as connection:
         for start in range(0, count, chunk):
             rows = [{"tenant_id": tenant_id, "external_id": f"c{i}", "phone": f"+1212555{i % 10000:04d}",
-                     "email": f"c{i}@example.com", "timezone": "America/New_York", "locale": "en",
+                     "phone_hash": address_hash("sms", f"+1212555{i % 10000:04d}"), "email": f"c{i}@example.com", "timezone": "America/New_York", "locale": "en",
                      "attributes": {}, "created_at": now, "updated_at": now}
                     for i in range(start, min(count, start + chunk))]
             connection.execute(insert(Contact), rows)

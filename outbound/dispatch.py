@@ -79,16 +79,12 @@ PENDING = ("scheduled", "deferred")
 MESSAGES = Message.__table__
 CONTACTS = Contact.__table__
 EVENTS = Event.__table__
-# The columns a claim reads: not the text dispatch writes and never reads back, nor the times it only sets;
-# each datetime read costs a parse on SQLite, and a claim reads thousands.
-CLAIMED = [c for c in MESSAGES.c if c.name not in (
-    "created_at", "updated_at", "sent_at", "delivered_at", "subject", "body", "locale", "provider_id", "error_code")]
-# Recording the provider's answers reads what a callback may have changed meanwhile, and what a retry,
-# a failure, a fallback or a waiting callback needs.
-ANSWERED = [c for c in MESSAGES.c if c.name not in ("created_at", "updated_at", "subject", "body", "locale")]
+# The columns a claim reads: not the text dispatch writes and never reads back, nor the creation time.
+# The batch's objects are reused when the provider's answers are recorded, so they hold what that reads.
+CLAIMED = [c for c in MESSAGES.c if c.name not in ("created_at", "updated_at", "subject", "body", "locale")]
 # What the gate and the templates read of a contact.
 CONTACT_COLUMNS = [CONTACTS.c[name] for name in (
-    "id", "tenant_id", "external_id", "phone", "email", "timezone", "locale", "jurisdiction", "attributes")]
+    "id", "tenant_id", "external_id", "phone", "phone_hash", "email", "timezone", "locale", "jurisdiction", "attributes")]
 
 
 @dataclass
@@ -210,7 +206,7 @@ class Dispatcher:
         # Committed: every message to send is now `sending`. Only then call providers.
         results = send_all(self.providers, outgoing)
         with transaction(self.factory) as session:
-            self._record_results(session, results, report)
+            self._record_results(session, results, report, {m.id: m for m in batch}, now)
         return report
 
     def drain(self) -> TickReport:
@@ -243,7 +239,7 @@ class Dispatcher:
                 timezone=resolve_timezone(contact.timezone, contact.phone, tenant.timezone),
                 now=now,
                 consents=context.consents.get(contact.id, ()),
-                suppressions=tuple(context.suppressions.get((tenant.id, message.channel, address_hash(message.channel, to)), ())) if to else (),
+                suppressions=tuple(context.suppressions.get((tenant.id, message.channel, _address_hash(message.channel, contact)), ())) if to else (),
                 recent_marketing=tuple(context.recent_marketing.get(contact.id, ())),
                 last_purchase_at=context.last_purchase.get(contact.id),
                 has_postal_address=bool((tenant.settings or {}).get("postal_address")),
@@ -354,8 +350,8 @@ class Dispatcher:
                                    .order_by(consent.id)):
             ledgers[row.contact_id].append(ConsentRecord(channel=row.channel, purpose=row.purpose, granted=row.granted,
                                                          night=row.night, at=row.at, source=row.source))
-        hashes = {address_hash(m.channel, a) for m in batch
-                  if (a := (contacts[m.contact_id].phone if m.channel == "sms" else contacts[m.contact_id].email))}
+        hashes = {_address_hash(m.channel, contacts[m.contact_id]) for m in batch
+                  if (contacts[m.contact_id].phone if m.channel == "sms" else contacts[m.contact_id].email)}
         suppressions: dict[tuple[int, str, str], list[str]] = defaultdict(list)
         if hashes:
             held = Suppression.__table__.c
@@ -406,10 +402,20 @@ class Dispatcher:
 
     # -- sending --------------------------------------------------------------------
 
-    def _record_results(self, session: Session, results, report: TickReport) -> None:
+    def _record_results(self, session: Session, results, report: TickReport, ours: dict[int, ClaimedMessage],
+                        handed_at: datetime) -> None:
         now = self.clock.now()
-        messages = {m.id: m for m in claimed(session.execute(
-            select(*ANSWERED).where(MESSAGES.c.id.in_([r[0] for r in results])).with_for_update()))}
+        # The rows as this worker left them (`sending`, stamped when handed over) are the batch's own objects;
+        # only those a status callback moved meanwhile are read again, whole.
+        ids = [r[0] for r in results]
+        moved = [row.id for row in session.execute(
+            select(MESSAGES.c.id, MESSAGES.c.status, MESSAGES.c.updated_at)
+            .where(MESSAGES.c.id.in_(ids)).with_for_update())
+            if row.status != "sending" or row.updated_at != handed_at]
+        messages = {i: ours[i] for i in ids}
+        if moved:
+            messages.update((m.id, m) for m in claimed(session.execute(
+                select(*CLAIMED).where(MESSAGES.c.id.in_(moved)))))
         steps: list[dict[str, Any]] = []
         sent: list[ClaimedMessage] = []
         for message_id, result in results:
@@ -464,6 +470,13 @@ class Dispatcher:
             suppress(session, message.tenant_id, message.channel, message.to_address, reason=reason,
                      source=f"provider error {error.code}", at=now)
         return step
+
+
+def _address_hash(channel: str, contact) -> str:
+    """The hash suppressions are kept under, of a contact's address on `channel` (which it must have)."""
+    if channel == "sms":
+        return contact.phone_hash or address_hash("sms", contact.phone)
+    return address_hash(channel, contact.email)
 
 
 def expire_sending(session: Session, now: datetime, older_than: timedelta) -> int:

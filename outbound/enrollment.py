@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import exists, insert, or_, select, update
+from sqlalchemy import exists, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -29,6 +28,7 @@ from outbound.attribution import record_conversions
 from outbound.campaign_state import is_live
 from outbound.clock import Clock
 from outbound.context import contact_view, event_view
+from outbound.db.bulk import allocate_ids, insert_rows
 from outbound.db.models import (
     CallbackAttempt,
     CallbackTask,
@@ -218,14 +218,10 @@ def _enroll_chunk(session: Session, tenant: Tenant, campaign, contacts: Sequence
         return []
     enrollment_rows = [_enrollment_row(tenant, campaign, contact, key, trigger, held_out, bool(steps), now)
                        for contact, key, _, held_out, steps in chosen]
-    # RETURNING without asking for parameter order, which SQLite can only give one row per statement:
-    # rows of the same contact are alike, so any of its ids will do for any of its rows.
-    ids_of: dict[int, list[int]] = defaultdict(list)
-    table = Enrollment.__table__
-    for enrollment_id, contact_id in session.execute(insert(table).returning(table.c.id, table.c.contact_id),
-                                                     enrollment_rows):
-        ids_of[contact_id].append(enrollment_id)
-    enrollment_ids = [ids_of[contact.id].pop() for contact, *_ in chosen]
+    enrollment_ids = allocate_ids(session, Enrollment.__table__, len(enrollment_rows))
+    for enrollment_id, row in zip(enrollment_ids, enrollment_rows, strict=True):
+        row["id"] = enrollment_id
+    insert_rows(session, Enrollment.__table__, enrollment_rows)
     message_rows, callback_rows = [], []
     for enrollment_id, (contact, _, _, held_out, steps) in zip(enrollment_ids, chosen, strict=True):
         if held_out:
@@ -245,14 +241,17 @@ def _enroll_chunk(session: Session, tenant: Tenant, campaign, contacts: Sequence
                 "priority": campaign.callback.priority, "status": "open", "due_at": now + campaign.callback.delay,
                 "created_at": now, "attempts": 0})
     if message_rows:
-        message_ids = session.scalars(insert(Message.__table__).returning(Message.__table__.c.id), message_rows)
+        message_ids = allocate_ids(session, Message.__table__, len(message_rows))
+        for message_id, row in zip(message_ids, message_rows, strict=True):
+            row["id"] = message_id
+        insert_rows(session, Message.__table__, message_rows)
         reason = f"enrolled by {trigger or 'operator'}"
-        session.execute(insert(MessageTransition.__table__), [
+        insert_rows(session, MessageTransition.__table__, [
             {"tenant_id": tenant.id, "message_id": message_id, "at": now, "from_status": None,
              "to_status": "scheduled", "source": "trigger", "rule": None, "reason": reason, "detail": {}}
             for message_id in message_ids])
     if callback_rows:
-        session.execute(insert(CallbackTask.__table__), callback_rows)
+        insert_rows(session, CallbackTask.__table__, callback_rows)
     return enrollment_ids
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, update
 from sqlalchemy.orm import Session
 
+from outbound.db.bulk import insert_rows, update_by_id
 from outbound.db.models import Message, MessageTransition
 from outbound.errors import OutboundError
 
@@ -88,8 +88,7 @@ def move(
 
 def record_transitions(session: Session, rows: list[dict[str, Any]]) -> None:
     """Store transition rows made by `move` with one multi-row INSERT."""
-    if rows:
-        session.execute(insert(MessageTransition.__table__), rows)
+    insert_rows(session, MessageTransition.__table__, rows)
 
 
 class ClaimedMessage:
@@ -123,6 +122,5 @@ def write_changes(session: Session, messages: list[ClaimedMessage]) -> None:
         if message.changes:
             groups.setdefault(tuple(sorted(message.changes)), []).append({"_id": message.id, **message.changes})
             message.changes.clear()
-    table = Message.__table__
     for rows in groups.values():
-        session.execute(update(table).where(table.c.id == bindparam("_id")), rows)
+        update_by_id(session, Message.__table__, rows)

@@ -118,6 +118,21 @@ def test_address_hash_is_the_same_however_the_address_is_written():
     assert len(address_hash("sms", "+12015550123")) == 64
 
 
+def test_a_contact_keeps_the_hash_of_its_phone_through_every_change(session, clock, make_tenant):
+    from outbound.erasure import erase_contact
+
+    tenant = make_tenant()
+    contact = upsert_contact(session, tenant, ContactIn(external_id="c1", phone="+1 (201) 555-0123"), clock)
+    assert contact.phone_hash == address_hash("sms", "+12015550123")
+    upsert_contact(session, tenant, ContactIn(external_id="c1", phone="+12025550143"), clock)
+    session.flush()
+    stored = session.execute(select(Contact.phone, Contact.phone_hash).where(Contact.id == contact.id)).one()
+    assert stored == ("+12025550143", address_hash("sms", "+12025550143"))
+    erase_contact(session, tenant, "c1", clock.now())
+    session.flush()
+    assert session.execute(select(Contact.phone_hash).where(Contact.id == contact.id)).scalar() is None
+
+
 def test_address_hash_still_hashes_a_number_no_one_can_parse():
     assert address_hash("sms", "+1 555") == address_hash("sms", "+1555")
 

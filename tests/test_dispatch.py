@@ -3,6 +3,10 @@
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
+import pytest
+from sqlalchemy import select, update
+
+from outbound.db.models import Contact
 from outbound.db.session import transaction
 from outbound.suppressions import suppress
 
@@ -46,6 +50,27 @@ def test_suppression_added_after_enrollment_blocks_at_send_time(world, clock, ou
     [message] = world.messages()
     assert (message.status, message.rule) == ("blocked", "suppression")
     assert outbox.sent == []
+
+
+@pytest.mark.parametrize("stored_hash", [True, False], ids=["hash kept by the model", "row written without it"])
+def test_a_suppressed_number_is_blocked_whether_or_not_its_contact_row_holds_the_hash(world, clock, outbox, stored_hash):
+    tenant = world.tenant()
+    world.contact(tenant, "c1", phone="+12025550143", timezone="America/New_York", consents=[("sms", "marketing")])
+    world.contact(tenant, "c2", phone="+12025550144", timezone="America/New_York", consents=[("sms", "marketing")])
+    with transaction(world.runtime.factory) as session:
+        if not stored_hash:
+            session.execute(update(Contact).values(phone_hash=None))
+        suppress(session, tenant.id, "sms", "+1 (202) 555-0143", reason="opt_out", source="test", at=clock.now())
+    clock.set(datetime(2026, 11, 20, 12, 0, tzinfo=NY))
+    for contact in ("c1", "c2"):
+        world.event(tenant, "cart_abandoned", contact, {"cart_id": f"cart-{contact}", "value": 150})
+    world.run(clock.now() + timedelta(hours=25))
+    by_contact = {m.contact_id: m for m in world.messages(channel="sms")}
+    with transaction(world.runtime.factory) as session:
+        ids = dict(session.execute(select(Contact.external_id, Contact.id)).all())
+    assert (by_contact[ids["c1"]].status, by_contact[ids["c1"]].rule) == ("blocked", "suppression")
+    assert by_contact[ids["c2"]].status == "sent"
+    assert [m.to for m in outbox.sent if m.channel == "sms"] == ["+12025550144"]
 
 
 def test_marketing_sms_due_at_night_waits_until_eight_local_then_sends(world, clock, outbox):

@@ -270,3 +270,42 @@ def test_without_our_message_id_an_event_finds_its_message_by_request_id_and_rec
     assert post(client, signer, [bare], clock).status_code == 200
     statuses = {m.to_address: m.status for m in world.messages()}
     assert statuses == {"ann@example.com": "sent", "bob@example.com": "delivered"}
+
+
+def test_an_event_applied_while_the_batch_is_with_the_provider_is_kept_when_the_answers_are_recorded(
+        db_url, tmp_path, clock, fake, signer):
+    """SendGrid's event names our message, so it moves the `sending` row at once; the worker then
+    records the answers of the whole batch, and must keep what the event did to that one message."""
+    from conftest import World
+
+    posted = []
+
+    class EventFirst(SendGridEmail):
+        """The real SDK provider; SendGrid reports the first email delivered before `send_many` returns."""
+
+        def send_many(self, messages):
+            results = super().send_many(messages)
+            request = next(r for r in fake.accepted("sendgrid") if r["to"] == "first@example.com")
+            posted.append(post(self.client, signer, [event(request, "delivered", clock)], clock).status_code)
+            return results
+
+    email = EventFirst(DEFAULT_SENDGRID_API_KEY, "hello@shop.example", api_base=fake.url, timeout=1)
+    settings = Settings(database_url=db_url, definitions=write_definitions(tmp_path / "defs"),
+                        base_url="https://ob.example", sendgrid_webhook_public_key=signer.public_key)
+    runtime = build(settings, clock=clock, providers={"sms": email, "email": email})
+    world = World(runtime, clock)
+    with TestClient(create_app(runtime.factory, clock, settings=settings)) as client:
+        email.client = client
+        tenant = world.tenant()
+        for address in ("first@example.com", "second@example.com"):
+            world.contact(tenant, address, email=address, consents=[("email", "marketing")])
+            world.event(tenant, "cart_abandoned", address, {"cart_id": address, "value": 150})
+        world.run(clock.now() + timedelta(hours=2))
+    assert posted == [200]
+    by_address = {m.to_address: m for m in world.messages()}
+    first, second = by_address["first@example.com"], by_address["second@example.com"]
+    assert first.status == "delivered" and first.provider_id and first.sent_at is not None
+    assert [step for step, _ in world.trail(first.id)] == ["scheduled", "sending", "delivered"]
+    assert second.status == "sent"
+    assert [step for step, _ in world.trail(second.id)] == ["scheduled", "sending", "sent"]
+    runtime.close()

@@ -21,7 +21,7 @@ from sqlalchemy import (
     Unicode,
     UniqueConstraint,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, validates
 
 from outbound.db.types import BigId, UTCDateTime
 
@@ -77,6 +77,9 @@ class Contact(Base):
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
     external_id: Mapped[str] = mapped_column(String(200))
     phone: Mapped[str | None] = mapped_column(String(32))  # E.164
+    # address_hash of the phone, kept with it on every write through the model (see _phone_set), so dispatch
+    # does not parse every number it meets. NULL for rows written around the model: readers compute it then.
+    phone_hash: Mapped[str | None] = mapped_column(String(64))
     email: Mapped[str | None] = mapped_column(String(320))  # lower-cased
     timezone: Mapped[str | None] = mapped_column(String(64))
     locale: Mapped[str | None] = mapped_column(String(16))
@@ -85,6 +88,13 @@ class Contact(Base):
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     erased_at: Mapped[datetime | None]
+
+    @validates("phone")
+    def _phone_set(self, _key: str, value: str | None) -> str | None:
+        from outbound.contacts import address_hash  # contacts imports the models
+
+        self.phone_hash = address_hash("sms", value) if value else None
+        return value
 
 
 class Consent(Base):

@@ -1,0 +1,99 @@
+"""Many rows at once through the driver's executemany, for the paths that write thousands a second.
+
+`session.execute(insert(table), rows)` builds SQLAlchemy's parameter set for every row (a dict per row,
+each value through its type, then the driver's format): as much time as the database's own work for
+the narrow rows dispatch writes. Here the statement is compiled once per dialect and set of columns,
+and each value goes through the bind processor of its column's type, the same function SQLAlchemy
+applies: what is stored is what `session.execute` would have stored, casts included.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+from sqlalchemy import Table, bindparam, insert, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session
+
+_Prepared = tuple[str, tuple[str, ...], tuple[Callable[[Any], Any] | None, ...], bool]
+_CACHE: dict[tuple, _Prepared] = {}
+
+
+def allocate_ids(session: Session | Connection, table: Table, count: int) -> list[int]:
+    """`count` new ids for rows of `table` that the caller inserts with them in this transaction.
+
+    PostgreSQL draws them from the column's sequence, as a default would. SQLite has no sequence
+    here (the id is the rowid, one past the largest): the transaction holds SQLite's write lock
+    (BEGIN IMMEDIATE), so no one else can take the ids past the largest before the caller inserts.
+    """
+    if count <= 0:
+        return []
+    connection = session.connection() if isinstance(session, Session) else session
+    if connection.dialect.name == "postgresql":
+        return list(connection.exec_driver_sql(
+            f"SELECT nextval(pg_get_serial_sequence('{table.name}', 'id')) FROM generate_series(1, {int(count)})"
+        ).scalars())
+    top = connection.exec_driver_sql(f"SELECT max(id) FROM {table.name}").scalar() or 0
+    return list(range(top + 1, top + 1 + count))
+
+
+def insert_rows(session: Session | Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    """INSERT `rows` (dicts with the same keys) into `table` with one executemany."""
+    if rows:
+        _run(session, table, "insert", tuple(rows[0]), rows)
+
+
+def update_by_id(session: Session | Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    """UPDATE `table` SET the other keys of each row WHERE id = its `_id`; rows have the same keys."""
+    if rows:
+        _run(session, table, "update", tuple(k for k in rows[0] if k != "_id"), rows)
+
+
+def _run(session: Session | Connection, table: Table, kind: str, columns: tuple[str, ...],
+         rows: Sequence[dict[str, Any]]) -> None:
+    connection = session.connection() if isinstance(session, Session) else session
+    sql, names, processors, positional = _prepare(connection, table, kind, columns)
+    # A batch's rows mostly share their times (`now`): each distinct value is processed once per call.
+    ready = [(name, _memo(fn)) for name, fn in zip(names, processors, strict=True) if fn is not None]
+    plain = [name for name, fn in zip(names, processors, strict=True) if fn is None]
+    columns_of = []
+    for row in rows:
+        values = {name: row[name] for name in plain}
+        for name, fn in ready:
+            values[name] = fn(row[name])
+        columns_of.append(values)
+    params = [tuple(values[name] for name in names) for values in columns_of] if positional else columns_of
+    connection.exec_driver_sql(sql, params)
+
+
+def _memo(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    seen: dict[Any, Any] = {}
+
+    def processed(value: Any) -> Any:
+        try:
+            return seen[value]
+        except KeyError:
+            seen[value] = result = fn(value)
+            return result
+        except TypeError:  # unhashable (a JSON dict): processed each time
+            return fn(value)
+
+    return processed
+
+
+def _prepare(connection: Connection, table: Table, kind: str, columns: tuple[str, ...]) -> _Prepared:
+    dialect = connection.dialect
+    key = (dialect.name, dialect.paramstyle, table.name, kind, columns)
+    prepared = _CACHE.get(key)
+    if prepared is None:
+        if kind == "insert":
+            statement = insert(table)
+        else:
+            statement = update(table).where(table.c.id == bindparam("_id", type_=table.c.id.type))
+        compiled = statement.compile(dialect=dialect, column_keys=list(columns))
+        positional = bool(compiled.positional)
+        names = tuple(compiled.positiontup) if positional else tuple(compiled.bind_names.values())
+        types = {bind.key: bind.type for bind in compiled.binds.values()}
+        processors = tuple(types[name].dialect_impl(dialect).bind_processor(dialect) for name in names)
+        prepared = _CACHE[key] = (str(compiled), names, processors, positional)
+    return prepared

@@ -1,0 +1,87 @@
+"""The driver-level executemany of outbound.db.bulk stores exactly what SQLAlchemy's own INSERT and UPDATE store."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import insert, select, text, update
+
+from outbound.db.bulk import insert_rows, update_by_id
+from outbound.db.models import Contact, Message, MessageTransition
+
+KST = timezone(timedelta(hours=9))
+
+
+def _message(session, tenant, contact_id, at):
+    return session.execute(insert(Message).values(
+        tenant_id=tenant.id, contact_id=contact_id, campaign="c", step="s", channel="sms", purpose="marketing",
+        template="t", status="scheduled", due_at=at, created_at=at, updated_at=at, attempts=0).returning(Message.id)
+    ).scalar_one()
+
+
+def _raw(session, table, ids, columns):
+    # As stored: the driver's own values, without SQLAlchemy's result processing.
+    query = f"SELECT {', '.join(columns)} FROM {table} WHERE id IN ({', '.join(map(str, ids))}) ORDER BY id"
+    return [tuple(row) for row in session.execute(text(query)).all()]
+
+
+def test_inserted_rows_are_stored_as_sqlalchemy_stores_them(session, make_tenant, clock):
+    tenant = make_tenant()
+    session.add(contact := Contact(tenant_id=tenant.id, external_id="c1", attributes={}, created_at=clock.now(),
+                                   updated_at=clock.now()))
+    session.flush()
+    message_id = _message(session, tenant, contact.id, clock.now())
+    at = datetime(2026, 11, 20, 21, 0, 0, 123456, tzinfo=KST)  # not UTC, with microseconds
+    rows = [
+        {"tenant_id": tenant.id, "message_id": message_id, "at": at, "from_status": None, "to_status": "scheduled",
+         "source": "worker", "rule": None, "reason": "한국어 reason", "detail": {"until": at.isoformat(), "n": [1, 2]}},
+        {"tenant_id": tenant.id, "message_id": message_id, "at": at + timedelta(seconds=1), "from_status": "scheduled",
+         "to_status": "sending", "source": "worker", "rule": "consent", "reason": None, "detail": {}},
+    ]
+    table = MessageTransition.__table__
+    session.execute(insert(table), rows)
+    insert_rows(session, table, rows)
+    ids = session.scalars(select(table.c.id).order_by(table.c.id)).all()
+    columns = [c.name for c in table.c if c.name != "id"]
+    by_sqlalchemy, by_bulk = _raw(session, table.name, ids[:2], columns), _raw(session, table.name, ids[2:], columns)
+    assert by_bulk == by_sqlalchemy
+    read = session.execute(select(table).where(table.c.id == ids[2])).one()
+    assert read.at == at and read.detail == {"until": at.isoformat(), "n": [1, 2]} and read.reason == "한국어 reason"
+
+
+def test_updates_by_id_change_the_named_rows_as_sqlalchemy_changes_them(session, make_tenant, clock):
+    tenant = make_tenant()
+    session.add(contact := Contact(tenant_id=tenant.id, external_id="c1", attributes={}, created_at=clock.now(),
+                                   updated_at=clock.now()))
+    session.flush()
+    ids = [_message(session, tenant, contact.id, clock.now()) for _ in range(5)]
+    later = clock.now() + timedelta(hours=1, microseconds=7)
+    table = Message.__table__
+    changes = [{"status": "sending", "updated_at": later, "body": f"text {n}", "attempts": n} for n in (1, 2)]
+    for message_id, change in zip(ids[:2], changes, strict=True):
+        session.execute(update(table).where(table.c.id == message_id).values(**change))
+    update_by_id(session, table, [{"_id": message_id, **change} for message_id, change in zip(ids[2:4], changes,
+                                                                                               strict=True)])
+    columns = ["status", "updated_at", "body", "attempts", "due_at"]
+    assert _raw(session, table.name, ids[2:4], columns) == _raw(session, table.name, ids[:2], columns)
+    assert _raw(session, table.name, ids[4:], ["status", "body"]) == [("scheduled", None)]  # untouched
+    assert session.execute(select(table.c.updated_at).where(table.c.id == ids[3])).scalar() == later
+
+
+def test_allocated_ids_are_new_and_rows_inserted_later_by_default_come_after_them(session, make_tenant, clock):
+    from outbound.db.bulk import allocate_ids
+
+    tenant = make_tenant()
+    session.add(contact := Contact(tenant_id=tenant.id, external_id="c1", attributes={}, created_at=clock.now(),
+                                   updated_at=clock.now()))
+    session.flush()
+    before = _message(session, tenant, contact.id, clock.now())
+    ids = allocate_ids(session, Message.__table__, 3)
+    assert len(set(ids)) == 3 and min(ids) > before
+    insert_rows(session, Message.__table__, [
+        {"id": i, "tenant_id": tenant.id, "contact_id": contact.id, "campaign": "c", "step": "s", "channel": "sms",
+         "purpose": "marketing", "template": "t", "status": "scheduled", "due_at": clock.now(),
+         "created_at": clock.now(), "updated_at": clock.now(), "attempts": 0} for i in ids])
+    after = _message(session, tenant, contact.id, clock.now())  # the database's own default id
+    assert after > max(ids)
+    assert sorted(session.scalars(select(Message.id)).all()) == sorted([before, *ids, after])
