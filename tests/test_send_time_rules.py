@@ -73,3 +73,28 @@ def test_max_segments_on_an_email_step_fails_validation(tmp_path):
         assert "cart.yaml" in str(error) and "max_segments limits SMS steps only" in str(error)
     else:
         raise AssertionError("max_segments on an email step loaded")
+
+
+
+def test_an_eu_sms_that_shows_its_unsubscribe_link_carries_a_working_one_and_one_without_it_is_blocked(
+        make_world, clock, outbox):
+    from outbound.links import read_unsubscribe_token
+
+    # Validation's sample sets every attribute, so the file passes; a contact without `tier` gets no opt-out.
+    branching = ("Your cart {{ event.data.cart_id }} is waiting.{% if contact.attributes.tier is defined %}"
+                 " Unsubscribe: {{ links.unsubscribe }}{% endif %}")
+    world = make_world(campaigns(cart=CART.replace('    when: "contact.phone"\n', "")),
+                       templates=dict(CAMPAIGN_TEMPLATES, **{"cart_note/sms.en.j2": branching}))
+    tenant = world.tenant("eu-shop", jurisdiction="EU", timezone="Europe/Berlin")
+    for n, attributes in ((1, {"tier": "vip"}), (2, {})):
+        world.contact(tenant, f"c{n}", phone=f"+4915112345{n:03d}", timezone="Europe/Berlin", attributes=attributes,
+                      consents=[("sms", "marketing"), ("email", "marketing")])
+        world.event(tenant, "cart_abandoned", f"c{n}", {"cart_id": f"k{n}", "value": 150})
+    world.run(clock.now() + timedelta(days=2))
+    by_status = {m.status: m for m in world.messages(channel="sms")}
+    assert set(by_status) == {"sent", "blocked"}
+    token = by_status["sent"].body.rsplit("/u/", 1)[1]
+    assert read_unsubscribe_token(world.runtime.settings.secret_key, token) == (
+        tenant.id, by_status["sent"].contact_id, "sms")
+    assert by_status["blocked"].rule == "message_format" and "opt-out" in by_status["blocked"].reason
+    assert [m.body for m in outbox.sent if m.channel == "sms"] == [by_status["sent"].body]

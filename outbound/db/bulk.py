@@ -53,16 +53,13 @@ def _run(session: Session | Connection, table: Table, kind: str, columns: tuple[
          rows: Sequence[dict[str, Any]]) -> None:
     connection = session.connection() if isinstance(session, Session) else session
     sql, names, processors, positional = _prepare(connection, table, kind, columns)
-    # A batch's rows mostly share their times (`now`): each distinct value is processed once per call.
-    ready = [(name, _memo(fn)) for name, fn in zip(names, processors, strict=True) if fn is not None]
-    plain = [name for name, fn in zip(names, processors, strict=True) if fn is None]
-    columns_of = []
-    for row in rows:
-        values = {name: row[name] for name in plain}
-        for name, fn in ready:
-            values[name] = fn(row[name])
-        columns_of.append(values)
-    params = [tuple(values[name] for name in names) for values in columns_of] if positional else columns_of
+    # Column by column: a batch's rows mostly share their values (`now`, an empty detail), and each
+    # distinct one goes through its processor once per call.
+    values = [[row[name] for row in rows] if fn is None else list(map(_memo(fn), [row[name] for row in rows]))
+              for name, fn in zip(names, processors, strict=True)]
+    params: list = list(zip(*values, strict=True))
+    if not positional:
+        params = [dict(zip(names, row, strict=True)) for row in params]
     connection.exec_driver_sql(sql, params)
 
 
@@ -75,8 +72,13 @@ def _memo(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
         except KeyError:
             seen[value] = result = fn(value)
             return result
-        except TypeError:  # unhashable (a JSON dict): processed each time
-            return fn(value)
+        except TypeError:  # unhashable: a JSON document, the same when empty
+            if value:
+                return fn(value)
+            key = ("empty", type(value))
+            if key not in seen:
+                seen[key] = fn(value)
+            return seen[key]
 
     return processed
 
