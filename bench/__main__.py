@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import argparse
 
-from bench import batch, ingest, pipeline, tick
+from bench import batch, ingest, pipeline, tick, workers
 from bench.common import console, print_figures
 
-PARTS = ("pipeline", "ingest", "tick", "batch", "sdk")
+PARTS = ("pipeline", "workers", "ingest", "tick", "batch", "sdk")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--messages", type=int, default=20_000, help="delayed messages end to end")
+    parser.add_argument("--worker-messages", type=int, default=20_000, help="backlog drained by 1, 2 and 4 workers")
     parser.add_argument("--sdk-messages", type=int, default=2_000, help="messages through the real SDK")
     parser.add_argument("--events", type=int, default=2_000, help="events over HTTP and by import")
     parser.add_argument("--backlog", type=int, nargs="+", default=[10_000, 10_000_000],
@@ -29,6 +30,8 @@ def main() -> None:
         console.rule(f"[bold]{backend}")
         if "pipeline" in args.only:
             print_figures("delayed messages", pipeline.run(backend, args.messages))
+        if "workers" in args.only:
+            print_figures("scale-out: worker processes", workers.run(backend, args.worker_messages))
         if "ingest" in args.only:
             print_figures("event ingest", ingest.run(backend, args.events))
         if "tick" in args.only:
