@@ -85,3 +85,27 @@ def test_allocated_ids_are_new_and_rows_inserted_later_by_default_come_after_the
     after = _message(session, tenant, contact.id, clock.now())  # the database's own default id
     assert after > max(ids)
     assert sorted(session.scalars(select(Message.id)).all()) == sorted([before, *ids, after])
+
+
+def test_thousands_of_rows_are_written_whole_across_statements(session, make_tenant, clock):
+    from outbound.db.bulk import allocate_ids
+
+    tenant = make_tenant()
+    session.add(contact := Contact(tenant_id=tenant.id, external_id="c1", attributes={}, created_at=clock.now(),
+                                   updated_at=clock.now()))
+    session.flush()
+    count = 2507
+    ids = allocate_ids(session, Message.__table__, count)
+    insert_rows(session, Message.__table__, [
+        {"id": i, "tenant_id": tenant.id, "contact_id": contact.id, "campaign": "c", "step": f"s{n}",
+         "channel": "sms", "purpose": "marketing", "template": "t", "status": "scheduled",
+         "due_at": clock.now() + timedelta(seconds=n), "created_at": clock.now(), "updated_at": clock.now(),
+         "attempts": 0} for n, i in enumerate(ids)])
+    update_by_id(session, Message.__table__, [{"_id": i, "status": "sending", "attempts": n}
+                                              for n, i in enumerate(ids) if n % 2 == 0])
+    rows = session.execute(select(Message.id, Message.step, Message.due_at, Message.status, Message.attempts)
+                           .order_by(Message.id)).all()
+    assert [row.id for row in rows] == ids
+    assert all(row.step == f"s{n}" and row.due_at == clock.now() + timedelta(seconds=n) for n, row in enumerate(rows))
+    assert [(row.status, row.attempts) for row in rows] == [
+        ("sending", n) if n % 2 == 0 else ("scheduled", 0) for n in range(count)]

@@ -58,9 +58,22 @@ def _run(session: Session | Connection, table: Table, kind: str, columns: tuple[
     values = [[row[name] for row in rows] if fn is None else list(map(_memo(fn), [row[name] for row in rows]))
               for name, fn in zip(names, processors, strict=True)]
     params: list = list(zip(*values, strict=True))
+    if kind == "insert" and connection.dialect.name == "postgresql":
+        # COPY: one stream for all the rows, about twice as fast as an executemany of INSERTs.
+        _copy(connection, table, names, params)
+        return
     if not positional:
         params = [dict(zip(names, row, strict=True)) for row in params]
     connection.exec_driver_sql(sql, params)
+
+
+def _copy(connection: Connection, table: Table, names: tuple[str, ...], rows: list[tuple]) -> None:
+    preparer = connection.dialect.identifier_preparer
+    columns = ", ".join(preparer.quote(name) for name in names)
+    cursor = connection.connection.driver_connection.cursor()
+    with cursor.copy(f"COPY {preparer.format_table(table)} ({columns}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
 
 
 def _memo(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
