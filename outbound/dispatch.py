@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from outbound.breaker import rates_for_dispatch
@@ -145,6 +146,17 @@ class _BatchContext:
         return self.locale_chains[key]
 
 
+@dataclass
+class _Claim:
+    """A claimed batch: its report so far, what goes to providers (None when nothing was claimed),
+    the batch's rows by id and the time they were handed over (their `updated_at`)."""
+
+    report: TickReport
+    outgoing: list[tuple[int, OutgoingMessage]] | None
+    ours: dict[int, ClaimedMessage]
+    handed_at: datetime
+
+
 class _Links(dict):
     """The links a message may carry, each signed when first read (by its template or its headers):
     an SMS that never shows its unsubscribe link does not pay for the signature."""
@@ -210,28 +222,51 @@ class Dispatcher:
 
     def tick(self) -> TickReport:
         """Claim one batch, decide, render and send it."""
+        claim = self._claim_batch()
+        if claim.outgoing is not None:
+            self._record(claim, send_all(self.providers, claim.outgoing))
+        return claim.report
+
+    def drain(self) -> TickReport:
+        """Tick until nothing is due at the current time; the totals of all ticks.
+
+        Pipelined: while one batch is with the providers (network waits, in a thread of its own),
+        the next is claimed, decided and rendered; its answers are recorded once that is committed.
+        Every message of a batch is `sending`, committed, before its batch is handed over, as in `tick`.
+        """
+        total = TickReport()
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbound-send") as sender:
+            in_flight: tuple[_Claim, Future] | None = None
+            while True:
+                try:
+                    claim = self._claim_batch()
+                finally:
+                    if in_flight is not None:  # record the batch in flight even when the next claim failed
+                        self._record(in_flight[0], in_flight[1].result())
+                        total.add(in_flight[0].report)
+                        in_flight = None
+                if not claim.report.claimed:
+                    return total
+                if claim.outgoing is None:
+                    total.add(claim.report)
+                    continue
+                in_flight = (claim, sender.submit(send_all, self.providers, claim.outgoing))
+
+    def _claim_batch(self) -> "_Claim":
         report = TickReport()
         now = self.clock.now()
         with transaction(self.factory) as session:
             batch = claim_due_rows(session, now, self.settings.dispatch_batch_size)
             report.claimed = len(batch)
             if not batch:
-                return report
+                return _Claim(report, None, {}, now)
             outgoing = self._decide_and_render(session, batch, now, report)
-        # Committed: every message to send is now `sending`. Only then call providers.
-        results = send_all(self.providers, outgoing)
-        with transaction(self.factory) as session:
-            self._record_results(session, results, report, {m.id: m for m in batch}, now)
-        return report
+        # Committed: every message to send is now `sending`. Only then may providers be called.
+        return _Claim(report, outgoing, {m.id: m for m in batch}, now)
 
-    def drain(self) -> TickReport:
-        """Tick until nothing is due at the current time; the totals of all ticks."""
-        total = TickReport()
-        while True:
-            report = self.tick()
-            if not report.claimed:
-                return total
-            total.add(report)
+    def _record(self, claim: "_Claim", results) -> None:
+        with transaction(self.factory) as session:
+            self._record_results(session, results, claim.report, claim.ours, claim.handed_at)
 
     # -- deciding -----------------------------------------------------------------
 
@@ -377,11 +412,13 @@ class Dispatcher:
                     held.tenant_id.in_(tenant_ids), held.address_hash.in_(hashes)).order_by(held.id)):
                 suppressions[(row.tenant_id, row.channel, row.address_hash)].append(row.reason)
         recent: dict[int, list[tuple[str, datetime]]] = defaultdict(list)
+        # A message still `sending` (with a provider now, or lost there) counts as sent when it was handed over.
         for channel, sent_at, contact_id in session.execute(
-            select(MESSAGES.c.channel, MESSAGES.c.sent_at, MESSAGES.c.contact_id).where(
+            select(MESSAGES.c.channel, func.coalesce(MESSAGES.c.sent_at, MESSAGES.c.updated_at),
+                   MESSAGES.c.contact_id).where(
                 MESSAGES.c.tenant_id.in_(tenant_ids), MESSAGES.c.contact_id.in_(contact_ids),
                 MESSAGES.c.purpose == "marketing",
-                MESSAGES.c.sent_at >= now - timedelta(days=7))
+                or_(MESSAGES.c.sent_at >= now - timedelta(days=7), MESSAGES.c.status == "sending"))
         ):
             recent[contact_id].append((channel, sent_at))
         last_purchase = dict(session.execute(

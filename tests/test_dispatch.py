@@ -149,3 +149,38 @@ def test_two_marketing_messages_due_together_respect_the_daily_cap_per_channel(w
     assert statuses[0][0] == "deferred" and statuses[0][1] == "frequency_cap"
     assert statuses[1][0] == "sent"
     assert len(outbox.sent) == 1
+
+
+def test_draining_hands_one_batch_to_the_provider_while_the_next_is_decided_and_the_cap_counts_it(world, clock):
+    """The next batch is decided while the last is with the provider, so that one is still `sending`:
+    the frequency cap (one marketing email a day) must count it, or two emails would go."""
+    import threading
+
+    from outbound.dispatch import Dispatcher
+    from outbound.providers import Outbox
+
+    class Watching(Outbox):
+        def __init__(self):
+            super().__init__()
+            self.threads = []
+
+        def send(self, message):
+            self.threads.append(threading.current_thread().name)
+            return super().send(message)
+
+    tenant = world.tenant()
+    world.contact(tenant, "c1", email="a@example.com", consents=[("email", "marketing")])
+    for cart in ("cart-1", "cart-2"):
+        world.event(tenant, "cart_abandoned", "c1", {"cart_id": cart, "value": 150})
+    clock.advance(timedelta(hours=2))
+    provider = Watching()
+    runtime = world.runtime
+    one_at_a_time = runtime.settings.model_copy(update={"dispatch_batch_size": 1})
+    report = Dispatcher(runtime.factory, runtime.definitions, {"email": provider, "sms": provider}, clock,
+                        one_at_a_time).drain()
+    emails = world.messages(channel="email")
+    assert sorted(m.status for m in emails) == ["deferred", "sent"]
+    [deferred] = [m for m in emails if m.status == "deferred"]
+    assert deferred.rule == "frequency_cap" and deferred.due_at > clock.now()
+    assert len(provider.sent) == 1 and provider.threads == ["outbound-send_0"]
+    assert (report.claimed, report.sent, report.deferred) == (2, 1, 1)
