@@ -103,9 +103,12 @@ def test_thousands_of_rows_are_written_whole_across_statements(session, make_ten
          "attempts": 0} for n, i in enumerate(ids)])
     update_by_id(session, Message.__table__, [{"_id": i, "status": "sending", "attempts": n}
                                               for n, i in enumerate(ids) if n % 2 == 0])
+    # The same columns again in the same transaction: only these rows change.
+    update_by_id(session, Message.__table__, [{"_id": i, "status": "deferred", "attempts": -n}
+                                              for n, i in enumerate(ids) if n % 3 == 1])
     rows = session.execute(select(Message.id, Message.step, Message.due_at, Message.status, Message.attempts)
                            .order_by(Message.id)).all()
     assert [row.id for row in rows] == ids
     assert all(row.step == f"s{n}" and row.due_at == clock.now() + timedelta(seconds=n) for n, row in enumerate(rows))
     assert [(row.status, row.attempts) for row in rows] == [
-        ("sending", n) if n % 2 == 0 else ("scheduled", 0) for n in range(count)]
+        ("deferred", -n) if n % 3 == 1 else ("sending", n) if n % 2 == 0 else ("scheduled", 0) for n in range(count)]
