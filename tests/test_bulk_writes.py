@@ -12,6 +12,13 @@ from outbound.db.models import Contact, Message, MessageTransition
 KST = timezone(timedelta(hours=9))
 
 
+def _contact(session, tenant, clock):
+    session.add(contact := Contact(tenant_id=tenant.id, external_id="c1", attributes={}, created_at=clock.now(),
+                                   updated_at=clock.now()))
+    session.flush()
+    return contact
+
+
 def _message(session, tenant, contact_id, at):
     return session.execute(insert(Message).values(
         tenant_id=tenant.id, contact_id=contact_id, campaign="c", step="s", channel="sms", purpose="marketing",
@@ -27,9 +34,7 @@ def _raw(session, table, ids, columns):
 
 def test_inserted_rows_are_stored_as_sqlalchemy_stores_them(session, make_tenant, clock):
     tenant = make_tenant()
-    session.add(contact := Contact(tenant_id=tenant.id, external_id="c1", attributes={}, created_at=clock.now(),
-                                   updated_at=clock.now()))
-    session.flush()
+    contact = _contact(session, tenant, clock)
     message_id = _message(session, tenant, contact.id, clock.now())
     at = datetime(2026, 11, 20, 21, 0, 0, 123456, tzinfo=KST)  # not UTC, with microseconds
     rows = [
@@ -51,9 +56,7 @@ def test_inserted_rows_are_stored_as_sqlalchemy_stores_them(session, make_tenant
 
 def test_updates_by_id_change_the_named_rows_as_sqlalchemy_changes_them(session, make_tenant, clock):
     tenant = make_tenant()
-    session.add(contact := Contact(tenant_id=tenant.id, external_id="c1", attributes={}, created_at=clock.now(),
-                                   updated_at=clock.now()))
-    session.flush()
+    contact = _contact(session, tenant, clock)
     ids = [_message(session, tenant, contact.id, clock.now()) for _ in range(5)]
     later = clock.now() + timedelta(hours=1, microseconds=7)
     table = Message.__table__
@@ -72,9 +75,7 @@ def test_allocated_ids_are_new_and_rows_inserted_later_by_default_come_after_the
     from outbound.db.bulk import allocate_ids
 
     tenant = make_tenant()
-    session.add(contact := Contact(tenant_id=tenant.id, external_id="c1", attributes={}, created_at=clock.now(),
-                                   updated_at=clock.now()))
-    session.flush()
+    contact = _contact(session, tenant, clock)
     before = _message(session, tenant, contact.id, clock.now())
     ids = allocate_ids(session, Message.__table__, 3)
     assert len(set(ids)) == 3 and min(ids) > before
@@ -91,9 +92,7 @@ def test_thousands_of_rows_are_written_whole_across_statements(session, make_ten
     from outbound.db.bulk import allocate_ids
 
     tenant = make_tenant()
-    session.add(contact := Contact(tenant_id=tenant.id, external_id="c1", attributes={}, created_at=clock.now(),
-                                   updated_at=clock.now()))
-    session.flush()
+    contact = _contact(session, tenant, clock)
     count = 2507
     ids = allocate_ids(session, Message.__table__, count)
     insert_rows(session, Message.__table__, [
