@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -14,7 +15,7 @@ from outbound.db.models import Contact, Event, Tenant
 from outbound.db.session import make_engine, session_factory
 from outbound.definitions import Definitions, load_definitions
 from outbound.dispatch import Dispatcher
-from outbound.enrollment import EventOutcome, process_event
+from outbound.enrollment import EventOutcome, process_event, process_events
 from outbound.providers import Provider, build_providers
 from outbound.settings import Settings
 
@@ -38,12 +39,30 @@ class Runtime:
     def __post_init__(self) -> None:
         self.dispatcher = Dispatcher(self.factory, self.definitions, self.providers, self.clock, self.settings)
 
-    def on_event(self, session: Session, tenant: Tenant, event: Event, contact: Contact) -> EventOutcome:
-        """The trigger hook given to ingest: exits and enrollments for one stored event."""
-        return process_event(session, tenant, event, contact, self.definitions, self.clock)
+    @property
+    def on_event(self) -> TriggerHook:
+        """The trigger hook given to ingest: exits and enrollments for stored events."""
+        return TriggerHook(self)
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+@dataclass(frozen=True)
+class TriggerHook:
+    """Ingest's trigger hook, with the runtime's current definitions and clock.
+
+    Called for one stored event, or through `run` for a run of them at once (one query per run
+    rather than per event; see `events.OnEvent`).
+    """
+
+    runtime: Runtime
+
+    def __call__(self, session: Session, tenant: Tenant, event: Event, contact: Contact) -> EventOutcome:
+        return process_event(session, tenant, event, contact, self.runtime.definitions, self.runtime.clock)
+
+    def run(self, session: Session, tenant: Tenant, stored: Sequence[tuple[Event, Contact]]) -> None:
+        process_events(session, tenant, stored, self.runtime.definitions, self.runtime.clock)
 
 
 def build(

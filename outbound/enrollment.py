@@ -14,18 +14,19 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import exists, or_, select, update
+from sqlalchemy import bindparam, exists, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from outbound.attribution import record_conversions
-from outbound.campaign_state import is_live
+from outbound.campaign_state import campaign_states
 from outbound.clock import Clock
 from outbound.context import contact_view, event_view
 from outbound.db.bulk import allocate_ids, insert_rows
@@ -47,6 +48,7 @@ PENDING = ("scheduled", "deferred")
 # Call outcomes after which a lead is still worth nurturing: nobody was reached yet.
 NURTURE_GOES_ON = frozenset({"no_answer", "busy", "voicemail", "left_message", "call_back_later", "callback", "wrong_time"})
 BULK_CHUNK = 2000  # contacts per set of multi-row INSERTs in `enroll_many`
+RUN_EVENTS = 500  # events per run in `process_events`: contact ids per look-up stay far below any limit
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: codes are read aloud and typed
 
 
@@ -68,39 +70,202 @@ def process_event(
     session: Session, tenant: Tenant, event: Event, contact: Contact, definitions: Definitions, clock: Clock
 ) -> EventOutcome:
     """Apply exit rules, then trigger rules, for one stored event."""
-    outcome = EventOutcome()
-    names = {"event": event_view(event), "contact": contact_view(contact)}
-    if event.type == "order_placed":
-        record_conversions(session, tenant, event, contact, definitions)
-    for campaign, rule in definitions.exits_for(event.type):
-        if not serves(campaign, tenant):
+    (made,) = _process_run(session, tenant, [(event, contact)], definitions, clock)
+    enrolled = {e.id: e for e in session.scalars(select(Enrollment).where(Enrollment.id.in_(made.enrolled)))} \
+        if made.enrolled else {}
+    return EventOutcome([enrolled[i] for i in made.enrolled], made.skipped, made.exited)
+
+
+def process_events(
+    session: Session, tenant: Tenant, stored: Sequence[tuple[Event, Contact]], definitions: Definitions, clock: Clock
+) -> None:
+    """`process_event` for each (event, contact) in turn, with a query per run of events rather than per event.
+
+    The events are taken in runs in which no contact comes twice: an event's exits, enrollments and
+    conversions read and write only its own contact's rows, so within such a run each event sees
+    what it would see one at a time. Per run: one query for the campaigns' states, one for the
+    enrollments that exit rules end, one for those that enrollment windows count; the new
+    enrollments, messages, first transitions and callback tasks go in with one INSERT per table.
+    """
+    run: list[tuple[Event, Contact]] = []
+    contacts: set[int] = set()
+    for event, contact in stored:
+        if contact.id in contacts or len(run) >= RUN_EVENTS:
+            _process_run(session, tenant, run, definitions, clock)
+            run, contacts = [], set()
+        run.append((event, contact))
+        contacts.add(contact.id)
+    if run:
+        _process_run(session, tenant, run, definitions, clock)
+
+
+@dataclass
+class _Made:
+    # What one event of a run did; `enrolled` holds enrollment ids.
+    enrolled: list[int] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    exited: list[Enrollment] = field(default_factory=list)
+
+
+def _process_run(session: Session, tenant: Tenant, run: Sequence[tuple[Event, Contact]], definitions: Definitions,
+                 clock: Clock) -> list[_Made]:
+    # Every contact of `run` comes once (see process_events).
+    now = clock.now()
+    made = [_Made() for _ in run]
+    names = [{"event": event_view(event), "contact": contact_view(contact)} for event, contact in run]
+    for event, contact in run:
+        if event.type == "order_placed":
+            record_conversions(session, tenant, event, contact, definitions)
+    _exit_run(session, tenant, run, names, made, definitions, now)
+    candidates = [(i, definitions.campaigns[trigger.campaign], trigger.name)
+                  for i, (event, _) in enumerate(run) for trigger in definitions.triggers_for(event.type)
+                  if serves(definitions.campaigns[trigger.campaign], tenant)
+                  and (trigger.when is None or trigger.when.test(**names[i]))]
+    if not candidates:
+        return made
+    states = campaign_states(session, tenant.id, {c.name: c for _, c, _ in candidates}.values(), now)
+    live = [c for _, c, _ in candidates if states[c.name] == "active"]
+    taken = _enrolled_within_windows(session, tenant, run, live, now)
+    pending = _NewEnrollments(tenant, now)
+    for i, campaign, trigger in candidates:
+        event, contact = run[i]
+        if states[campaign.name] != "active":
+            made[i].skipped.append(campaign.name)
             continue
-        query = select(Enrollment).where(
-            Enrollment.tenant_id == tenant.id,
-            Enrollment.campaign == campaign.name,
-            Enrollment.contact_id == contact.id,
-            Enrollment.status == "active",
-        )
-        if rule.key is not None:
-            query = query.where(Enrollment.dedupe_key == _key(rule.key.evaluate(**names)))
-        for enrollment in session.scalars(query):
-            exit_enrollment(session, enrollment, clock.now(), f"exit: {event.type} {event.event_id}")
-            outcome.exited.append(enrollment)
-    for trigger in definitions.triggers_for(event.type):
-        campaign = definitions.campaigns[trigger.campaign]
-        if not serves(campaign, tenant):
+        rule = campaign.enrollment
+        key = _key(rule.key.evaluate(**names[i])) if rule is not None and rule.key is not None else ""
+        if campaign.offer_codes is not None:
+            # Codes are drawn one enrollment at a time, in event order, after the enrollments before it.
+            pending.write(session)
+            enrollment = enroll(session, tenant, campaign, contact, event, clock, trigger=trigger)
+            if enrollment is None:
+                made[i].skipped.append(campaign.name)
+            else:
+                made[i].enrolled.append(enrollment.id)
             continue
-        if trigger.when is not None and not trigger.when.test(**names):
-            continue
-        if not is_live(session, tenant.id, campaign, clock.now()):
-            outcome.skipped.append(campaign.name)
-            continue
-        enrollment = enroll(session, tenant, campaign, contact, event, clock, trigger=trigger.name)
-        if enrollment is None:
-            outcome.skipped.append(campaign.name)
-        else:
-            outcome.enrolled.append(enrollment)
-    return outcome
+        if rule is not None and rule.window is not None:
+            if (campaign.name, contact.id, key) in taken:
+                made[i].skipped.append(campaign.name)
+                continue
+            taken.add((campaign.name, contact.id, key))
+        pending.add(campaign, event, contact, key, trigger, names[i], made[i])
+    pending.write(session)
+    return made
+
+
+def _exit_run(session: Session, tenant: Tenant, run: Sequence[tuple[Event, Contact]], names: list[dict],
+              made: list[_Made], definitions: Definitions, now: datetime) -> None:
+    # The exit rules of every event of the run, with one query for the active enrollments they may end.
+    rules = [(i, campaign, rule) for i, (event, _) in enumerate(run)
+             for campaign, rule in definitions.exits_for(event.type) if serves(campaign, tenant)]
+    if not rules:
+        return
+    active: dict[tuple[int, str], list[Enrollment]] = defaultdict(list)
+    for enrollment in session.scalars(_ACTIVE, {"tenant_id": tenant.id, "campaigns": sorted({c.name for _, c, _ in rules}),
+                                                "contact_ids": sorted({run[i][1].id for i, _, _ in rules})}):
+        active[(enrollment.contact_id, enrollment.campaign)].append(enrollment)
+    for i, campaign, rule in rules:
+        event, contact = run[i]
+        key = _key(rule.key.evaluate(**names[i])) if rule.key is not None else None
+        for enrollment in active[(contact.id, campaign.name)]:
+            # An enrollment an earlier rule of this event ended is no longer active.
+            if enrollment.status == "active" and (key is None or enrollment.dedupe_key == key):
+                exit_enrollment(session, enrollment, now, f"exit: {event.type} {event.event_id}")
+                made[i].exited.append(enrollment)
+
+
+def _enrolled_within_windows(session: Session, tenant: Tenant, run: Sequence[tuple[Event, Contact]], campaigns,
+                             now: datetime) -> set[tuple[str, int, str]]:
+    # (campaign, contact id, key) of the run's contacts' enrollments that the campaigns' windows still count.
+    windows = {c.name: c.enrollment.window for c in campaigns
+               if c.offer_codes is None and c.enrollment is not None and c.enrollment.window is not None}
+    if not windows:
+        return set()
+    rows = session.execute(_WITHIN_WINDOWS, {
+        "tenant_id": tenant.id, "campaigns": sorted(windows), "contact_ids": [contact.id for _, contact in run],
+        "since": now - max(windows.values())})
+    return {(campaign, contact_id, key) for campaign, contact_id, key, at in rows if at > now - windows[campaign]}
+
+
+# Built once: building a statement costs more than running it for a run of one event.
+_ACTIVE = select(Enrollment).where(
+    Enrollment.tenant_id == bindparam("tenant_id"), Enrollment.campaign.in_(bindparam("campaigns", expanding=True)),
+    Enrollment.contact_id.in_(bindparam("contact_ids", expanding=True)), Enrollment.status == "active",
+).order_by(Enrollment.id)
+_WITHIN_WINDOWS = select(Enrollment.campaign, Enrollment.contact_id, Enrollment.dedupe_key, Enrollment.enrolled_at).where(
+    Enrollment.tenant_id == bindparam("tenant_id"), Enrollment.campaign.in_(bindparam("campaigns", expanding=True)),
+    Enrollment.contact_id.in_(bindparam("contact_ids", expanding=True)), Enrollment.enrolled_at > bindparam("since"))
+
+_INSERT_RETURNING_ID = {table.name: insert(table).returning(table.c.id)
+                        for table in (Enrollment.__table__, Message.__table__)}
+
+
+class _NewEnrollments:
+    """Enrollments of a run waiting to be written together: the rows `enroll` writes for each, in order."""
+
+    def __init__(self, tenant: Tenant, now: datetime) -> None:
+        self.tenant, self.now = tenant, now
+        self.enrollments: list[dict[str, Any]] = []
+        self.messages: list[tuple[int, dict[str, Any]]] = []  # (index of its enrollment, row)
+        self.callbacks: list[tuple[int, dict[str, Any]]] = []
+        self.made: list[_Made] = []
+
+    def add(self, campaign, event: Event, contact: Contact, key: str, trigger: str, names: dict, made: _Made) -> None:
+        tenant, now = self.tenant, self.now
+        held_out = in_holdout(tenant.slug, campaign.name, contact.external_id, campaign.holdout)
+        steps = [] if held_out else [s for s in campaign.steps if s.when is None or s.when.test(**names)]
+        index = len(self.enrollments)
+        self.enrollments.append({**_enrollment_row(tenant, campaign, contact, key, trigger, held_out, bool(steps), now),
+                                 "event_id": event.id})
+        self.made.append(made)
+        for step in steps:
+            variant = pick_variant(step, tenant.slug, campaign.name, contact.external_id)
+            self.messages.append((index, {
+                "tenant_id": tenant.id, "contact_id": contact.id, "campaign": campaign.name, "step": step.id,
+                "channel": step.channel, "purpose": campaign.purpose, "template": step.template_of(variant),
+                "variant": variant.id if variant else None, "status": "scheduled",
+                "due_at": max(event.occurred_at + step.delay, now), "created_at": now, "updated_at": now,
+                "attempts": 0}))
+        if campaign.callback is not None and not held_out:
+            self.callbacks.append((index, {
+                "tenant_id": tenant.id, "contact_id": contact.id, "campaign": campaign.name,
+                "reason": campaign.callback.reason, "priority": campaign.callback.priority, "status": "open",
+                "due_at": now + campaign.callback.delay, "created_at": now, "attempts": 0}))
+
+    def write(self, session: Session) -> None:
+        """INSERT what is waiting, one statement per table, and start afresh."""
+        if not self.enrollments:
+            return
+        ids = _insert_in_order(session, Enrollment.__table__, self.enrollments)
+        for enrollment_id, made in zip(ids, self.made, strict=True):
+            made.enrolled.append(enrollment_id)
+        if self.messages:
+            rows = [{**row, "enrollment_id": ids[index]} for index, row in self.messages]
+            if len(ids) == 1:
+                # The messages of one enrollment get the same first transition: any id will do for any of them.
+                message_ids = sorted(session.scalars(_INSERT_RETURNING_ID[Message.__tablename__], rows))
+            else:
+                message_ids = _insert_in_order(session, Message.__table__, rows)
+            insert_rows(session, MessageTransition.__table__, [
+                {"tenant_id": self.tenant.id, "message_id": message_id, "at": self.now, "from_status": None,
+                 "to_status": "scheduled", "source": "trigger", "rule": None,
+                 "reason": f"enrolled by {self.enrollments[index]['trigger'] or 'operator'}", "detail": {}}
+                for message_id, (index, _) in zip(message_ids, self.messages, strict=True)])
+        if self.callbacks:
+            insert_rows(session, CallbackTask.__table__,
+                        [{**row, "enrollment_id": ids[index]} for index, row in self.callbacks])
+        self.enrollments, self.messages, self.callbacks, self.made = [], [], [], []
+
+
+def _insert_in_order(session: Session, table, rows: list[dict[str, Any]]) -> list[int]:
+    # INSERT `rows`; their ids in row order. One row: one INSERT … RETURNING. More: ids drawn ahead and one
+    # executemany (RETURNING many rows would not say which id is whose on SQLite).
+    if len(rows) == 1:
+        return [session.execute(_INSERT_RETURNING_ID[table.name], rows[0]).scalar_one()]
+    session.flush()  # ids are drawn past the largest written: ORM rows waiting to be flushed go in first
+    ids = allocate_ids(session, table, len(rows))
+    insert_rows(session, table, [{**row, "id": row_id} for row_id, row in zip(ids, rows, strict=True)])
+    return ids
 
 
 def enroll(

@@ -26,11 +26,12 @@ from outbound.contacts import (
     BoundedStr,
     ConsentIn,
     ContactIn,
-    record_consent,
+    record_consents,
     upsert_contact,
     upsert_contacts,
     validation_problems,
 )
+from outbound.db.bulk import allocate_ids
 from outbound.db.models import Contact, Event, Tenant
 from outbound.errors import InvalidInput, OutboundError
 
@@ -48,7 +49,12 @@ STANDARD_TYPES = (
 )
 
 OnEvent = Callable[[Session, Tenant, Event, Contact], Any]
-"""The trigger hook: called with the session, tenant, stored event and its contact."""
+"""The trigger hook: called with the session, tenant, stored event and its contact.
+
+A hook may also have a `run(session, tenant, stored)` method: ingest then calls it once for a run
+of new events, with their (event, contact) pairs in order, instead of calling the hook for each.
+It must do what calling the hook for each pair in turn would do.
+"""
 
 # Events written together, with one look-up of ids and contacts and one flush: an import chunk, a request.
 RUN_SIZE = 500
@@ -356,10 +362,23 @@ def _write_run(
             errors.append(ItemError(index, contact.field, _detail(contact), unit=unit))
             continue
         rows.append((envelope, _new_event(tenant, envelope, contact, clock), contact))
+    if len(rows) > 1:
+        # Ids drawn ahead let the flush write the events with one executemany; without them SQLite takes
+        # one INSERT … RETURNING per row.
+        for (_, event, _), event_id in zip(rows, allocate_ids(session, Event.__table__, len(rows)), strict=True):
+            event.id = event_id
     session.add_all(event for _, event, _ in rows)
     session.flush()
-    for envelope, event, contact in rows:
-        _after_insert(session, tenant, envelope, event, contact, clock, on_event)
+    # The consents of the whole run, then the hooks: a run holds each contact once, so each hook still
+    # sees its own contact's ledger as one event at a time would leave it.
+    record_consents(session, tenant, [entry for envelope, event, contact in rows
+                                      for entry in _consents(envelope, event, contact)], clock)
+    run_hook = getattr(on_event, "run", None)
+    if run_hook is not None:
+        run_hook(session, tenant, [(event, contact) for _, event, contact in rows])
+    elif on_event is not None:
+        for _, event, contact in rows:
+            on_event(session, tenant, event, contact)
     return len(rows), errors
 
 
@@ -385,12 +404,17 @@ def _after_insert(
     on_event: OnEvent | None,
 ) -> None:
     # What follows the stored event: the consents it carries, then the trigger hook.
-    for consent_in in envelope.contact.consents or ():
-        record_consent(session, tenant, contact, consent_in, clock)
-    if envelope.type == "consent_changed":
-        record_consent(session, tenant, contact, ConsentIn.model_validate(event.data), clock)
+    record_consents(session, tenant, _consents(envelope, event, contact), clock)
     if on_event is not None:
         on_event(session, tenant, event, contact)
+
+
+def _consents(envelope: EventEnvelope, event: Event, contact: Contact) -> list[tuple[Contact, ConsentIn]]:
+    # The consents an event records, in order: those on its contact, then a `consent_changed` event's own.
+    entries = [(contact, consent_in) for consent_in in envelope.contact.consents or ()]
+    if envelope.type == "consent_changed":
+        entries.append((contact, ConsentIn.model_validate(event.data)))
+    return entries
 
 
 # Built once: building the statement costs more than running it for a request of one event.

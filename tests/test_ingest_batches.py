@@ -50,7 +50,8 @@ class Statements:
         self.seen.append(" ".join(statement.split()).lower())
 
     def selects_from(self, table):
-        return [s for s in self.seen if s.startswith("select") and f"from {table}" in s]
+        """Look-ups of rows of `table` (not the drawing of new ids, `select max(id)` on SQLite)."""
+        return [s for s in self.seen if s.startswith("select") and f"from {table}" in s and "max(id)" not in s]
 
 
 def rows_of(session, tenant):
