@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 
-from sqlalchemy import event as sa_event
 from sqlalchemy import select
 
 from outbound.contacts import IMPORT_CHUNK, import_contacts
 from outbound.db.models import Consent, Contact
+from statements_kit import Statements
 
 
 def consent(day, granted=True, source="form"):
@@ -60,21 +60,6 @@ def test_a_file_in_chunks_writes_what_importing_it_line_by_line_writes(session, 
     assert (report.created, report.updated, report.errors) == (created, updated, errors)
     assert (report.created, report.updated) == (IMPORT_CHUNK // 2 + 1, 209)  # c0…c249 and new-late
     assert [e.split(":")[0] for e in report.errors][:2] == ["line 1", "line 6"]
-
-
-class Statements:
-    def __init__(self, engine):
-        self.engine, self.seen = engine, []
-
-    def __enter__(self):
-        sa_event.listen(self.engine, "before_cursor_execute", self._note)
-        return self
-
-    def __exit__(self, *exc):
-        sa_event.remove(self.engine, "before_cursor_execute", self._note)
-
-    def _note(self, conn, cursor, statement, parameters, context, executemany):
-        self.seen.append(statement)
 
 
 def test_the_queries_of_an_import_do_not_grow_with_its_lines(session, clock, make_tenant, tmp_path, engine):

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 
-from sqlalchemy import event as sa_event
 from sqlalchemy import select
 
 from outbound.contacts import ContactIn, upsert_contacts
 from outbound.db.models import Consent, Contact, Enrollment, Event
 from outbound.errors import InvalidInput
 from outbound.events import RUN_SIZE, import_events, ingest_batch, ingest_event, parse_envelope
+from statements_kit import Statements
 
 
 def envelope(event_id, external_id="cust-1", type="cart_abandoned", **contact):
@@ -31,27 +31,6 @@ class Recorder:
         session.flush()
         if event.event_id == self.fail_on:
             raise RuntimeError("trigger engine failed")
-
-
-class Statements:
-    """The SQL statements an engine runs while the block is open."""
-
-    def __init__(self, engine):
-        self.engine, self.seen = engine, []
-
-    def __enter__(self):
-        sa_event.listen(self.engine, "before_cursor_execute", self._note)
-        return self
-
-    def __exit__(self, *exc):
-        sa_event.remove(self.engine, "before_cursor_execute", self._note)
-
-    def _note(self, conn, cursor, statement, parameters, context, executemany):
-        self.seen.append(" ".join(statement.split()).lower())
-
-    def selects_from(self, table):
-        """Look-ups of rows of `table` (not the drawing of new ids, `select max(id)` on SQLite)."""
-        return [s for s in self.seen if s.startswith("select") and f"from {table}" in s and "max(id)" not in s]
 
 
 def rows_of(session, tenant):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 from definitions_kit import CART, DELAY, LEAD, write_definitions
-from sqlalchemy import event as sa_event
 from sqlalchemy import select
 
 from outbound.bootstrap import SHIPPED_DEFINITIONS, build
@@ -22,6 +21,7 @@ from outbound.db.models import (
 from outbound.events import ingest_batch
 from outbound.settings import Settings
 from outbound.tenants import create_tenant, get_tenant
+from statements_kit import Statements
 
 
 @pytest.fixture
@@ -192,21 +192,6 @@ def test_a_run_where_some_events_enroll_some_are_duplicates_and_one_fails_keeps_
             assert len(session.scalars(select(MessageTransition)).all()) == 5
     finally:
         runtime.close()
-
-
-class Statements:
-    def __init__(self, engine):
-        self.engine, self.seen = engine, []
-
-    def __enter__(self):
-        sa_event.listen(self.engine, "before_cursor_execute", self._note)
-        return self
-
-    def __exit__(self, *exc):
-        sa_event.remove(self.engine, "before_cursor_execute", self._note)
-
-    def _note(self, conn, cursor, statement, parameters, context, executemany):
-        self.seen.append(" ".join(statement.split()).lower())
 
 
 def test_the_statements_of_a_run_do_not_grow_with_its_events(shipped, clock):
