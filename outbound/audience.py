@@ -89,15 +89,19 @@ class Audience:
 
         Each chunk is its own query that resumes after the last id of the one before (keyset paging),
         so a rule matching millions of contacts is never held in memory, and no cursor stays open
-        while the caller writes what it does with the chunk.
+        while the caller writes what it does with the chunk. The rows are plain column rows, read
+        through the session's connection (without the ORM's result processing, a third of the time);
+        pending ORM changes are flushed first, as a session query would.
         """
         where = self.where(tenant_id, now)
+        session.flush()
+        connection = session.connection()
         after = None
         while True:
             query = select(*columns).where(Contact.tenant_id == tenant_id, Contact.erased_at.is_(None), where)
             if after is not None:
                 query = query.where(Contact.id > after)
-            rows = session.execute(query.order_by(Contact.id).limit(size)).all()
+            rows = connection.execute(query.order_by(Contact.id).limit(size)).all()
             if rows:
                 yield rows
             if len(rows) < size:

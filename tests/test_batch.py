@@ -273,7 +273,7 @@ def test_a_batch_run_issues_the_same_number_of_queries_for_ten_contacts_as_for_a
 
 
 def test_a_batch_run_gives_pool_codes_in_contact_order_then_codes_from_the_pattern(make_world, clock):
-    from outbound.batch import pattern_code
+    from outbound.batch_enrollment import pattern_code
     from outbound.db.models import Contact
 
     pooled = LAPSED.replace('pattern: "BACK-{random:6}"', 'pool: [POOL-A, POOL-B, POOL-C]\n  pattern: "BACK-{random:6}"')
@@ -297,3 +297,125 @@ def test_a_batch_run_gives_pool_codes_in_contact_order_then_codes_from_the_patte
     assert all(f"Code {code}." in bodies[f"{name}@example.com"] for name, code, _ in codes)
     assert pattern_code("BACK-{random:6}", "seed", 0) == pattern_code("BACK-{random:6}", "seed", 0)
     assert pattern_code("BACK-{random:6}", "seed", 0) != pattern_code("BACK-{random:6}", "seed", 1)
+
+
+# -- the writer's own parts: the holdout and codes by hash, codes redrawn by the database, one SQL text -----
+
+def test_the_batch_holdout_test_answers_exactly_as_in_holdout():
+    from outbound.batch_enrollment import holdout_test
+    from outbound.enrollment import in_holdout
+
+    names = [f"cust-{n}" for n in range(3000)] + ["고객-7", "ünïcode", "", "a\x1fb"]
+    for share in (0.0, 0.1, 0.2, 0.5, 1.0):
+        held_out = holdout_test("shop-kr", "lapsed", share)
+        assert [held_out(name) for name in names] == [in_holdout("shop-kr", "lapsed", name, share) for name in names]
+
+
+def test_codes_drawn_for_a_whole_chunk_are_the_codes_pattern_code_draws():
+    from outbound.batch_enrollment import pattern_code, pattern_codes
+
+    seeds = {n: f"shop:lapsed:c{n}:{n + 7}" for n in range(500)}
+    for pattern in ("BACK-{random:4}", "{random:6}", "X-{random:16}-Y"):
+        for draw in (0, 3):
+            assert pattern_codes(pattern, seeds, draw) == {n: pattern_code(pattern, seed, draw) for n, seed in seeds.items()}
+
+
+def _colliding_seeds(pattern):
+    """Two seeds whose first draws are the same code (a birthday search over a short pattern)."""
+    from outbound.batch_enrollment import pattern_code
+
+    first: dict[str, str] = {}
+    for n in range(100_000):
+        seed = f"seed-{n}"
+        code = pattern_code(pattern, seed, 0)
+        if code in first:
+            return first[code], seed
+        first[code] = seed
+    raise AssertionError("no collision found")
+
+
+def test_a_code_taken_before_or_drawn_twice_in_a_round_is_redrawn_and_eight_taken_draws_give_up(make_world, clock):
+    from outbound.batch_enrollment import CODE_DRAWS, BatchEnrollment, pattern_code
+    from outbound.db.models import Contact
+
+    pattern = "T-{random:4}"
+    world = make_world(campaigns(lapsed=LAPSED.replace("BACK-{random:6}", pattern)))
+    tenant = world.tenant()
+    for n in range(5):
+        world.contact(tenant, f"t{n}", email=f"t{n}@example.com")
+    campaign = world.runtime.definitions.campaigns["lapsed"]
+    twin_a, twin_b = _colliding_seeds(pattern)
+    with transaction(world.runtime.factory) as session:
+        ids = list(session.scalars(select(Contact.id).order_by(Contact.id)))
+        seeds = dict(zip(ids, [twin_a, twin_b, "plain", "taken-once", "always-taken"], strict=True))
+        # Codes given before (to nobody yet, as pool codes are): the first draw of one contact, all of another's.
+        taken = [pattern_code(pattern, "taken-once", 0)] + [pattern_code(pattern, "always-taken", d)
+                                                            for d in range(CODE_DRAWS)]
+        session.add_all(OfferCode(tenant_id=tenant.id, campaign="lapsed", code=code) for code in taken)
+        session.flush()
+        writer = BatchEnrollment(session.get(Tenant, tenant.id), campaign, clock.now(), "test")
+        writer._from_pattern(session.connection(), pattern, seeds)
+    with world.runtime.factory() as session:
+        given = dict(session.execute(select(OfferCode.contact_id, OfferCode.code)
+                                     .where(OfferCode.contact_id.is_not(None))).all())
+    assert given[ids[2]] == pattern_code(pattern, "plain", 0)
+    assert given[ids[3]] == pattern_code(pattern, "taken-once", 1)
+    assert ids[4] not in given  # eight draws, all taken: no code, as `assign_offer_code`
+    twins = {given[ids[0]], given[ids[1]]}
+    assert pattern_code(pattern, twin_a, 0) in twins and len(twins) == 2  # one keeps the code, the other redraws
+    assert len(set(given.values())) == len(given) == 4
+
+
+def test_every_chunk_of_a_run_sends_the_same_sql_text_whatever_its_ids(make_world, clock, monkeypatch):
+    """Ids travel as one parameter: a new SQL text per chunk would fill the driver's statement cache."""
+    from sqlalchemy import event
+
+    from outbound import batch
+
+    def texts_for(count):
+        world, tenant = _split_shop(make_world, count, slug=f"shop-{count}")
+        campaign = world.runtime.definitions.campaigns["split"]
+        seen = set()
+        listener = lambda *args: seen.add(args[2])  # noqa: E731
+        event.listen(world.runtime.engine, "before_cursor_execute", listener)
+        try:
+            with transaction(world.runtime.factory) as session:
+                run = fire_batch(session, session.get(Tenant, tenant.id), campaign, clock.now(), clock)
+        finally:
+            event.remove(world.runtime.engine, "before_cursor_execute", listener)
+        assert run.enrolled == count
+        return seen
+
+    monkeypatch.setattr(batch, "CHUNK", 4)
+    few, many = texts_for(8), texts_for(60)
+    assert many == few and len(many) < 25
+
+
+def test_postgres_plans_the_run_without_jit_and_puts_the_setting_back_after(engine):
+    import pytest
+
+    from outbound.db.bulk_sql import without_jit
+
+    if engine.dialect.name != "postgresql":
+        pytest.skip("JIT is PostgreSQL's")
+    with engine.begin() as connection:
+        before = connection.exec_driver_sql("SHOW jit").scalar()
+        with without_jit(connection):
+            inside = connection.exec_driver_sql("SHOW jit").scalar()
+        after = connection.exec_driver_sql("SHOW jit").scalar()
+    assert (inside, after) == ("off", before)
+
+
+def test_a_list_bound_as_one_parameter_selects_exactly_its_ids_none_or_more_than_sqlite_has_parameters(engine):
+    from sqlalchemy import func, literal, union_all
+
+    from outbound.db.bulk_sql import among
+
+    numbers = union_all(*[select(literal(n).label("n")) for n in (3, 5, 8, 13, 40_000)]).subquery()
+    with engine.connect() as connection:
+        def picked(values):
+            return sorted(connection.scalars(select(numbers.c.n).where(among(numbers.c.n, values))))
+
+        assert picked([]) == [] and picked([5, 13, 99]) == [5, 13]
+        assert picked(range(40_001)) == [3, 5, 8, 13, 40_000]  # one parameter, not 40,001 of them
+        assert connection.scalar(select(func.count()).where(among(literal(7), [7]))) == 1
