@@ -10,6 +10,7 @@ to commit, so workers take turns. The database server shares the machine's cores
 from __future__ import annotations
 
 import multiprocessing
+import queue
 import tempfile
 import time
 from datetime import timedelta
@@ -23,6 +24,7 @@ from outbound.bootstrap import build
 from outbound.clock import SimulatedClock
 from outbound.db.models import Message
 from outbound.db.session import make_engine
+from outbound.definitions import load_definitions
 from outbound.providers import Outbox
 from outbound.settings import Settings
 
@@ -32,8 +34,9 @@ def _settings(url: str) -> Settings:
 
 
 def _worker(url: str, folder: str, barrier, sent) -> None:
+    # The parent wrote the definitions; workers only read them (writing them side by side would race).
     runtime = build(_settings(url), clock=SimulatedClock(T0 + timedelta(hours=1)), providers={"sms": Outbox()},
-                    definitions=definitions(Path(folder)))
+                    definitions=load_definitions(Path(folder)))
     barrier.wait()
     report = runtime.dispatcher.drain()
     sent.put(report.sent)
@@ -49,7 +52,16 @@ def drain_with(url: str, folder: str, processes: int) -> tuple[float, int]:
         worker.start()
     barrier.wait()
     start = time.perf_counter()
-    total = sum(sent.get() for _ in workers)
+    total = 0
+    for _ in workers:
+        while True:
+            try:
+                total += sent.get(timeout=1)
+                break
+            except queue.Empty:
+                dead = [w.exitcode for w in workers if w.exitcode not in (None, 0)]
+                if dead:
+                    raise RuntimeError(f"a worker process failed (exit codes {dead})") from None
     seconds = time.perf_counter() - start
     for worker in workers:
         worker.join()
