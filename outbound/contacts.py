@@ -46,7 +46,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from outbound.clock import Clock, ensure_utc
-from outbound.db.bulk import allocate_ids
+from outbound.db.bulk import assign_ids
 from outbound.db.models import Consent, Contact, Tenant
 from outbound.errors import InvalidInput
 
@@ -192,6 +192,14 @@ def address_hash(channel: str, address: str) -> str:
     return hashlib.sha256(normalised.encode("utf-8")).hexdigest()
 
 
+def contact_address_hash(channel: str, contact) -> str:
+    """`address_hash` of a contact's address on `channel` (which it must have), from the phone's stored
+    hash when the row holds one (see Contact.phone_hash): no number parsed for each message or call."""
+    if channel in ("sms", "voice"):
+        return contact.phone_hash or address_hash(channel, contact.phone)
+    return address_hash(channel, contact.email)
+
+
 @lru_cache(maxsize=1)
 def _zone_countries() -> dict[str, str]:
     text = resources.files("tzdata.zoneinfo").joinpath("zone.tab").read_text(encoding="utf-8")
@@ -230,12 +238,15 @@ _BY_EXTERNAL_ID = select(Contact).where(
 
 
 def upsert_contacts(
-    session: Session, tenant: Tenant, contacts_in: Sequence[ContactIn], clock: Clock
+    session: Session, tenant: Tenant, contacts_in: Sequence[ContactIn], clock: Clock,
+    *, created: list[Contact] | None = None,
 ) -> list[Contact | InvalidInput]:
     """`upsert_contact` for each item in turn, with one query to find them all and one flush to write them.
 
     An item whose phone or email is invalid gets its InvalidInput in its place
     and changes nothing; a repeated external id sees what the items before it set.
+
+    `created`, when given, receives the contacts this call made (once each, in order).
     """
     wanted = sorted({contact_in.external_id for contact_in in contacts_in})
     known: dict[str, Contact] = {}
@@ -245,7 +256,7 @@ def upsert_contacts(
             _BY_EXTERNAL_ID, {"tenant_id": tenant.id, "external_ids": chunk}))
     now = clock.now()
     results: list[Contact | InvalidInput] = []
-    created: list[Contact] = []
+    made: list[Contact] = []
     for contact_in in contacts_in:
         contact = known.get(contact_in.external_id)
         try:
@@ -263,16 +274,14 @@ def upsert_contacts(
                 **values,
             )
             session.add(contact)
-            created.append(contact)
+            made.append(contact)
         else:
             _update(contact, values, contact_in.attributes, now)
         results.append(contact)
-    if len(created) > 1:
-        # Ids drawn ahead let the flush write new contacts with one executemany; without them SQLite takes
-        # one INSERT … RETURNING per row.
-        for contact, contact_id in zip(created, allocate_ids(session, Contact.__table__, len(created)), strict=True):
-            contact.id = contact_id
+    assign_ids(session, Contact.__table__, made)
     session.flush()
+    if created is not None:
+        created.extend(made)
     return results
 
 
@@ -373,10 +382,7 @@ def record_consents(
         added.append(Consent(tenant_id=tenant.id, contact_id=contact.id, channel=consent_in.channel,
                              purpose=consent_in.purpose, granted=consent_in.granted, night=consent_in.night,
                              at=consent_in.at, source=consent_in.source, text=consent_in.text, recorded_at=now))
-    if len(added) > 1:
-        # Ids drawn ahead let the flush write them with one executemany (see upsert_contacts).
-        for consent, consent_id in zip(added, allocate_ids(session, Consent.__table__, len(added)), strict=True):
-            consent.id = consent_id
+    assign_ids(session, Consent.__table__, added)
     session.add_all(added)
     session.flush()
 
@@ -385,8 +391,6 @@ def record_consents(
 _LEDGERS = select(Consent.contact_id, Consent.channel, Consent.purpose, Consent.granted, Consent.night, Consent.at,
                   Consent.source, Consent.text).where(
     Consent.tenant_id == bindparam("tenant_id"), Consent.contact_id.in_(bindparam("contact_ids", expanding=True)))
-_EXTERNAL_IDS = select(Contact.external_id).where(
-    Contact.tenant_id == bindparam("tenant_id"), Contact.external_id.in_(bindparam("external_ids", expanding=True)))
 
 
 def validation_problems(error: ValidationError, prefix: str = "") -> list[tuple[str, str]]:
@@ -439,22 +443,19 @@ def _import_chunk(session: Session, tenant: Tenant, chunk: list[tuple[int, Conta
                   report: ImportReport, errors: list[tuple[int, str]]) -> None:
     if not chunk:
         return
-    wanted = sorted({contact_in.external_id for _, contact_in in chunk})
-    existing: set[str] = set()
-    for start in range(0, len(wanted), LOOKUP_CHUNK):
-        existing.update(session.scalars(_EXTERNAL_IDS, {"tenant_id": tenant.id,
-                                                        "external_ids": wanted[start:start + LOOKUP_CHUNK]}))
-    results = upsert_contacts(session, tenant, [contact_in for _, contact_in in chunk], clock)
+    made: list[Contact] = []
+    results = upsert_contacts(session, tenant, [contact_in for _, contact_in in chunk], clock, created=made)
+    fresh = {id(contact) for contact in made}  # a repeated external id: made by its first line, updated after
     consents: list[tuple[Contact, ConsentIn]] = []
     for (line, contact_in), result in zip(chunk, results, strict=True):
         if isinstance(result, InvalidInput):
             errors.append((line, _line_error(line, result.field, _detail(result))))
             continue
-        if contact_in.external_id in existing:
-            report.updated += 1
-        else:
+        if id(result) in fresh:
             report.created += 1
-            existing.add(contact_in.external_id)
+            fresh.discard(id(result))
+        else:
+            report.updated += 1
         consents.extend((result, consent_in) for consent_in in contact_in.consents or ())
     record_consents(session, tenant, consents, clock)
 

@@ -35,7 +35,7 @@ from outbound.compliance import (
     policy_for,
 )
 from outbound.compliance.zones import resolve_jurisdiction, resolve_timezone
-from outbound.contacts import address_hash
+from outbound.contacts import contact_address_hash
 from outbound.context import contact_view, event_view, tenant_view
 from outbound.db.models import (
     Consent,
@@ -254,11 +254,8 @@ class Dispatcher:
                         self._record(in_flight[0], in_flight[1].result())
                         total.add(in_flight[0].report)
                         in_flight = None
-                if not claim.report.claimed:
+                if claim.outgoing is None:  # nothing was due
                     return total
-                if claim.outgoing is None:
-                    total.add(claim.report)
-                    continue
                 in_flight = (claim, sender.submit(send_all, self.providers, claim.outgoing))
 
     def _claim_batch(self) -> "_Claim":
@@ -298,7 +295,7 @@ class Dispatcher:
                 timezone=resolve_timezone(contact.timezone, contact.phone, tenant.timezone),
                 now=now,
                 consents=context.consents.get(contact.id, ()),
-                suppressions=tuple(context.suppressions.get((tenant.id, message.channel, _address_hash(message.channel, contact)), ())) if to else (),
+                suppressions=tuple(context.suppressions.get((tenant.id, message.channel, contact_address_hash(message.channel, contact)), ())) if to else (),
                 recent_marketing=tuple(context.recent_marketing.get(contact.id, ())),
                 last_purchase_at=context.last_purchase.get(contact.id),
                 has_postal_address=bool((tenant.settings or {}).get("postal_address")),
@@ -412,7 +409,7 @@ class Dispatcher:
                                    .order_by(consent.id)):
             ledgers[row.contact_id].append(ConsentRecord(channel=row.channel, purpose=row.purpose, granted=row.granted,
                                                          night=row.night, at=row.at, source=row.source))
-        hashes = {_address_hash(m.channel, contacts[m.contact_id]) for m in batch
+        hashes = {contact_address_hash(m.channel, contacts[m.contact_id]) for m in batch
                   if (contacts[m.contact_id].phone if m.channel == "sms" else contacts[m.contact_id].email)}
         suppressions: dict[tuple[int, str, str], list[str]] = defaultdict(list)
         if hashes:
@@ -539,13 +536,6 @@ class Dispatcher:
             suppress(session, message.tenant_id, message.channel, message.to_address, reason=reason,
                      source=f"provider error {error.code}", at=now)
         return step
-
-
-def _address_hash(channel: str, contact) -> str:
-    """The hash suppressions are kept under, of a contact's address on `channel` (which it must have)."""
-    if channel == "sms":
-        return contact.phone_hash or address_hash("sms", contact.phone)
-    return address_hash(channel, contact.email)
 
 
 def expire_sending(session: Session, now: datetime, older_than: timedelta) -> int:

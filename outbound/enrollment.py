@@ -21,7 +21,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import bindparam, exists, insert, or_, select, update
+from sqlalchemy import bindparam, exists, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -29,7 +29,7 @@ from outbound.attribution import record_conversions
 from outbound.campaign_state import campaign_states
 from outbound.clock import Clock
 from outbound.context import contact_view, event_view
-from outbound.db.bulk import allocate_ids, insert_rows
+from outbound.db.bulk import insert_returning_id, insert_rows, insert_with_ids
 from outbound.db.models import (
     CallbackAttempt,
     CallbackTask,
@@ -196,9 +196,6 @@ _WITHIN_WINDOWS = select(Enrollment.campaign, Enrollment.contact_id, Enrollment.
     Enrollment.tenant_id == bindparam("tenant_id"), Enrollment.campaign.in_(bindparam("campaigns", expanding=True)),
     Enrollment.contact_id.in_(bindparam("contact_ids", expanding=True)), Enrollment.enrolled_at > bindparam("since"))
 
-_INSERT_RETURNING_ID = {table.name: insert(table).returning(table.c.id)
-                        for table in (Enrollment.__table__, Message.__table__)}
-
 
 class _NewEnrollments:
     """Enrollments of a run waiting to be written together: the rows `enroll` writes for each, in order."""
@@ -236,16 +233,16 @@ class _NewEnrollments:
         """INSERT what is waiting, one statement per table, and start afresh."""
         if not self.enrollments:
             return
-        ids = _insert_in_order(session, Enrollment.__table__, self.enrollments)
+        ids = insert_with_ids(session, Enrollment.__table__, self.enrollments)
         for enrollment_id, made in zip(ids, self.made, strict=True):
             made.enrolled.append(enrollment_id)
         if self.messages:
             rows = [{**row, "enrollment_id": ids[index]} for index, row in self.messages]
             if len(ids) == 1:
                 # The messages of one enrollment get the same first transition: any id will do for any of them.
-                message_ids = sorted(session.scalars(_INSERT_RETURNING_ID[Message.__tablename__], rows))
+                message_ids = sorted(session.scalars(insert_returning_id(Message.__table__), rows))
             else:
-                message_ids = _insert_in_order(session, Message.__table__, rows)
+                message_ids = insert_with_ids(session, Message.__table__, rows)
             insert_rows(session, MessageTransition.__table__, [
                 {"tenant_id": self.tenant.id, "message_id": message_id, "at": self.now, "from_status": None,
                  "to_status": "scheduled", "source": "trigger", "rule": None,
@@ -255,17 +252,6 @@ class _NewEnrollments:
             insert_rows(session, CallbackTask.__table__,
                         [{**row, "enrollment_id": ids[index]} for index, row in self.callbacks])
         self.enrollments, self.messages, self.callbacks, self.made = [], [], [], []
-
-
-def _insert_in_order(session: Session, table, rows: list[dict[str, Any]]) -> list[int]:
-    # INSERT `rows`; their ids in row order. One row: one INSERT … RETURNING. More: ids drawn ahead and one
-    # executemany (RETURNING many rows would not say which id is whose on SQLite).
-    if len(rows) == 1:
-        return [session.execute(_INSERT_RETURNING_ID[table.name], rows[0]).scalar_one()]
-    session.flush()  # ids are drawn past the largest written: ORM rows waiting to be flushed go in first
-    ids = allocate_ids(session, table, len(rows))
-    insert_rows(session, table, [{**row, "id": row_id} for row_id, row in zip(ids, rows, strict=True)])
-    return ids
 
 
 def enroll(
@@ -383,10 +369,7 @@ def _enroll_chunk(session: Session, tenant: Tenant, campaign, contacts: Sequence
         return []
     enrollment_rows = [_enrollment_row(tenant, campaign, contact, key, trigger, held_out, bool(steps), now)
                        for contact, key, _, held_out, steps in chosen]
-    enrollment_ids = allocate_ids(session, Enrollment.__table__, len(enrollment_rows))
-    for enrollment_id, row in zip(enrollment_ids, enrollment_rows, strict=True):
-        row["id"] = enrollment_id
-    insert_rows(session, Enrollment.__table__, enrollment_rows)
+    enrollment_ids = insert_with_ids(session, Enrollment.__table__, enrollment_rows)
     message_rows, callback_rows = [], []
     for enrollment_id, (contact, _, _, held_out, steps) in zip(enrollment_ids, chosen, strict=True):
         if held_out:
@@ -406,10 +389,7 @@ def _enroll_chunk(session: Session, tenant: Tenant, campaign, contacts: Sequence
                 "priority": campaign.callback.priority, "status": "open", "due_at": now + campaign.callback.delay,
                 "created_at": now, "attempts": 0})
     if message_rows:
-        message_ids = allocate_ids(session, Message.__table__, len(message_rows))
-        for message_id, row in zip(message_ids, message_rows, strict=True):
-            row["id"] = message_id
-        insert_rows(session, Message.__table__, message_rows)
+        message_ids = insert_with_ids(session, Message.__table__, message_rows)
         reason = f"enrolled by {trigger or 'operator'}"
         insert_rows(session, MessageTransition.__table__, [
             {"tenant_id": tenant.id, "message_id": message_id, "at": now, "from_status": None,

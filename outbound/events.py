@@ -31,7 +31,7 @@ from outbound.contacts import (
     upsert_contacts,
     validation_problems,
 )
-from outbound.db.bulk import allocate_ids
+from outbound.db.bulk import assign_ids
 from outbound.db.models import Contact, Event, Tenant
 from outbound.errors import InvalidInput, OutboundError
 
@@ -362,11 +362,7 @@ def _write_run(
             errors.append(ItemError(index, contact.field, _detail(contact), unit=unit))
             continue
         rows.append((envelope, _new_event(tenant, envelope, contact, clock), contact))
-    if len(rows) > 1:
-        # Ids drawn ahead let the flush write the events with one executemany; without them SQLite takes
-        # one INSERT … RETURNING per row.
-        for (_, event, _), event_id in zip(rows, allocate_ids(session, Event.__table__, len(rows)), strict=True):
-            event.id = event_id
+    assign_ids(session, Event.__table__, [event for _, event, _ in rows])
     session.add_all(event for _, event, _ in rows)
     session.flush()
     # The consents of the whole run, then the hooks: a run holds each contact once, so each hook still

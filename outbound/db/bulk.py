@@ -40,6 +40,36 @@ def allocate_ids(session: Session | Connection, table: Table, count: int) -> lis
     return list(range(top + 1, top + 1 + count))
 
 
+def assign_ids(session: Session, table: Table, objects: Sequence[Any]) -> None:
+    """Give new ORM objects of `table` ids drawn ahead, so their flush is one executemany: without
+    them SQLite takes one INSERT … RETURNING per row. A single object keeps its database default."""
+    if len(objects) > 1:
+        for obj, new_id in zip(objects, allocate_ids(session, table, len(objects)), strict=True):
+            obj.id = new_id
+
+
+def insert_returning_id(table: Table):
+    """`INSERT INTO table … RETURNING id`, built once per table: building it costs more than running it
+    for the one row of a single-event request."""
+    key = ("returning id", table.name)
+    if key not in _CACHE:
+        _CACHE[key] = insert(table).returning(table.c.id)  # type: ignore[assignment]
+    return _CACHE[key]
+
+
+def insert_with_ids(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> list[int]:
+    """INSERT `rows` into `table`; their new ids, in row order. One row: one INSERT … RETURNING. More: ids
+    drawn ahead and one executemany (RETURNING many rows would not say which id is whose on SQLite)."""
+    if not rows:
+        return []
+    if len(rows) == 1:
+        return [session.execute(insert_returning_id(table), rows[0]).scalar_one()]
+    session.flush()  # ids are drawn past the largest written: ORM rows waiting to be flushed go in first
+    ids = allocate_ids(session, table, len(rows))
+    insert_rows(session, table, [{**row, "id": row_id} for row_id, row in zip(ids, rows, strict=True)])
+    return ids
+
+
 def insert_rows(session: Session | Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
     """INSERT `rows` (dicts with the same keys) into `table` with one executemany."""
     if rows:
