@@ -117,6 +117,13 @@ class _Reply:
     headers: tuple[tuple[str, str], ...] = ()
 
 
+class _ProviderHTTPServer(ThreadingHTTPServer):
+    """As a provider's front end takes bursts of connections: many workers' pools opening theirs at once
+    do not overflow the accept queue (socketserver's default is 5)."""
+
+    request_queue_size = 128
+
+
 class FakeProviderServer:
     """Twilio Messages and SendGrid mail/send on 127.0.0.1, in a background thread. Use as a context manager.
 
@@ -156,7 +163,7 @@ class FakeProviderServer:
         """Listen on a free loopback port."""
         handler = type("FakeProviderHandler", (_Handler,), {"fake": self})
         self._stopping.clear()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._httpd = _ProviderHTTPServer(("127.0.0.1", 0), handler)
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.01}, name="fake-provider", daemon=True
         )
