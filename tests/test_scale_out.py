@@ -21,6 +21,22 @@ time.sleep(600)
 """
 
 
+def _why_not_sent(world) -> Counter:
+    """(status, rule, reason) of the last step of each message that did not end `sent`: a failure names its cause."""
+    from sqlalchemy import select
+
+    from outbound.db.models import Message, MessageTransition
+
+    with world.runtime.factory() as session:
+        rows = session.execute(
+            select(Message.id, Message.status, MessageTransition.rule, MessageTransition.reason)
+            .join(MessageTransition, MessageTransition.message_id == Message.id)
+            .where(Message.status != "sent").order_by(MessageTransition.id)
+        ).all()
+    last = {row.id: (row.status, row.rule, row.reason) for row in rows}
+    return Counter(last.values())
+
+
 def _env(db_url, definitions, fake):
     env = dict(os.environ)
     env.update({
@@ -60,6 +76,6 @@ def test_four_workers_and_two_schedulers_send_every_message_exactly_once(world, 
                 process.wait()
         seen = Counter(request["body"] for request in fake.accepted("twilio"))
     statuses = Counter(m.status for m in world.messages())
-    assert statuses == {"sent": count}
+    assert statuses == {"sent": count}, (statuses, _why_not_sent(world), Counter(a["outcome"] for a in fake.attempts))
     assert len(seen) == count and set(seen.values()) == {1}
     assert roles == ["follower", "leader"]
