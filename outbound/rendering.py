@@ -27,6 +27,24 @@ EMAIL_BLOCKS = ("subject", "text")
 FILE_NAME = re.compile(r"^(?P<channel>[a-z]+)\.(?P<locale>[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*)\.j2$")
 
 
+# What a template reads as `name.key` on a dict that is a method of dicts (`.get`, `.items`): Jinja looks
+# attributes up first, so these stay methods; every other name is the dict's item or undefined.
+_DICT_ATTRIBUTES = frozenset(dir(dict))
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """Jinja's immutable sandbox, reading `name.key` of a plain dict (every view a template sees is one)
+    without first trying an attribute the dict cannot have: the same answer, without an exception per read."""
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if type(obj) is dict and attribute not in _DICT_ATTRIBUTES:
+            try:
+                return obj[attribute]
+            except KeyError:
+                return self.undefined(obj=obj, name=attribute)
+        return super().getattr(obj, attribute)
+
+
 class RenderError(OutboundError):
     """A template could not be rendered."""
 
@@ -68,8 +86,11 @@ class Renderer:
         # No auto_reload: definitions are read once at start (a restart picks up edits), so a render
         # never pays a stat of its file.
         options = dict(loader=FileSystemLoader(str(self.templates_dir)), undefined=StrictUndefined, auto_reload=False)
-        self._plain = ImmutableSandboxedEnvironment(autoescape=False, **options)
-        self._html = ImmutableSandboxedEnvironment(autoescape=True, **options)
+        self._plain = _Sandbox(autoescape=False, **options)
+        self._html = _Sandbox(autoescape=True, **options)
+        # Loaded templates by (environment, file): Jinja's own cache is an LRU behind a lock, keyed by a
+        # weak reference to the loader, a cost on every render.
+        self._templates: dict[tuple[bool, str], Template] = {}
         # (template, channel) -> {lower-case locale: file locale as written}
         self._index: dict[tuple[str, str], dict[str, str]] = {}
         if self.templates_dir.is_dir():
@@ -139,10 +160,14 @@ class Renderer:
         return f"{self.templates_dir.name}/{name}"
 
     def _load(self, environment: ImmutableSandboxedEnvironment, name: str, shown: str) -> Template:
-        try:
-            return environment.get_template(name)
-        except TemplateSyntaxError as error:
-            raise RenderError(f"template syntax error: {error.message}", shown, error.lineno) from error
+        key = (environment.autoescape is True, name)
+        template = self._templates.get(key)
+        if template is None:
+            try:
+                template = self._templates[key] = environment.get_template(name)
+            except TemplateSyntaxError as error:
+                raise RenderError(f"template syntax error: {error.message}", shown, error.lineno) from error
+        return template
 
     def _run(self, environment, name: str, block: str | None, context: dict[str, Any], shown: str,
              names=None) -> str:

@@ -90,6 +90,38 @@ def test_an_undefined_name_in_an_email_block_names_the_line_of_that_block(templa
     assert (caught.value.file, caught.value.line) == ("templates/hello/email.ko.j2", 4)
 
 
+READS = [
+    "contact.attributes.first_name", "contact.email", "contact.attributes.get('first_name')",
+    "contact.attributes.get('nickname', 'friend')", "contact.attributes.items() | list", "contact.attributes.keys",
+    "event.data.items", "event.data['items']", "contact['email']", "contact.attributes.nickname is defined",
+    "contact.nickname", "contact.__class__", "contact.__class__.__mro__", "contact.attributes.__len__",
+    "contact.attributes.update({'x': 1})", "contact.mro", "tenant.sender_name.upper()", "tenant.sender_name.__class__",
+]
+
+
+@pytest.mark.parametrize("expression", READS)
+def test_a_template_reads_a_dict_as_jinjas_own_sandbox_does(tmp_path, expression):
+    """The renderer reads `name.key` of a dict without trying an attribute first; the answer (or the refusal)
+    is what Jinja's immutable sandbox gives, whether the key is a dict method's name, missing or unsafe."""
+    from jinja2 import StrictUndefined
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    (tmp_path / "t" / "reads").mkdir(parents=True)
+    (tmp_path / "t" / "reads" / "sms.en.j2").write_text(f"{{{{ {expression} }}}}")
+    names = context(event={**context()["event"], "data": {"items": "a key named items", "x": 1}})
+
+    def answer(render):
+        try:
+            return "ok", render()
+        except Exception as error:  # the renderer wraps it; compare what Jinja raised
+            cause = error.__cause__ if isinstance(error, RenderError) else error
+            return "error", type(cause).__name__, str(cause)
+
+    expected = answer(lambda: ImmutableSandboxedEnvironment(undefined=StrictUndefined)
+                      .from_string(f"{{{{ {expression} }}}}").render(names).strip())
+    assert answer(lambda: Renderer(tmp_path / "t").render("reads", "sms", ["en"], names).text) == expected
+
+
 def test_available_locales_lists_the_files_of_a_template_per_channel(templates):
     renderer = Renderer(templates)
     assert renderer.available_locales("hello", "sms") == ["en", "ko"]
