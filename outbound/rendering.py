@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import FileSystemLoader, StrictUndefined, Template, TemplateSyntaxError, meta, nodes
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.sandbox import ImmutableSandboxedEnvironment, modifies_known_mutable
 
 from outbound.errors import DefinitionError, OutboundError
 
@@ -30,6 +30,8 @@ FILE_NAME = re.compile(r"^(?P<channel>[a-z]+)\.(?P<locale>[A-Za-z]{2,3}(?:[-_][A
 # What a template reads as `name.key` on a dict that is a method of dicts (`.get`, `.items`): Jinja looks
 # attributes up first, so these stay methods; every other name is the dict's item or undefined.
 _DICT_ATTRIBUTES = frozenset(dir(dict))
+# Of those, the ones the immutable sandbox lets a template read (`.get`, `.items`, …): public, not mutating.
+_DICT_READS = frozenset(name for name in _DICT_ATTRIBUTES if not name.startswith("_") and not modifies_known_mutable({}, name))
 
 
 class _Sandbox(ImmutableSandboxedEnvironment):
@@ -37,11 +39,14 @@ class _Sandbox(ImmutableSandboxedEnvironment):
     without first trying an attribute the dict cannot have: the same answer, without an exception per read."""
 
     def getattr(self, obj: Any, attribute: str) -> Any:
-        if type(obj) is dict and attribute not in _DICT_ATTRIBUTES:
-            try:
-                return obj[attribute]
-            except KeyError:
-                return self.undefined(obj=obj, name=attribute)
+        if type(obj) is dict:
+            if attribute not in _DICT_ATTRIBUTES:
+                try:
+                    return obj[attribute]
+                except KeyError:
+                    return self.undefined(obj=obj, name=attribute)
+            if attribute in _DICT_READS:
+                return getattr(obj, attribute)
         return super().getattr(obj, attribute)
 
 
@@ -164,7 +169,11 @@ class Renderer:
         template = self._templates.get(key)
         if template is None:
             try:
-                template = self._templates[key] = environment.get_template(name)
+                template = environment.get_template(name)
+                # One plain dict of its globals, as they never change after loading: each render copies them
+                # into its context, and copying Jinja's ChainMap of template and environment globals costs more.
+                template.globals = dict(template.globals)
+                self._templates[key] = template
             except TemplateSyntaxError as error:
                 raise RenderError(f"template syntax error: {error.message}", shown, error.lineno) from error
         return template
