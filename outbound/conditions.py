@@ -25,9 +25,9 @@ from typing import Any
 from jinja2 import ChainableUndefined, TemplateSyntaxError, nodes
 from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.parser import Parser
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from outbound.errors import InvalidInput
+from outbound.sandbox import Sandbox
 
 # The names that trigger filters, step conditions and enrollment/exit keys see.
 DEFINITION_NAMES = frozenset({"event", "contact"})
@@ -35,7 +35,7 @@ DEFINITION_NAMES = frozenset({"event", "contact"})
 # Failures that mean "these values cannot be compared or computed", not "the definition is wrong".
 _UNKNOWN = (UndefinedError, TypeError, ValueError, ArithmeticError)
 
-_environment = ImmutableSandboxedEnvironment(undefined=ChainableUndefined)
+_environment = Sandbox(undefined=ChainableUndefined)
 
 
 class InvalidCondition(InvalidInput, ValueError):

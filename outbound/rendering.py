@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import FileSystemLoader, StrictUndefined, Template, TemplateSyntaxError, meta, nodes
-from jinja2.sandbox import ImmutableSandboxedEnvironment, modifies_known_mutable
 
 from outbound.errors import DefinitionError, OutboundError
+from outbound.sandbox import Sandbox
 
 CHANNELS = ("sms", "email")
 # `offer` ({"code": …}) and `variant` (the A/B variant id, or none) come with every message dispatch renders;
@@ -25,29 +25,6 @@ CHANNELS = ("sms", "email")
 CONTEXT_NAMES = frozenset({"contact", "event", "tenant", "campaign", "step", "links", "offer", "variant"})
 EMAIL_BLOCKS = ("subject", "text")
 FILE_NAME = re.compile(r"^(?P<channel>[a-z]+)\.(?P<locale>[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*)\.j2$")
-
-
-# What a template reads as `name.key` on a dict that is a method of dicts (`.get`, `.items`): Jinja looks
-# attributes up first, so these stay methods; every other name is the dict's item or undefined.
-_DICT_ATTRIBUTES = frozenset(dir(dict))
-# Of those, the ones the immutable sandbox lets a template read (`.get`, `.items`, …): public, not mutating.
-_DICT_READS = frozenset(name for name in _DICT_ATTRIBUTES if not name.startswith("_") and not modifies_known_mutable({}, name))
-
-
-class _Sandbox(ImmutableSandboxedEnvironment):
-    """Jinja's immutable sandbox, reading `name.key` of a plain dict (every view a template sees is one)
-    without first trying an attribute the dict cannot have: the same answer, without an exception per read."""
-
-    def getattr(self, obj: Any, attribute: str) -> Any:
-        if type(obj) is dict:
-            if attribute not in _DICT_ATTRIBUTES:
-                try:
-                    return obj[attribute]
-                except KeyError:
-                    return self.undefined(obj=obj, name=attribute)
-            if attribute in _DICT_READS:
-                return getattr(obj, attribute)
-        return super().getattr(obj, attribute)
 
 
 class RenderError(OutboundError):
@@ -91,8 +68,8 @@ class Renderer:
         # No auto_reload: definitions are read once at start (a restart picks up edits), so a render
         # never pays a stat of its file.
         options = dict(loader=FileSystemLoader(str(self.templates_dir)), undefined=StrictUndefined, auto_reload=False)
-        self._plain = _Sandbox(autoescape=False, **options)
-        self._html = _Sandbox(autoescape=True, **options)
+        self._plain = Sandbox(autoescape=False, **options)
+        self._html = Sandbox(autoescape=True, **options)
         # Loaded templates by (environment, file): Jinja's own cache is an LRU behind a lock, keyed by a
         # weak reference to the loader, a cost on every render.
         self._templates: dict[tuple[bool, str], Template] = {}
@@ -164,16 +141,12 @@ class Renderer:
     def _shown(self, name: str) -> str:
         return f"{self.templates_dir.name}/{name}"
 
-    def _load(self, environment: ImmutableSandboxedEnvironment, name: str, shown: str) -> Template:
+    def _load(self, environment: Sandbox, name: str, shown: str) -> Template:
         key = (environment.autoescape is True, name)
         template = self._templates.get(key)
         if template is None:
             try:
-                template = environment.get_template(name)
-                # One plain dict of its globals, as they never change after loading: each render copies them
-                # into its context, and copying Jinja's ChainMap of template and environment globals costs more.
-                template.globals = dict(template.globals)
-                self._templates[key] = template
+                template = self._templates[key] = environment.get_template(name)
             except TemplateSyntaxError as error:
                 raise RenderError(f"template syntax error: {error.message}", shown, error.lineno) from error
         return template
