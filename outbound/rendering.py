@@ -70,7 +70,7 @@ class Renderer:
         options = dict(loader=FileSystemLoader(str(self.templates_dir)), undefined=StrictUndefined, auto_reload=False)
         self._plain = Sandbox(autoescape=False, **options)
         self._html = Sandbox(autoescape=True, **options)
-        # Loaded templates by (environment, file): Jinja's own cache is an LRU behind a lock, keyed by a
+        # Loaded templates by (html environment or not, file): Jinja's own cache is an LRU behind a lock, keyed by a
         # weak reference to the loader, a cost on every render.
         self._templates: dict[tuple[bool, str], Template] = {}
         # (template, channel) -> {lower-case locale: file locale as written}
@@ -142,7 +142,7 @@ class Renderer:
         return f"{self.templates_dir.name}/{name}"
 
     def _load(self, environment: Sandbox, name: str, shown: str) -> Template:
-        key = (environment.autoescape is True, name)
+        key = (environment is self._html, name)
         template = self._templates.get(key)
         if template is None:
             try:
