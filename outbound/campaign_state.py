@@ -14,6 +14,7 @@ from sqlalchemy import ColumnElement, bindparam, exists, select
 from sqlalchemy.orm import Session
 
 from outbound.clock import Clock
+from outbound.db import direct
 from outbound.db.models import CampaignState, Message
 from outbound.errors import InvalidInput
 
@@ -31,7 +32,7 @@ def state_of(campaign, stored: str | None, now: datetime) -> str:
 
 def campaign_states(session: Session, tenant_id: int, campaigns, now: datetime) -> dict[str, str]:
     """The state of each of `campaigns` for one tenant, with one query."""
-    stored = dict(session.execute(_STORED_STATES, {"tenant_id": tenant_id}).all())
+    stored = dict(direct.fetch(session, _STORED_STATES, {"tenant_id": tenant_id}))
     return {campaign.name: state_of(campaign, stored.get(campaign.name), now) for campaign in campaigns}
 
 

@@ -46,7 +46,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from outbound.clock import Clock, ensure_utc
-from outbound.db.bulk import assign_ids
+from outbound.db.bulk import assign_ids, insert_objects
 from outbound.db.models import Consent, Contact, Tenant
 from outbound.errors import InvalidInput
 
@@ -235,11 +235,13 @@ def upsert_contact(session: Session, tenant: Tenant, contact_in: ContactIn, cloc
 _BY_EXTERNAL_ID = select(Contact).where(
     Contact.tenant_id == bindparam("tenant_id"), Contact.external_id.in_(bindparam("external_ids", expanding=True))
 )
+_BY_ONE_EXTERNAL_ID = select(Contact).where(
+    Contact.tenant_id == bindparam("tenant_id"), Contact.external_id == bindparam("external_id"))
 
 
 def upsert_contacts(
     session: Session, tenant: Tenant, contacts_in: Sequence[ContactIn], clock: Clock,
-    *, created: list[Contact] | None = None,
+    *, created: list[Contact] | None = None, attach: bool = True,
 ) -> list[Contact | InvalidInput]:
     """`upsert_contact` for each item in turn, with one query to find them all and one flush to write them.
 
@@ -247,10 +249,15 @@ def upsert_contacts(
     and changes nothing; a repeated external id sees what the items before it set.
 
     `created`, when given, receives the contacts this call made (once each, in order).
+    With `attach=False` the contacts it makes are written through the driver and kept out of the
+    session (see `insert_objects`), for a caller that only reads them; it updates the others as always.
     """
     wanted = sorted({contact_in.external_id for contact_in in contacts_in})
     known: dict[str, Contact] = {}
-    for start in range(0, len(wanted), LOOKUP_CHUNK):
+    if len(wanted) == 1:  # a request of one event: no IN list to expand
+        known.update((c.external_id, c) for c in session.scalars(
+            _BY_ONE_EXTERNAL_ID, {"tenant_id": tenant.id, "external_id": wanted[0]}))
+    for start in range(0, len(wanted) if len(wanted) > 1 else 0, LOOKUP_CHUNK):
         chunk = wanted[start:start + LOOKUP_CHUNK]
         known.update((c.external_id, c) for c in session.scalars(
             _BY_EXTERNAL_ID, {"tenant_id": tenant.id, "external_ids": chunk}))
@@ -273,12 +280,16 @@ def upsert_contacts(
                 updated_at=now,
                 **values,
             )
-            session.add(contact)
+            if attach:
+                session.add(contact)
             made.append(contact)
         else:
             _update(contact, values, contact_in.attributes, now)
         results.append(contact)
-    assign_ids(session, Contact.__table__, made)
+    if attach:
+        assign_ids(session, Contact.__table__, made)
+    else:
+        insert_objects(session, made)
     session.flush()
     if created is not None:
         created.extend(made)

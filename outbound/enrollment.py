@@ -29,7 +29,8 @@ from outbound.attribution import record_conversions
 from outbound.campaign_state import campaign_states
 from outbound.clock import Clock
 from outbound.context import contact_view, event_view
-from outbound.db.bulk import insert_returning_id, insert_rows, insert_with_ids
+from outbound.db import direct
+from outbound.db.bulk import insert_returning_ids, insert_rows, insert_with_ids
 from outbound.db.models import (
     CallbackAttempt,
     CallbackTask,
@@ -181,7 +182,7 @@ def _enrolled_within_windows(session: Session, tenant: Tenant, run: Sequence[tup
                if c.offer_codes is None and c.enrollment is not None and c.enrollment.window is not None}
     if not windows:
         return set()
-    rows = session.execute(_WITHIN_WINDOWS, {
+    rows = direct.fetch(session, _WITHIN_WINDOWS, {
         "tenant_id": tenant.id, "campaigns": sorted(windows), "contact_ids": [contact.id for _, contact in run],
         "since": now - max(windows.values())})
     return {(campaign, contact_id, key) for campaign, contact_id, key, at in rows if at > now - windows[campaign]}
@@ -240,7 +241,7 @@ class _NewEnrollments:
             rows = [{**row, "enrollment_id": ids[index]} for index, row in self.messages]
             if len(ids) == 1:
                 # The messages of one enrollment get the same first transition: any id will do for any of them.
-                message_ids = sorted(session.scalars(insert_returning_id(Message.__table__), rows))
+                message_ids = sorted(insert_returning_ids(session, Message.__table__, rows))
             else:
                 message_ids = insert_with_ids(session, Message.__table__, rows)
             insert_rows(session, MessageTransition.__table__, [

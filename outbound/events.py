@@ -31,7 +31,8 @@ from outbound.contacts import (
     upsert_contacts,
     validation_problems,
 )
-from outbound.db.bulk import assign_ids
+from outbound.db import direct
+from outbound.db.bulk import insert_objects
 from outbound.db.models import Contact, Event, Tenant
 from outbound.errors import InvalidInput, OutboundError
 
@@ -355,16 +356,14 @@ def _write_run(
     unit: str,
 ) -> tuple[int, list[ItemError]]:
     errors: list[ItemError] = []
-    contacts = upsert_contacts(session, tenant, [envelope.contact for _, envelope in fresh], clock)
+    contacts = upsert_contacts(session, tenant, [envelope.contact for _, envelope in fresh], clock, attach=False)
     rows: list[tuple[EventEnvelope, Event, Contact]] = []
     for (index, envelope), contact in zip(fresh, contacts, strict=True):
         if isinstance(contact, InvalidInput):
             errors.append(ItemError(index, contact.field, _detail(contact), unit=unit))
             continue
         rows.append((envelope, _new_event(tenant, envelope, contact, clock), contact))
-    assign_ids(session, Event.__table__, [event for _, event, _ in rows])
-    session.add_all(event for _, event, _ in rows)
-    session.flush()
+    insert_objects(session, [event for _, event, _ in rows])
     # The consents of the whole run, then the hooks: a run holds each contact once, so each hook still
     # sees its own contact's ledger as one event at a time would leave it.
     record_consents(session, tenant, [entry for envelope, event, contact in rows
@@ -420,7 +419,7 @@ _STORED_IDS = select(Event.event_id).where(
 
 
 def _stored_ids(session: Session, tenant: Tenant, event_ids: list[str]) -> set[str]:
-    return set(session.scalars(_STORED_IDS, {"tenant_id": tenant.id, "event_ids": event_ids}))
+    return {row[0] for row in direct.fetch(session, _STORED_IDS, {"tenant_id": tenant.id, "event_ids": event_ids})}
 
 
 def _detail(error: InvalidInput) -> str:

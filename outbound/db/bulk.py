@@ -17,6 +17,8 @@ from sqlalchemy import MetaData, Table, bindparam, insert, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
+from outbound.db import direct
+
 _Prepared = tuple[str, tuple[str, ...], tuple[Callable[[Any], Any] | None, ...], bool]
 _CACHE: dict[tuple, _Prepared] = {}
 PG_COPY_UPDATE = 50  # rows from which an update on PostgreSQL goes through COPY and one UPDATE … FROM
@@ -57,13 +59,50 @@ def insert_returning_id(table: Table):
     return _CACHE[key]
 
 
+def insert_returning_ids(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> list[int]:
+    """INSERT each of `rows` with its own INSERT … RETURNING id, run on the driver: for the few rows of a
+    single-event request, where one statement costs less than drawing ids ahead. Their ids, in row order."""
+    statement = insert_returning_id(table)
+    return [direct.fetch(session, statement, row, columns=tuple(row))[0][0] for row in rows]
+
+
+def insert_objects(session: Session, objects: Sequence[Any]) -> None:
+    """INSERT new ORM objects of one class through the driver and give each its id, leaving them out of
+    the session: plain objects holding what was stored, for a caller that only reads them (a run of
+    ingested events and its hooks). Nothing of them stays in the session's identity map, so a savepoint
+    rolled back around them leaves no object claiming a row that is gone."""
+    if not objects:
+        return
+    table = type(objects[0]).__table__
+    ids = insert_with_ids(session, table, [_values(obj, table) for obj in objects])
+    for obj, new_id in zip(objects, ids, strict=True):
+        obj.id = new_id
+
+
+def _values(obj: Any, table: Table) -> dict[str, Any]:
+    # Every column but the id: as set on the object, else the column's default as a flush would apply it.
+    row = {}
+    for column in table.c:
+        if column.key == "id":
+            continue
+        if column.key in obj.__dict__:
+            row[column.key] = obj.__dict__[column.key]
+        elif column.default is not None and column.default.is_scalar:
+            row[column.key] = column.default.arg
+        elif column.default is not None and column.default.is_callable:
+            row[column.key] = column.default.arg(None)
+        else:
+            row[column.key] = None
+    return row
+
+
 def insert_with_ids(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> list[int]:
     """INSERT `rows` into `table`; their new ids, in row order. One row: one INSERT … RETURNING. More: ids
     drawn ahead and one executemany (RETURNING many rows would not say which id is whose on SQLite)."""
     if not rows:
         return []
     if len(rows) == 1:
-        return [session.execute(insert_returning_id(table), rows[0]).scalar_one()]
+        return insert_returning_ids(session, table, rows)
     session.flush()  # ids are drawn past the largest written: ORM rows waiting to be flushed go in first
     ids = allocate_ids(session, table, len(rows))
     insert_rows(session, table, [{**row, "id": row_id} for row_id, row in zip(ids, rows, strict=True)])
@@ -101,7 +140,16 @@ def _run(session: Session | Connection, table: Table, kind: str, columns: tuple[
         return
     if not positional:
         params = [dict(zip(names, row, strict=True)) for row in params]
-    connection.exec_driver_sql(sql, params)
+    # On the driver's own cursor: SQLAlchemy's execution around one statement costs more than
+    # SQLite's work for the one or two rows of a single-event request.
+    cursor = connection.connection.driver_connection.cursor()
+    try:
+        direct.announce(connection, cursor, sql, params, True)
+        cursor.executemany(sql, params)
+    except Exception as error:
+        raise direct.wrapped(connection, error, sql, params) from error
+    finally:
+        cursor.close()
 
 
 def _copy(connection: Connection, table: Table, names: tuple[str, ...], rows: list[tuple]) -> None:
