@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Iterator
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, sessionmaker
 
 ALEMBIC_DIR = Path(__file__).resolve().parents[2] / "alembic"
@@ -36,9 +37,40 @@ def make_engine(url: str, **kwargs) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn):  # pragma: no cover - exercised by every test
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            run_on_driver(conn, "BEGIN IMMEDIATE")
 
+    _savepoints_on_driver(engine)
     return engine
+
+
+def _savepoints_on_driver(engine: Engine) -> None:
+    """SAVEPOINT, RELEASE SAVEPOINT and ROLLBACK TO SAVEPOINT run on the driver's cursor.
+
+    SQLAlchemy compiles each of them afresh (a savepoint's name is not cached), which took longer than the
+    rest of a single-event request's statements together. These are the dialect's own hooks for them,
+    set on this engine's dialect only; the SQL is what SQLAlchemy's compiler writes.
+    """
+    dialect = engine.dialect
+    name_of = dialect.identifier_preparer.quote
+    dialect.do_savepoint = lambda conn, name: run_on_driver(conn, f"SAVEPOINT {name_of(name)}")
+    dialect.do_release_savepoint = lambda conn, name: run_on_driver(conn, f"RELEASE SAVEPOINT {name_of(name)}")
+    dialect.do_rollback_to_savepoint = lambda conn, name: run_on_driver(
+        conn, f"ROLLBACK TO SAVEPOINT {name_of(name)}")
+
+
+def run_on_driver(connection: Connection, sql: str) -> None:
+    """Run one statement without parameters on the driver's cursor of `connection`, seen by the engine's
+    listeners, its errors raised as SQLAlchemy raises them."""
+    from outbound.db.direct import announce, wrapped
+
+    cursor = connection.connection.driver_connection.cursor()
+    try:
+        announce(connection, cursor, sql, (), False)
+        cursor.execute(sql)
+    except Exception as error:
+        raise wrapped(connection, error, sql, ()) from error
+    finally:
+        cursor.close()
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
