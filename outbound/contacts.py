@@ -44,9 +44,11 @@ import phonenumbers
 from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints, ValidationError, field_validator
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.util import identity_key
 
 from outbound.clock import Clock, ensure_utc
-from outbound.db.bulk import assign_ids, insert_objects
+from outbound.db import direct
+from outbound.db.bulk import assign_ids, insert_objects, update_by_id
 from outbound.db.models import Consent, Contact, Tenant
 from outbound.errors import InvalidInput
 
@@ -235,8 +237,6 @@ def upsert_contact(session: Session, tenant: Tenant, contact_in: ContactIn, cloc
 _BY_EXTERNAL_ID = select(Contact).where(
     Contact.tenant_id == bindparam("tenant_id"), Contact.external_id.in_(bindparam("external_ids", expanding=True))
 )
-_BY_ONE_EXTERNAL_ID = select(Contact).where(
-    Contact.tenant_id == bindparam("tenant_id"), Contact.external_id == bindparam("external_id"))
 
 
 def upsert_contacts(
@@ -249,19 +249,21 @@ def upsert_contacts(
     and changes nothing; a repeated external id sees what the items before it set.
 
     `created`, when given, receives the contacts this call made (once each, in order).
-    With `attach=False` the contacts it makes are written through the driver and kept out of the
-    session (see `insert_objects`), for a caller that only reads them; it updates the others as always.
+    With `attach=False` the contacts are read and written through the driver and kept out of the session
+    (see `insert_objects`), for a caller that only reads them: plain objects holding what was stored.
     """
     wanted = sorted({contact_in.external_id for contact_in in contacts_in})
     known: dict[str, Contact] = {}
-    if len(wanted) == 1:  # a request of one event: no IN list to expand
-        known.update((c.external_id, c) for c in session.scalars(
-            _BY_ONE_EXTERNAL_ID, {"tenant_id": tenant.id, "external_id": wanted[0]}))
-    for start in range(0, len(wanted) if len(wanted) > 1 else 0, LOOKUP_CHUNK):
+    for start in range(0, len(wanted), LOOKUP_CHUNK):
         chunk = wanted[start:start + LOOKUP_CHUNK]
-        known.update((c.external_id, c) for c in session.scalars(
-            _BY_EXTERNAL_ID, {"tenant_id": tenant.id, "external_ids": chunk}))
+        if attach:
+            known.update((c.external_id, c) for c in session.scalars(
+                _BY_EXTERNAL_ID, {"tenant_id": tenant.id, "external_ids": chunk}))
+        else:
+            known.update((c.external_id, c) for c in map(_plain, direct.fetch(
+                session, _ROWS_BY_EXTERNAL_ID, {"tenant_id": tenant.id, "external_ids": chunk})))
     now = clock.now()
+    updated: dict[int, Contact] = {}
     results: list[Contact | InvalidInput] = []
     made: list[Contact] = []
     for contact_in in contacts_in:
@@ -283,13 +285,14 @@ def upsert_contacts(
             if attach:
                 session.add(contact)
             made.append(contact)
-        else:
-            _update(contact, values, contact_in.attributes, now)
+        elif _update(contact, values, contact_in.attributes, now) and contact.id is not None:
+            updated[contact.id] = contact
         results.append(contact)
     if attach:
         assign_ids(session, Contact.__table__, made)
     else:
         insert_objects(session, made)
+        _write_plain_updates(session, list(updated.values()))
     session.flush()
     if created is not None:
         created.extend(made)
@@ -312,7 +315,35 @@ def _given_fields(tenant: Tenant, contact_in: ContactIn, contact: Contact | None
     return values
 
 
-def _update(contact: Contact, values: dict[str, Any], attributes: dict[str, Any] | None, now: datetime) -> None:
+def _plain(row: tuple) -> Contact:
+    # A contact as read, outside any session: its values set without the change events that setting fires.
+    contact = Contact.__mapper__.class_manager.new_instance()
+    contact.__dict__.update(zip(_CONTACT_KEYS, row, strict=True))
+    return contact
+
+
+_CONTACT_KEYS = tuple(column.key for column in Contact.__table__.c)
+_ROWS_BY_EXTERNAL_ID = select(*Contact.__table__.c).where(
+    Contact.tenant_id == bindparam("tenant_id"), Contact.external_id.in_(bindparam("external_ids", expanding=True)))
+# What `_update` may change.
+_UPDATED = ("phone", "phone_hash", "email", "timezone", "locale", "jurisdiction", "attributes", "updated_at")
+
+
+def _write_plain_updates(session: Session, contacts: list[Contact]) -> None:
+    """Store what `_update` changed on plain contacts, one UPDATE for all; a copy of one held by the session
+    is expired, so it is read again rather than kept as it was."""
+    if not contacts:
+        return
+    update_by_id(session, Contact.__table__,
+                 [{"_id": contact.id, **{key: getattr(contact, key) for key in _UPDATED}} for contact in contacts])
+    for contact in contacts:
+        held = session.identity_map.get(identity_key(Contact, contact.id))
+        if held is not None:
+            session.expire(held)
+
+
+def _update(contact: Contact, values: dict[str, Any], attributes: dict[str, Any] | None, now: datetime) -> bool:
+    """Set the given values on `contact`; whether any changed."""
     changed = False
     for name, value in values.items():
         if getattr(contact, name) != value:
@@ -325,6 +356,7 @@ def _update(contact: Contact, values: dict[str, Any], attributes: dict[str, Any]
             changed = True
     if changed:
         contact.updated_at = now
+    return changed
 
 
 def record_consent(

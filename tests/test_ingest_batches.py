@@ -170,3 +170,17 @@ def test_a_single_event_after_a_batch_is_still_a_duplicate_by_id(session, clock,
     tenant = make_tenant()
     ingest_batch(session, tenant, [envelope("e1"), envelope("e2", "cust-2")], clock)
     assert ingest_event(session, tenant, parse_envelope(envelope("e2", "cust-2")), clock).status == "duplicate"
+
+
+def test_a_contact_the_session_holds_reads_what_a_batch_changed(session, clock, make_tenant):
+    tenant = make_tenant()
+    ingest_batch(session, tenant, [envelope("e1", "cust-1", locale="en", email="old@example.com")], clock)
+    held = session.scalar(select(Contact).where(Contact.external_id == "cust-1"))
+    assert (held.locale, held.email) == ("en", "old@example.com")
+    report = ingest_batch(session, tenant, [envelope("e2", "cust-1", locale="ko", email="New@Example.com",
+                                                     attributes={"tier": "gold"})], clock)
+    assert report.stored == 1
+    # The batch read and wrote the row itself; the session's copy is read again, not kept as it was.
+    assert (held.locale, held.email, held.attributes) == ("ko", "new@example.com", {"tier": "gold"})
+    session.commit()
+    assert session.scalar(select(Contact.locale).where(Contact.external_id == "cust-1")) == "ko"
