@@ -324,9 +324,11 @@ def _ingest_run(
 ) -> None:
     """Ingest a run of valid envelopes with one query per table rather than one per event.
 
-    One query finds the ids already stored, one finds the contacts, one flush
-    writes the contacts and one the events; then each event gets its consents
-    and its hook, in order. All of it is one savepoint: if anything in it fails
+    One query finds the ids already stored, one finds the contacts, one INSERT
+    writes the new contacts, one UPDATE the changed ones and one INSERT the
+    events, all through the driver (the contacts and events are plain objects,
+    outside the session); then each event gets its consents and its hook, in
+    order. All of it is one savepoint: if anything in it fails
     (a hook, a concurrent writer of the same id), the run is rolled back and
     done again one event at a time, each in its own savepoint, so that only
     the failing event is left out, as `ingest_event` promises.

@@ -142,14 +142,7 @@ def _run(session: Session | Connection, table: Table, kind: str, columns: tuple[
         params = [dict(zip(names, row, strict=True)) for row in params]
     # On the driver's own cursor: SQLAlchemy's execution around one statement costs more than
     # SQLite's work for the one or two rows of a single-event request.
-    cursor = connection.connection.driver_connection.cursor()
-    try:
-        direct.announce(connection, cursor, sql, params, True)
-        cursor.executemany(sql, params)
-    except Exception as error:
-        raise direct.wrapped(connection, error, sql, params) from error
-    finally:
-        cursor.close()
+    direct.on_driver(connection, sql, params, many=True)
 
 
 def _copy(connection: Connection, table: Table, names: tuple[str, ...], rows: list[tuple]) -> None:

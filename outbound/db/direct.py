@@ -43,16 +43,7 @@ def fetch(session: Session, statement: ClauseElement, params: dict[str, Any],
     An IN list is an expanding bind parameter given as a non-empty list. For an INSERT or UPDATE,
     `columns` names the columns given in `params`, as `column_keys` does in SQLAlchemy's compiler.
     """
-    prepared, values = _bound(session, statement, params, columns)
-    connection, on = cursor(session)
-    try:
-        announce(connection, on, prepared.sql, values, False)
-        on.execute(prepared.sql, values)
-        rows = on.fetchall()
-    except Exception as error:
-        raise wrapped(session, error, prepared.sql, values) from error
-    finally:
-        on.close()
+    prepared, rows = _run(session, statement, params, columns, lambda on: on.fetchall())
     results = prepared.results
     if not any(results):
         return [tuple(row) for row in rows]
@@ -63,25 +54,36 @@ def fetch(session: Session, statement: ClauseElement, params: dict[str, Any],
 def execute(session: Session, statement: ClauseElement, params: dict[str, Any],
             columns: Sequence[str] | None = None) -> int:
     """Run a write without RETURNING for `params`; the number of rows it changed."""
+    return _run(session, statement, params, columns, lambda on: on.rowcount)[1]
+
+
+def _run(session: Session, statement: ClauseElement, params: dict[str, Any], columns: Sequence[str] | None,
+         answer: Callable[[Any], Any]) -> tuple[_Prepared, Any]:
     prepared, values = _bound(session, statement, params, columns)
-    connection, on = cursor(session)
-    try:
-        announce(connection, on, prepared.sql, values, False)
-        on.execute(prepared.sql, values)
-        return on.rowcount
-    except Exception as error:
-        raise wrapped(session, error, prepared.sql, values) from error
-    finally:
-        on.close()
-
-
-def cursor(session: Session):
-    """The connection the session's transaction is on and a cursor of its driver's connection, the session's
-    pending changes flushed first (as the session's own statements do)."""
-    if session.autoflush:
+    if session.autoflush:  # the session's pending changes first, as its own statements do
         session.flush()
-    connection = session.connection()
-    return connection, connection.connection.driver_connection.cursor()
+    return prepared, on_driver(session.connection(), prepared.sql, values, answer=answer)
+
+
+def on_driver(connection: Connection, sql: str, params: Any, *, many: bool = False,
+              answer: Callable[[Any], Any] | None = None) -> Any:
+    """Run `sql` on a cursor of the driver's connection under `connection` (once, or once per parameter set
+    with `many`): seen by the engine's listeners, its errors raised as SQLAlchemy raises them. What `answer`
+    reads of the cursor, if given."""
+    cursor = connection.connection.driver_connection.cursor()
+    try:
+        announce(connection, cursor, sql, params, many)
+        if many:
+            cursor.executemany(sql, params)
+        elif params == ():  # a statement written out whole (SAVEPOINT): no parameter protocol
+            cursor.execute(sql)
+        else:
+            cursor.execute(sql, params)
+        return answer(cursor) if answer is not None else None
+    except Exception as error:
+        raise wrapped(connection, error, sql, params) from error
+    finally:
+        cursor.close()
 
 
 def announce(connection: Connection, cursor: Any, sql: str, params: Any, many: bool) -> None:
@@ -92,10 +94,10 @@ def announce(connection: Connection, cursor: Any, sql: str, params: Any, many: b
         listeners(connection, cursor, sql, params, None, many)
 
 
-def wrapped(session: Session | Connection, error: Exception, sql: str, params: Any) -> Exception:
+def wrapped(connection: Connection, error: Exception, sql: str, params: Any) -> Exception:
     """The driver's error as SQLAlchemy raises it (IntegrityError, OperationalError, …), so callers catch one
     kind whichever way a statement ran; any other error as it is."""
-    dialect = session.get_bind().dialect if isinstance(session, Session) else session.dialect
+    dialect = connection.dialect
     base = dialect.loaded_dbapi.Error
     if not isinstance(error, base):
         return error

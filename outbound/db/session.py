@@ -10,6 +10,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, sessionmaker
 
+from outbound.db.direct import on_driver
+
 ALEMBIC_DIR = Path(__file__).resolve().parents[2] / "alembic"
 
 
@@ -59,18 +61,8 @@ def _savepoints_on_driver(engine: Engine) -> None:
 
 
 def run_on_driver(connection: Connection, sql: str) -> None:
-    """Run one statement without parameters on the driver's cursor of `connection`, seen by the engine's
-    listeners, its errors raised as SQLAlchemy raises them."""
-    from outbound.db.direct import announce, wrapped
-
-    cursor = connection.connection.driver_connection.cursor()
-    try:
-        announce(connection, cursor, sql, (), False)
-        cursor.execute(sql)
-    except Exception as error:
-        raise wrapped(connection, error, sql, ()) from error
-    finally:
-        cursor.close()
+    """Run one statement without parameters on the driver's cursor of `connection` (see `direct.on_driver`)."""
+    on_driver(connection, sql, ())
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
