@@ -111,3 +111,25 @@ def test_thousands_of_rows_are_written_whole_across_statements(session, make_ten
     assert all(row.step == f"s{n}" and row.due_at == clock.now() + timedelta(seconds=n) for n, row in enumerate(rows))
     assert [(row.status, row.attempts) for row in rows] == [
         ("deferred", -n) if n % 3 == 1 else ("sending", n) if n % 2 == 0 else ("scheduled", 0) for n in range(count)]
+
+
+def test_objects_inserted_through_the_driver_get_their_ids_and_defaults_and_stay_out_of_the_session(
+        session, make_tenant, clock):
+    from outbound.db.bulk import insert_objects
+
+    tenant = make_tenant()
+    # `attributes` left unset: its column default applies, as an ORM flush applies it.
+    made = [Contact(tenant_id=tenant.id, external_id=f"plain-{i}", phone="+12125550123" if i == 0 else None,
+                    created_at=clock.now(), updated_at=clock.now()) for i in range(3)]
+    by_orm = Contact(tenant_id=tenant.id, external_id="orm", created_at=clock.now(), updated_at=clock.now())
+    session.add(by_orm)
+    session.flush()
+    insert_objects(session, made[:1])  # one object: INSERT … RETURNING
+    insert_objects(session, made[1:])  # more: ids drawn ahead, one executemany
+    assert all(contact.id is not None and contact not in session for contact in made)
+    assert len({contact.id for contact in made} | {by_orm.id}) == 4
+    columns = ["external_id", "phone", "phone_hash", "attributes", "created_at", "erased_at"]
+    stored = {row[0]: row for row in _raw(session, "contacts", [c.id for c in made] + [by_orm.id], columns)}
+    assert stored["plain-1"][1:] == stored["orm"][1:]  # the same defaults as the ORM's flush
+    assert stored["plain-0"][1] == "+12125550123" and stored["plain-0"][2] == made[0].phone_hash is not None
+    assert session.get(Contact, made[2].id).attributes == {}
