@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from outbound.db import direct
 
 _Prepared = tuple[str, tuple[str, ...], tuple[Callable[[Any], Any] | None, ...], bool]
-_CACHE: dict[tuple, _Prepared] = {}
+_STATEMENTS: dict[tuple[str, str], Any] = {}  # each table's INSERT, INSERT … RETURNING id and UPDATE by id
 PG_COPY_UPDATE = 50  # rows from which an update on PostgreSQL goes through COPY and one UPDATE … FROM
 
 
@@ -54,9 +54,9 @@ def insert_returning_id(table: Table):
     """`INSERT INTO table … RETURNING id`, built once per table: building it costs more than running it
     for the one row of a single-event request."""
     key = ("returning id", table.name)
-    if key not in _CACHE:
-        _CACHE[key] = insert(table).returning(table.c.id)  # type: ignore[assignment]
-    return _CACHE[key]
+    if key not in _STATEMENTS:
+        _STATEMENTS[key] = insert(table).returning(table.c.id)
+    return _STATEMENTS[key]
 
 
 def insert_returning_ids(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> list[int]:
@@ -191,18 +191,10 @@ def _memo(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
 
 
 def _prepare(connection: Connection, table: Table, kind: str, columns: tuple[str, ...]) -> _Prepared:
-    dialect = connection.dialect
-    key = (dialect.name, dialect.paramstyle, table.name, kind, columns)
-    prepared = _CACHE.get(key)
-    if prepared is None:
-        if kind == "insert":
-            statement = insert(table)
-        else:
-            statement = update(table).where(table.c.id == bindparam("_id", type_=table.c.id.type))
-        compiled = statement.compile(dialect=dialect, column_keys=list(columns))
-        positional = bool(compiled.positional)
-        names = tuple(compiled.positiontup) if positional else tuple(compiled.bind_names.values())
-        types = {bind.key: bind.type for bind in compiled.binds.values()}
-        processors = tuple(types[name].dialect_impl(dialect).bind_processor(dialect) for name in names)
-        prepared = _CACHE[key] = (str(compiled), names, processors, positional)
-    return prepared
+    key = (kind, table.name)
+    statement = _STATEMENTS.get(key)
+    if statement is None:
+        statement = _STATEMENTS[key] = insert(table) if kind == "insert" else \
+            update(table).where(table.c.id == bindparam("_id", type_=table.c.id.type))
+    prepared = direct.compiled_for(statement, connection.dialect, columns)
+    return prepared.sql, prepared.names, prepared.binds, prepared.positional

@@ -106,12 +106,8 @@ def wrapped(connection: Connection, error: Exception, sql: str, params: Any) -> 
 
 def _bound(session: Session, statement: ClauseElement, params: dict[str, Any],
            columns: Sequence[str] | None) -> tuple[_Prepared, Any]:
-    dialect = session.get_bind().dialect
     lengths = tuple(sorted((name, len(value)) for name, value in params.items() if isinstance(value, (list, tuple))))
-    key = (statement, dialect.name, lengths, tuple(columns) if columns is not None else None)
-    prepared = _CACHE.get(key)
-    if prepared is None:
-        prepared = _CACHE[key] = _prepare(statement, dialect, dict(lengths), columns)
+    prepared = compiled_for(statement, session.get_bind().dialect, columns, lengths)
     values = []
     given = {**prepared.defaults, **params} if prepared.defaults else params
     for name, fn in zip(prepared.names, prepared.binds, strict=True):
@@ -121,6 +117,17 @@ def _bound(session: Session, statement: ClauseElement, params: dict[str, Any],
     if prepared.positional:
         return prepared, tuple(values)
     return prepared, dict(zip((name.replace("\0", "_") for name in prepared.names), values, strict=True))
+
+
+def compiled_for(statement: ClauseElement, dialect, columns: Sequence[str] | None = None,
+                 lengths: tuple[tuple[str, int], ...] = ()) -> _Prepared:
+    """`statement` compiled for `dialect` (with `columns` given, and IN lists of these lengths), with the
+    bind processor of each parameter in order and the result processor of each column: made once, kept."""
+    key = (statement, dialect.name, lengths, tuple(columns) if columns is not None else None)
+    prepared = _CACHE.get(key)
+    if prepared is None:
+        prepared = _CACHE[key] = _prepare(statement, dialect, dict(lengths), columns)
+    return prepared
 
 
 def _prepare(statement: ClauseElement, dialect, lengths: dict[str, int], columns: Sequence[str] | None) -> _Prepared:
