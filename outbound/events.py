@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
+from bisect import bisect_right
+from dataclasses import dataclass, field, replace
+from itertools import accumulate
 from pathlib import Path
-from typing import Annotated, Any, Callable, Iterable, Iterator, Literal
+from typing import Annotated, Any, Callable, Iterable, Iterator, Literal, Sequence
 
 from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 from sqlalchemy import bindparam, select
@@ -124,6 +126,40 @@ class BatchReport:
         """The errors as text, e.g. 'line 4: occurred_at: …' for a file import."""
         return [str(error) for error in self.errors]
 
+    def _count_stored(self, indices: Sequence[int]) -> None:
+        self.stored += len(indices)
+
+    def _count_duplicates(self, indices: Sequence[int]) -> None:
+        self.duplicates += len(indices)
+
+
+class _Requests(BatchReport):
+    """The report of several requests' items numbered end to end, split into one report per request."""
+
+    def __init__(self, sizes: Sequence[int]) -> None:
+        super().__init__()
+        self.starts = list(accumulate(sizes, initial=0))[:-1]
+        self.parts = [BatchReport() for _ in sizes]
+
+    def _part(self, index: int) -> BatchReport:
+        # The last request starting at or before the index: a request of no items holds no index.
+        return self.parts[bisect_right(self.starts, index) - 1]
+
+    def _count_stored(self, indices: Sequence[int]) -> None:
+        for index in indices:
+            self._part(index).stored += 1
+
+    def _count_duplicates(self, indices: Sequence[int]) -> None:
+        for index in indices:
+            self._part(index).duplicates += 1
+
+    def split(self) -> list[BatchReport]:
+        """One report per request, its errors numbered from 0 within the request, in order."""
+        for error in self.errors:
+            number = bisect_right(self.starts, error.index) - 1
+            self.parts[number].errors.append(replace(error, index=error.index - self.starts[number]))
+        return self.parts
+
 
 def parse_envelope(raw: dict | str | bytes) -> EventEnvelope:
     """A validated envelope from a dict or a JSON text; InvalidEnvelope names every bad field."""
@@ -223,6 +259,26 @@ def ingest_batch(
     _ingest_numbered(session, tenant, enumerate(raw_items, start=first_index), clock, on_event, report, "item")
     report.errors.sort(key=lambda error: error.index)  # parse errors come first; keep the order of the items
     return report
+
+
+def ingest_requests(
+    session: Session,
+    tenant: Tenant,
+    requests: Sequence[Sequence[dict | str | None]],
+    clock: Clock,
+    on_event: OnEvent | None = None,
+) -> list[BatchReport]:
+    """`ingest_batch` on the items of each request in turn, written as one batch: a report per request.
+
+    The outcome is what the requests one after another would give (an event id
+    sent twice is stored by the first and a duplicate for the second), with the
+    queries of one batch instead of those of each request.
+    """
+    report = _Requests([len(items) for items in requests])
+    numbered = enumerate(item for items in requests for item in items)
+    _ingest_numbered(session, tenant, numbered, clock, on_event, report, "item")
+    report.errors.sort(key=lambda error: error.index)
+    return report.split()
 
 
 def import_events(
@@ -335,7 +391,7 @@ def _ingest_run(
     """
     stored = _stored_ids(session, tenant, [envelope.id for _, envelope in run])
     fresh = [(index, envelope) for index, envelope in run if envelope.id not in stored]
-    report.duplicates += len(run) - len(fresh)
+    report._count_duplicates([index for index, envelope in run if envelope.id in stored])
     if not fresh:
         return
     try:
@@ -345,7 +401,7 @@ def _ingest_run(
         for index, envelope in fresh:
             _ingest_one(session, tenant, index, envelope, clock, on_event, report, unit)
         return
-    report.stored += written
+    report._count_stored(written)
     report.errors.extend(errors)
 
 
@@ -356,15 +412,18 @@ def _write_run(
     clock: Clock,
     on_event: OnEvent | None,
     unit: str,
-) -> tuple[int, list[ItemError]]:
+) -> tuple[list[int], list[ItemError]]:
+    # The indices of the events written, and the errors of those that were not.
     errors: list[ItemError] = []
     contacts = upsert_contacts(session, tenant, [envelope.contact for _, envelope in fresh], clock, attach=False)
     rows: list[tuple[EventEnvelope, Event, Contact]] = []
+    written: list[int] = []
     for (index, envelope), contact in zip(fresh, contacts, strict=True):
         if isinstance(contact, InvalidInput):
             errors.append(ItemError(index, contact.field, _detail(contact), unit=unit))
             continue
         rows.append((envelope, _new_event(tenant, envelope, contact, clock), contact))
+        written.append(index)
     insert_objects(session, [event for _, event, _ in rows])
     # The consents of the whole run, then the hooks: a run holds each contact once, so each hook still
     # sees its own contact's ledger as one event at a time would leave it.
@@ -376,7 +435,7 @@ def _write_run(
     elif on_event is not None:
         for _, event, contact in rows:
             on_event(session, tenant, event, contact)
-    return len(rows), errors
+    return written, errors
 
 
 def _new_event(tenant: Tenant, envelope: EventEnvelope, contact: Contact, clock: Clock) -> Event:
@@ -453,6 +512,6 @@ def _ingest_one(
                                        internal=True, unit=unit))
         return
     if outcome.status == "stored":
-        report.stored += 1
+        report._count_stored([index])
     else:
-        report.duplicates += 1
+        report._count_duplicates([index])

@@ -17,13 +17,9 @@ from pydantic import BaseModel, TypeAdapter
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from outbound.db.session import transaction
 from outbound.events import (
     BatchReport,
     EventEnvelope,
-    ItemError,
-    ingest_batch,
-    loads_json,
 )
 
 log = logging.getLogger(__name__)
@@ -74,7 +70,7 @@ def openapi_components() -> dict[str, Any]:
     return REQUEST_DEFS
 
 
-def _unauthorized(message: str, error: str | None = None) -> HTTPException:
+def unauthorized(message: str, error: str | None = None) -> HTTPException:
     challenge = "Bearer" if error is None else f'Bearer error="{error}"'
     return HTTPException(401, message, headers={"WWW-Authenticate": challenge})
 
@@ -82,7 +78,7 @@ def _unauthorized(message: str, error: str | None = None) -> HTTPException:
 async def bearer_token(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> str:
     """The API key from `Authorization: Bearer …`; 401 before the body is read when there is none."""
     if credentials is None or not credentials.credentials:
-        raise _unauthorized("send a tenant API key as Authorization: Bearer <key>")
+        raise unauthorized("send a tenant API key as Authorization: Bearer <key>")
     return credentials.credentials
 
 
@@ -100,7 +96,8 @@ async def request_body(request: Request) -> bytes:
     return b"".join(chunks)
 
 
-def _result(report: BatchReport, status: int = 200) -> JSONResponse:
+def result(report: BatchReport, status: int = 200) -> JSONResponse:
+    """The answer to a request: what it stored, the duplicates, and the errors of its items."""
     return JSONResponse(
         {
             "stored": report.stored,
@@ -128,34 +125,13 @@ def _result(report: BatchReport, status: int = 200) -> JSONResponse:
     },
     tags=["events"],
 )
-def post_events(request: Request, token: str = Depends(bearer_token), body: bytes = Depends(request_body)):
-    """Store the events of the request under the key's tenant and run the trigger hook on each new one."""
-    state = request.app.state
-    with transaction(state.factory) as session:
-        found = state.keys.authenticate(session, token)
-        if found is None:
-            raise _unauthorized("unknown or revoked API key", error="invalid_token")
-        tenant, _role = found
-        try:
-            payload = loads_json(body)
-        except ValueError as error:
-            raise HTTPException(400, f"invalid JSON: {error}") from None
-        if isinstance(payload, dict) and "events" in payload:
-            items = payload["events"]
-            if not isinstance(items, list):
-                return _result(BatchReport(errors=[ItemError(0, "events", "expected a list of events")]), 422)
-            if len(items) > MAX_EVENTS:
-                raise HTTPException(413, f"at most {MAX_EVENTS} events per request, found {len(items)}")
-            # Items must be objects here; a JSON text inside JSON is not an event.
-            items = [item if isinstance(item, dict) else None for item in items]
-            return _result(ingest_batch(session, tenant, items, state.clock, state.on_event))
-        if not isinstance(payload, dict):
-            problem = ItemError(0, "body", 'expected an event envelope or {"events": [...]}')
-            return _result(BatchReport(errors=[problem]), 422)
-        report = ingest_batch(session, tenant, [payload], state.clock, state.on_event)
-        if report.errors:
-            return _result(report, 500 if any(e.internal for e in report.errors) else 422)
-        return _result(report)
+async def post_events(request: Request, token: str = Depends(bearer_token), body: bytes = Depends(request_body)):
+    """Store the events of the request under the key's tenant and run the trigger hook on each new one.
+
+    The request waits for the app's event writer, which writes it together with the requests
+    waiting at the same moment (`outbound.web.event_writer`); the answer is the one it would get alone.
+    """
+    return await request.app.state.events.submit(token, body)
 
 
 @router.get("/healthz", summary="Is the service up and its database reachable", tags=["health"])

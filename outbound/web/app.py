@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import AsyncIterator
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
@@ -14,6 +16,7 @@ from outbound.keys import KeyCache
 from outbound.settings import Settings
 from outbound.web import agent_pages, api, survey_pages, unsubscribe, webhooks
 from outbound.web.auth import install_sessions
+from outbound.web.event_writer import EventWriter
 
 
 def create_app(factory: sessionmaker[Session], clock: Clock, on_event: OnEvent | None = None,
@@ -21,6 +24,7 @@ def create_app(factory: sessionmaker[Session], clock: Clock, on_event: OnEvent |
     """The HTTP app. Each request opens its own session from `factory` and commits at its end.
     `settings` (default: from the environment) gives the base URL and webhook secrets."""
     app = FastAPI(
+        lifespan=_lifespan,
         title="outbound",
         summary="Events in, compliant campaigns out over SMS and email.",
         version="0.1.0",
@@ -29,6 +33,7 @@ def create_app(factory: sessionmaker[Session], clock: Clock, on_event: OnEvent |
     app.state.clock = clock
     app.state.on_event = on_event
     app.state.keys = KeyCache()  # API keys checked once per few seconds, not once per request
+    app.state.events = EventWriter(app.state)  # the waiting requests' events, written together
     app.state.settings = settings if settings is not None else Settings()
     app.include_router(api.router)
     app.include_router(survey_pages.router)
@@ -39,6 +44,12 @@ def create_app(factory: sessionmaker[Session], clock: Clock, on_event: OnEvent |
     install_sessions(app, app.state.settings.secret_key, https_only=app.state.settings.base_url.startswith("https:"))
     _add_schemas(app, api.openapi_components())
     return app
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    yield
+    app.state.events.close()
 
 
 def _add_schemas(app: FastAPI, schemas: dict) -> None:
