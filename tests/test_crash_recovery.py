@@ -12,7 +12,6 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -23,6 +22,7 @@ from outbound.db.models import Message, MessageTransition
 from outbound.db.session import transaction
 from outbound.dispatch import expire_sending
 from outbound.testing import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, FakeProviderServer
+from waiting_kit import wait_until
 
 ROUNDS = 10
 PER_ROUND = 12
@@ -38,13 +38,6 @@ def _env(db_url, definitions, fake):
         "OUTBOUND_DISPATCH_BATCH_SIZE": "4", "OUTBOUND_SMS_RATE_PER_SECOND": "0",
     })
     return env
-
-
-def _wait(condition, seconds=20.0):
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "the worker made no progress"
-        time.sleep(0.005)
 
 
 def _start(env):
@@ -77,11 +70,11 @@ def test_a_worker_killed_mid_batch_never_causes_a_second_send_and_loses_no_messa
             kill_after = rng.randint(1, PER_ROUND - 1)
 
             first = _start(env)
-            _wait(lambda kill_after=kill_after: len(fake.attempts) >= kill_after)
+            wait_until(lambda kill_after=kill_after: len(fake.attempts) >= kill_after, 20, "the worker's sends")
             _kill(first)
             second = _start(env)
             try:
-                _wait(lambda: not world.messages(status="scheduled"))
+                wait_until(lambda: not world.messages(status="scheduled"), 20, "the worker to claim the batch")
             finally:
                 _kill(second)
             with transaction(runtime.factory) as session:

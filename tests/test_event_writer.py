@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 
 import pytest
 from fastapi.testclient import TestClient
@@ -14,6 +13,7 @@ from sqlalchemy import select
 from outbound.db.models import Enrollment, Event
 from outbound.keys import create_api_key
 from outbound.web.app import create_app
+from waiting_kit import wait_until
 
 HOLD = "evt-hold"
 
@@ -91,19 +91,12 @@ class Requests:
         thread.start()
         self.threads.append(thread)
         if queued:
-            _until(lambda: self.writer.waiting == waiting + 1)
+            wait_until(lambda: self.writer.waiting == waiting + 1, what=f"{name} to wait for the writer")
 
     def wait(self):
         for thread in self.threads:
             thread.join(30)
         return self.answers
-
-
-def _until(condition, seconds=10):
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.005)
 
 
 def stored(factory):

@@ -1,21 +1,12 @@
 """The APScheduler ticks dispatch due messages and do housekeeping in the background."""
 
-import time
 from datetime import timedelta
 
 from outbound.db.session import transaction
 from outbound.dispatch import expire_sending
 from outbound.messages import transition
 from outbound.scheduler import housekeeping, start_scheduler
-
-
-def _wait_for(predicate, seconds=10.0):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
+from waiting_kit import wait_until
 
 
 def test_background_scheduler_sends_a_due_message(world, runtime, clock, outbox):
@@ -25,7 +16,7 @@ def test_background_scheduler_sends_a_due_message(world, runtime, clock, outbox)
     world.event(tenant, "shipping_delayed", "c1", {"order_id": "o-1", "new_eta": "2026-11-25"})
     scheduler = start_scheduler(runtime)
     try:
-        assert _wait_for(lambda: world.messages()[0].status == "sent")
+        wait_until(lambda: world.messages()[0].status == "sent", what="the scheduler to send the message")
     finally:
         scheduler.shutdown(wait=True)
     assert len(outbox.sent) == 1
