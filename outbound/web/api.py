@@ -17,10 +17,7 @@ from pydantic import BaseModel, TypeAdapter
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from outbound.events import (
-    BatchReport,
-    EventEnvelope,
-)
+from outbound.events import BatchReport, EventEnvelope
 
 log = logging.getLogger(__name__)
 router = APIRouter()
