@@ -121,6 +121,11 @@ def _read_answer(sock: socket.socket, buffer: bytes) -> tuple[_Answer, bytes]:
     return _Answer(int(lines[0].split(b" ", 2)[1]), rest[:length]), rest[length:]
 
 
+def _next(pending, lock: threading.Lock):
+    with lock:
+        return next(pending, None)
+
+
 def _post_all(base: str, key: str, path: str, bodies: list[bytes], connections: int = 1) -> tuple[float, list[_Answer]]:
     """Seconds to POST every body to `path` over `connections` kept-alive connections, and the answers."""
     host, port = base.removeprefix("http://").split(":")
@@ -132,20 +137,13 @@ def _post_all(base: str, key: str, path: str, bodies: list[bytes], connections: 
     lock = threading.Lock()
     failures: list[BaseException] = []
 
-    def send(sock: socket.socket) -> None:
-        buffer = b""
-        while True:
-            with lock:
-                request = next(pending, None)
-            if request is None:
-                return
-            sock.sendall(request)
-            answer, buffer = _read_answer(sock, buffer)
-            answers.append(answer)
-
     def connection(sock: socket.socket) -> None:
+        buffer = b""
         try:
-            send(sock)
+            while (request := _next(pending, lock)) is not None:
+                sock.sendall(request)
+                answer, buffer = _read_answer(sock, buffer)
+                answers.append(answer)
         except BaseException as error:  # reported by the caller
             failures.append(error)
 
@@ -199,7 +197,7 @@ def _import(runtime, path: Path, triggers: bool) -> float:
     return seconds
 
 
-def _warm_up(runtime, url: str, backend: str, count: int) -> None:
+def _warm_up(runtime, count: int) -> None:
     """The tables as a running server has them: events, contacts and enrollments already in, and on
     PostgreSQL the planner's statistics of them, which autovacuum gathers within a minute of a busy
     start. Without them the planner of a seconds-old database reads every event of the tenant to
@@ -208,7 +206,7 @@ def _warm_up(runtime, url: str, backend: str, count: int) -> None:
         path = Path(folder) / "earlier.jsonl"
         path.write_text("".join(json.dumps(envelope(8 * count + i)) + "\n" for i in range(count)))
         _import(runtime, path, triggers=True)
-    if backend == "postgres":
+    if runtime.engine.dialect.name == "postgresql":
         with runtime.engine.begin() as connection:
             connection.exec_driver_sql("ANALYZE")
 
@@ -221,7 +219,7 @@ def run(backend: str, count: int) -> list[Figure]:
                                    locale="en", settings={"support_contact": "help@bench.example",
                                                           "postal_address": "1 Main St"})
             key = create_api_key(session, tenant, role="ingest", clock=runtime.clock)
-        _warm_up(runtime, url, backend, count)
+        _warm_up(runtime, count)
         figures = []
         with _server(url, triggers=True) as base:
             figures += _over_http(base, key, 0, count, "")

@@ -141,22 +141,22 @@ class _Requests(BatchReport):
         self.starts = list(accumulate(sizes, initial=0))[:-1]
         self.parts = [BatchReport() for _ in sizes]
 
-    def _part(self, index: int) -> BatchReport:
+    def _request(self, index: int) -> int:
         # The last request starting at or before the index: a request of no items holds no index.
-        return self.parts[bisect_right(self.starts, index) - 1]
+        return bisect_right(self.starts, index) - 1
 
     def _count_stored(self, indices: Sequence[int]) -> None:
         for index in indices:
-            self._part(index).stored += 1
+            self.parts[self._request(index)].stored += 1
 
     def _count_duplicates(self, indices: Sequence[int]) -> None:
         for index in indices:
-            self._part(index).duplicates += 1
+            self.parts[self._request(index)].duplicates += 1
 
     def split(self) -> list[BatchReport]:
         """One report per request, its errors numbered from 0 within the request, in order."""
         for error in self.errors:
-            number = bisect_right(self.starts, error.index) - 1
+            number = self._request(error.index)
             self.parts[number].errors.append(replace(error, index=error.index - self.starts[number]))
         return self.parts
 

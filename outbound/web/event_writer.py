@@ -23,7 +23,7 @@ import asyncio
 import logging
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import HTTPException
@@ -61,13 +61,6 @@ class _Request:
             self.future.set_result(self.answer)
 
 
-@dataclass
-class _Ready:
-    # Requests past their checks, by tenant: their items, and whether each sent a single envelope.
-    tenants: dict[int, Tenant] = field(default_factory=dict)
-    requests: dict[int, list[tuple[_Request, list[Any], bool]]] = field(default_factory=lambda: defaultdict(list))
-
-
 class EventWriter:
     """Writes `POST /v1/events` requests, the waiting ones together (see the module's docstring).
 
@@ -81,7 +74,7 @@ class EventWriter:
         self._waiting: list[_Request] = []
         self._draining = False
         self._thread: ThreadPoolExecutor | None = None
-        self.groups = 0  # transactions written, for the operator's metrics and the tests
+        self.groups = 0  # transactions committed
 
     @property
     def waiting(self) -> int:
@@ -152,7 +145,9 @@ class EventWriter:
 
     def _write_together(self, session: Session, group: list[_Request]) -> None:
         state = self.state
-        ready = _Ready()
+        tenants: dict[int, Tenant] = {}
+        # Requests past their checks, by tenant: their items, and whether each sent a single envelope.
+        ready: dict[int, list[tuple[_Request, list[Any], bool]]] = defaultdict(list)
         for request in group:
             request.answer, request.refusal = None, None
             try:
@@ -164,10 +159,10 @@ class EventWriter:
                 request.answer = checked
                 continue
             tenant, items, single = checked
-            ready.tenants[tenant.id] = tenant
-            ready.requests[tenant.id].append((request, items, single))
-        for tenant_id, entries in ready.requests.items():
-            reports = ingest_requests(session, ready.tenants[tenant_id], [items for _, items, _ in entries],
+            tenants[tenant.id] = tenant
+            ready[tenant.id].append((request, items, single))
+        for tenant_id, entries in ready.items():
+            reports = ingest_requests(session, tenants[tenant_id], [items for _, items, _ in entries],
                                       state.clock, state.on_event)
             for (request, _, single), report in zip(entries, reports, strict=True):
                 request.answer = _answer(report, single)
