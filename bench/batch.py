@@ -123,7 +123,7 @@ class Counter:
 def _runtime(url: str):
     from outbound.bootstrap import SHIPPED_DEFINITIONS, build
     from outbound.clock import SimulatedClock
-    from outbound.settings import Settings
+    from outbound.config import Settings
 
     outbox = Counter()
     # No per-sender rate limit: the simulated clock stands still while draining, so a limit would hold
@@ -136,7 +136,7 @@ def _runtime(url: str):
 
 def _fire(url: str) -> dict:
     """In a child process: run the campaign once at T0; seconds, what the run counted, peak memory before and after."""
-    from outbound.batch import fire_batch
+    from outbound.enrollment.audience_runs import fire_batch
     from outbound.db.session import transaction
 
     runtime = _runtime(url)

@@ -17,7 +17,7 @@ from rich.table import Table
 from sqlalchemy import insert
 
 from outbound.clock import SimulatedClock
-from outbound.contacts import address_hash
+from outbound.ingest.contacts import address_hash
 from outbound.db.models import Consent, Contact, Tenant
 from outbound.db.session import make_engine, session_factory, upgrade
 

@@ -31,11 +31,11 @@ from bench.common import T0, Figure, database, timed
 from outbound.bootstrap import SHIPPED_DEFINITIONS, build
 from outbound.clock import SimulatedClock
 from outbound.db.session import transaction
-from outbound.events import import_events
-from outbound.keys import create_api_key
+from outbound.ingest.events import import_events
+from outbound.tenancy.keys import create_api_key
 from outbound.providers import Outbox
-from outbound.settings import Settings
-from outbound.tenants import create_tenant, get_tenant
+from outbound.config import Settings
+from outbound.tenancy.tenants import create_tenant, get_tenant
 
 BATCH = 100
 CONNECTIONS = 16

@@ -15,9 +15,9 @@ from outbound.clock import SimulatedClock
 from outbound.db.models import Contact, Message, Tenant
 from outbound.db.session import transaction
 from outbound.definitions import load_definitions
-from outbound.enrollment import enroll_many
+from outbound.enrollment.planner import enroll_many
 from outbound.providers import Outbox, TwilioSms
-from outbound.settings import Settings
+from outbound.config import Settings
 
 CAMPAIGN = """name: bench_reminder
 kind: reminder

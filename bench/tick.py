@@ -24,7 +24,7 @@ from outbound.db.models import Contact, Message, Tenant
 from outbound.db.session import make_engine
 from outbound.db.types import UTCDateTime
 from outbound.providers import Outbox
-from outbound.settings import Settings
+from outbound.config import Settings
 
 CONTACTS = 5000
 GROUP = 100_000  # messages due at the same instant

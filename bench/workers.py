@@ -26,7 +26,7 @@ from outbound.db.models import Message
 from outbound.db.session import make_engine
 from outbound.definitions import load_definitions
 from outbound.providers import Outbox
-from outbound.settings import Settings
+from outbound.config import Settings
 
 
 def _settings(url: str) -> Settings:

@@ -14,10 +14,10 @@ from outbound.clock import Clock, SystemClock
 from outbound.db.models import Contact, Event, Tenant
 from outbound.db.session import make_engine, session_factory
 from outbound.definitions import Definitions, load_definitions
-from outbound.dispatch import Dispatcher
-from outbound.enrollment import EventOutcome, process_event, process_events
+from outbound.dispatch.dispatcher import Dispatcher
+from outbound.enrollment.planner import EventOutcome, process_event, process_events
 from outbound.providers import Provider, build_providers
-from outbound.settings import Settings
+from outbound.config import Settings
 
 SHIPPED_DEFINITIONS = Path(__file__).resolve().parents[1]
 
@@ -33,7 +33,7 @@ class Runtime:
     definitions: Definitions
     providers: dict[str, Provider]
     dispatcher: Dispatcher = field(init=False)
-    # When a simulated run last did the hourly consent duties (outbound.simulation.run_until).
+    # When a simulated run last did the hourly consent duties (outbound.jobs.simulation.run_until).
     consent_duties_at: datetime | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:

@@ -91,7 +91,7 @@ def make_world_fixture(db_url, tmp_path, clock, outbox):
     from conftest import World
 
     from outbound.bootstrap import build
-    from outbound.settings import Settings
+    from outbound.config import Settings
 
     runtimes = []
 

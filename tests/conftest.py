@@ -94,7 +94,7 @@ def clock() -> SimulatedClock:
 @pytest.fixture
 def make_tenant(session, clock):
     """Create a tenant with sensible sender settings for its jurisdiction."""
-    from outbound.tenants import create_tenant
+    from outbound.tenancy.tenants import create_tenant
 
     def _make(slug="shop-us", jurisdiction="US", timezone="America/New_York", locale="en", **settings):
         defaults = {
@@ -123,7 +123,7 @@ def runtime(db_url, tmp_path, clock, outbox):
     from definitions_kit import write_definitions
 
     from outbound.bootstrap import build
-    from outbound.settings import Settings
+    from outbound.config import Settings
 
     definitions = write_definitions(tmp_path / "definitions")
     runtime = build(Settings(database_url=db_url, definitions=definitions, base_url="https://ob.example"),
@@ -146,7 +146,7 @@ class World:
 
     def tenant(self, slug="shop-us", jurisdiction="US", timezone="America/New_York", locale="en", **settings):
         from outbound.db.session import transaction
-        from outbound.tenants import create_tenant
+        from outbound.tenancy.tenants import create_tenant
 
         defaults = {"sender_name": slug, "support_contact": "support@example.com",
                     "postal_address": "1 Main St, Springfield, IL 62701, USA", "optout_number": "080-123-4567"}
@@ -159,7 +159,7 @@ class World:
         """Upsert a contact; consents are (channel, purpose) or (channel, purpose, night) grants dated an hour ago."""
         from datetime import timedelta
 
-        from outbound.contacts import ConsentIn, ContactIn, record_consent, upsert_contact
+        from outbound.ingest.contacts import ConsentIn, ContactIn, record_consent, upsert_contact
         from outbound.db.session import transaction
 
         with transaction(self.runtime.factory) as session:
@@ -175,7 +175,7 @@ class World:
     def event(self, tenant, type, external_id, data=None, *, id=None, occurred_at=None):
         """Ingest one event for a known contact, triggers included; returns the batch report."""
         from outbound.db.session import transaction
-        from outbound.events import ingest_batch
+        from outbound.ingest.events import ingest_batch
 
         self._n = getattr(self, "_n", 0) + 1
         envelope = {"id": id or f"evt-{self._n}", "type": type,
@@ -197,7 +197,7 @@ class World:
             return list(session.scalars(query))
 
     def run(self, until):
-        from outbound.simulation import run_until
+        from outbound.jobs.simulation import run_until
 
         return run_until(self.runtime, self.clock, until)
 

@@ -18,10 +18,10 @@ import pytest
 import uvicorn
 from sqlalchemy import select
 
-from outbound.agents import create_agent
+from outbound.tenancy.agents import create_agent
 from outbound.db.models import CallbackAttempt, CallbackTask, Contact, DncImport, Enrollment, Message, SurveyResponse
 from outbound.db.session import transaction
-from outbound.settings import Settings
+from outbound.config import Settings
 from outbound.web.app import create_app
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -5,9 +5,9 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from campaign_kit import make_world_fixture  # noqa: F401 - fixture
-from outbound.attribution import lift_report
+from outbound.reporting.attribution import lift_report
 from outbound.db.models import Conversion
-from outbound.enrollment import in_holdout
+from outbound.enrollment.planner import in_holdout
 
 
 def _scored(world, tenant, names):

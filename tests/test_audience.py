@@ -7,7 +7,7 @@ from sqlalchemy import event, select
 
 from campaign_kit import make_world_fixture  # noqa: F401 - fixture
 from definitions_kit import write_definitions
-from outbound.audience import InvalidAudience, compile_audience
+from outbound.enrollment.audience import InvalidAudience, compile_audience
 from outbound.db.models import Contact
 from outbound.definitions import DefinitionErrors, load_definitions
 

@@ -5,8 +5,8 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import select, text
 
 from campaign_kit import WINBACK, campaigns, make_world_fixture  # noqa: F401 - fixture
-from outbound.batch import fire_batch, prune_batch_jobs, run_batch_job, schedule_batch_jobs
-from outbound.campaign_state import pause
+from outbound.enrollment.audience_runs import fire_batch, prune_batch_jobs, run_batch_job, schedule_batch_jobs
+from outbound.enrollment.campaign_state import pause
 from outbound.db.models import BatchRun, Enrollment, OfferCode, Tenant
 from outbound.db.session import transaction
 
@@ -109,7 +109,7 @@ def test_apscheduler_keeps_one_cron_job_per_tenant_and_campaign_in_our_database(
     # A job left in the store by an earlier start, for a campaign that has since been deleted.
     earlier = BackgroundScheduler(timezone="UTC")
     schedule_batch_jobs(earlier, runtime)
-    earlier.add_job("outbound.batch:run_batch_job", "cron", hour=3, args=["shop-us", "deleted"],
+    earlier.add_job("outbound.enrollment.audience_runs:run_batch_job", "cron", hour=3, args=["shop-us", "deleted"],
                     id="batch:shop-us:deleted", jobstore="batch")
     earlier.start(paused=True)
     earlier.shutdown(wait=False)
@@ -207,9 +207,9 @@ def _forget_enrollments(session):
 
 
 def test_a_batch_run_writes_for_each_contact_exactly_the_rows_enroll_writes(make_world, clock, monkeypatch):
-    from outbound import batch
+    from outbound.enrollment import audience_runs as batch
     from outbound.db.models import Contact
-    from outbound.enrollment import enroll
+    from outbound.enrollment.planner import enroll
 
     world, tenant = _split_shop(make_world)
     campaign = world.runtime.definitions.campaigns["split"]
@@ -236,8 +236,7 @@ def test_a_batch_run_writes_for_each_contact_exactly_the_rows_enroll_writes(make
 
 
 def test_a_batch_run_skips_contacts_enrolled_within_the_window_in_every_chunk(make_world, clock, monkeypatch):
-    from outbound import batch
-
+    from outbound.enrollment import audience_runs as batch
     world, tenant = _split_shop(make_world)
     campaign = world.runtime.definitions.campaigns["split"]
     monkeypatch.setattr(batch, "CHUNK", 4)
@@ -273,7 +272,7 @@ def test_a_batch_run_issues_the_same_number_of_queries_for_ten_contacts_as_for_a
 
 
 def test_a_batch_run_gives_pool_codes_in_contact_order_then_codes_from_the_pattern(make_world, clock):
-    from outbound.batch_enrollment import pattern_code
+    from outbound.enrollment.audience_writer import pattern_code
     from outbound.db.models import Contact
 
     pooled = LAPSED.replace('pattern: "BACK-{random:6}"', 'pool: [POOL-A, POOL-B, POOL-C]\n  pattern: "BACK-{random:6}"')
@@ -302,8 +301,8 @@ def test_a_batch_run_gives_pool_codes_in_contact_order_then_codes_from_the_patte
 # -- the writer's own parts: the holdout and codes by hash, codes redrawn by the database, one SQL text -----
 
 def test_the_batch_holdout_test_answers_exactly_as_in_holdout():
-    from outbound.batch_enrollment import holdout_test
-    from outbound.enrollment import in_holdout
+    from outbound.enrollment.audience_writer import holdout_test
+    from outbound.enrollment.planner import in_holdout
 
     names = [f"cust-{n}" for n in range(3000)] + ["고객-7", "ünïcode", "", "a\x1fb"]
     for share in (0.0, 0.1, 0.2, 0.5, 1.0):
@@ -312,7 +311,7 @@ def test_the_batch_holdout_test_answers_exactly_as_in_holdout():
 
 
 def test_codes_drawn_for_a_whole_chunk_are_the_codes_pattern_code_draws():
-    from outbound.batch_enrollment import pattern_code, pattern_codes
+    from outbound.enrollment.audience_writer import pattern_code, pattern_codes
 
     seeds = {n: f"shop:lapsed:c{n}:{n + 7}" for n in range(500)}
     for pattern in ("BACK-{random:4}", "{random:6}", "X-{random:16}-Y"):
@@ -322,7 +321,7 @@ def test_codes_drawn_for_a_whole_chunk_are_the_codes_pattern_code_draws():
 
 def _colliding_seeds(pattern):
     """Two seeds whose first draws are the same code (a birthday search over a short pattern)."""
-    from outbound.batch_enrollment import pattern_code
+    from outbound.enrollment.audience_writer import pattern_code
 
     first: dict[str, str] = {}
     for n in range(100_000):
@@ -335,7 +334,7 @@ def _colliding_seeds(pattern):
 
 
 def test_a_code_taken_before_or_drawn_twice_in_a_round_is_redrawn_and_eight_taken_draws_give_up(make_world, clock):
-    from outbound.batch_enrollment import CODE_DRAWS, BatchEnrollment, pattern_code
+    from outbound.enrollment.audience_writer import CODE_DRAWS, BatchEnrollment, pattern_code
     from outbound.db.models import Contact
 
     pattern = "T-{random:4}"
@@ -370,8 +369,7 @@ def test_every_chunk_of_a_run_sends_the_same_sql_text_whatever_its_ids(make_worl
     """Ids travel as one parameter: a new SQL text per chunk would fill the driver's statement cache."""
     from sqlalchemy import event
 
-    from outbound import batch
-
+    from outbound.enrollment import audience_runs as batch
     def texts_for(count):
         world, tenant = _split_shop(make_world, count, slug=f"shop-{count}")
         campaign = world.runtime.definitions.campaigns["split"]

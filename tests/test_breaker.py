@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 from typer.testing import CliRunner
 
-from outbound.breaker import breaker_status, complaint_rate
+from outbound.dispatch.breaker import breaker_status, complaint_rate
 from outbound.cli import app
 from outbound.db.models import DeliveryEvent, Message
 from outbound.db.session import transaction
@@ -51,7 +51,7 @@ def test_over_the_pause_rate_marketing_email_is_blocked_and_marketing_sms_still_
                   consents=[("email", "marketing"), ("sms", "marketing")])
     history(world, tenant, sent=100, complaints=1)
     world.clock.set(world.clock.now().replace(hour=15))  # 10:00 in New York: inside SMS hours
-    with caplog.at_level(logging.WARNING, logger="outbound.breaker"):
+    with caplog.at_level(logging.WARNING, logger="outbound.dispatch.breaker"):
         world.event(tenant, "cart_abandoned", "c1", {"cart_id": "k1", "value": 200})
         world.run(world.clock.now() + timedelta(hours=25))
     by_channel = {m.channel: m for m in world.messages(campaign="cart")}

@@ -8,8 +8,8 @@ from sqlalchemy import insert, select
 
 from outbound.db.models import Message, MessageTransition
 from outbound.db.session import transaction
-from outbound.dispatch import claim_due, claim_due_rows
-from outbound.messages import IllegalTransition, claimed, move, record_transitions, write_changes
+from outbound.dispatch.dispatcher import claim_due, claim_due_rows
+from outbound.db.messages import IllegalTransition, claimed, move, record_transitions, write_changes
 
 
 def _messages(world, clock, plan):

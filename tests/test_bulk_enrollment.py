@@ -7,7 +7,7 @@ from sqlalchemy import select
 from campaign_kit import CAMPAIGN_TEMPLATES, campaigns, make_world_fixture  # noqa: F401 - fixture
 from outbound.db.models import CallbackTask, Contact, Enrollment, Message, MessageTransition, Tenant
 from outbound.db.session import transaction
-from outbound.enrollment import enroll, enroll_many
+from outbound.enrollment.planner import enroll, enroll_many
 
 BULK = """
 name: bulk

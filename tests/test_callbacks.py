@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from outbound.agents import authenticate_agent, create_agent, disable_agent, hash_password, verify_password
-from outbound.callbacks import (
+from outbound.tenancy.agents import authenticate_agent, create_agent, disable_agent, hash_password, verify_password
+from outbound.engagement.callbacks import (
     TaskNotHeld,
     claim_next,
     get_task,
@@ -150,7 +150,7 @@ def test_no_answer_retries_after_the_delay_and_closes_after_the_last_attempt(wor
 
 
 def test_no_answer_retries_after_two_hours_up_to_three_calls_by_default(clock):
-    from outbound.callbacks import CallingRules, plan_outcome
+    from outbound.engagement.callbacks import CallingRules, plan_outcome
 
     rules, now = CallingRules(), clock.now()
     assert plan_outcome("no_answer", unanswered_before=0, rules=rules, now=now).due_at == now + timedelta(hours=2)

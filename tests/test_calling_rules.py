@@ -7,12 +7,12 @@ from datetime import datetime, time, timedelta, timezone
 import pytest
 from sqlalchemy import select
 
-from outbound.agents import create_agent
-from outbound.callbacks import CallFacts, calling_rules, call_decisions, claim_next, decide_call
+from outbound.tenancy.agents import create_agent
+from outbound.engagement.callbacks import CallFacts, calling_rules, call_decisions, claim_next, decide_call
 from outbound.compliance import Allow, Block, Defer
 from outbound.db.models import CallbackTask, Contact, DncImport
 from outbound.errors import InvalidInput
-from outbound.suppressions import suppress
+from outbound.delivery.suppressions import suppress
 
 NEW_YORK = "America/New_York"
 

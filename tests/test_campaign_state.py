@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 from campaign_kit import CAMPAIGN_TEMPLATES, CAMPAIGN_TRIGGERS, campaigns, make_world_fixture  # noqa: F401 - fixture
 from definitions_kit import CART, write_definitions
-from outbound.campaign_state import campaign_state, pause, resume
+from outbound.enrollment.campaign_state import campaign_state, pause, resume
 from outbound.cli import app
 from outbound.db.session import transaction
 from outbound.errors import InvalidInput

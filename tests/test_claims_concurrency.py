@@ -9,10 +9,10 @@ from datetime import timedelta
 
 from sqlalchemy import func, select
 
-from outbound.callbacks import claim_next, record_outcome
+from outbound.engagement.callbacks import claim_next, record_outcome
 from outbound.db.models import Agent, CallbackAttempt, CallbackTask, Contact, DncImport, Tenant
 from outbound.db.session import transaction
-from outbound.tenants import create_tenant
+from outbound.tenancy.tenants import create_tenant
 
 THREADS, CLAIMS_EACH, TASKS = 8, 50, 300
 

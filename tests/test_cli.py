@@ -93,7 +93,7 @@ def test_validate_accepts_the_shipped_definitions():
 
 def test_keys_create_prints_a_key_that_authenticates(tmp_path):
     from outbound.db.session import make_engine, session_factory
-    from outbound.keys import authenticate
+    from outbound.tenancy.keys import authenticate
 
     db = f"sqlite:///{tmp_path / 'cli.db'}"
     invoke("db", "upgrade", "--db", db)

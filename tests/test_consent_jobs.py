@@ -12,12 +12,12 @@ from sqlalchemy import select
 from conftest import World
 from definitions_kit import CART, DELAY, LEAD, TEMPLATES, write_definitions
 from outbound.bootstrap import build
-from outbound.consent_jobs import run_consent_jobs
-from outbound.contacts import ConsentIn, record_consent
+from outbound.jobs.consent import run_consent_jobs
+from outbound.ingest.contacts import ConsentIn, record_consent
 from outbound.db.models import Consent, Contact, Enrollment
 from outbound.db.session import transaction
-from outbound.inbound import receive_inbound_sms
-from outbound.settings import Settings
+from outbound.delivery.inbound import receive_inbound_sms
+from outbound.config import Settings
 
 REPO = Path(__file__).resolve().parents[1]
 SEOUL = ZoneInfo("Asia/Seoul")
@@ -145,7 +145,7 @@ def test_without_reconfirmation_advertising_stops_at_the_lapse(kr_world):
 
 
 def test_the_scheduler_runs_the_consent_duties_as_a_leader_job(kr_world):
-    from outbound.scheduler import start_scheduler
+    from outbound.jobs.scheduler import start_scheduler
 
     scheduler = start_scheduler(kr_world.runtime, dispatch=False)
     try:

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import select
 
-from outbound.contacts import (
+from outbound.ingest.contacts import (
     ConsentIn,
     ContactIn,
     address_hash,
@@ -119,7 +119,7 @@ def test_address_hash_is_the_same_however_the_address_is_written():
 
 
 def test_a_contact_keeps_the_hash_of_its_phone_through_every_change(session, clock, make_tenant):
-    from outbound.erasure import erase_contact
+    from outbound.ingest.erasure import erase_contact
 
     tenant = make_tenant()
     contact = upsert_contact(session, tenant, ContactIn(external_id="c1", phone="+1 (201) 555-0123"), clock)

@@ -6,7 +6,7 @@ import json
 
 from sqlalchemy import select
 
-from outbound.contacts import IMPORT_CHUNK, import_contacts
+from outbound.ingest.contacts import IMPORT_CHUNK, import_contacts
 from outbound.db.models import Consent, Contact
 from statements_kit import Statements
 

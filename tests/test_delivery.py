@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from outbound.db.models import Contact, DeliveryEvent, Message
-from outbound.delivery import DeliveryReport, Effect, apply_report, attach_pending, effect_of, retry_delay
-from outbound.messages import IllegalTransition, transition
+from outbound.delivery.status import DeliveryReport, Effect, apply_report, attach_pending, effect_of, retry_delay
+from outbound.db.messages import IllegalTransition, transition
 
 
 @pytest.fixture

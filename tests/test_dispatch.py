@@ -8,7 +8,7 @@ from sqlalchemy import select, update
 
 from outbound.db.models import Contact
 from outbound.db.session import transaction
-from outbound.suppressions import suppress
+from outbound.delivery.suppressions import suppress
 
 NY = ZoneInfo("America/New_York")
 
@@ -156,7 +156,7 @@ def test_draining_hands_one_batch_to_the_provider_while_the_next_is_decided_and_
     the frequency cap (one marketing email a day) must count it, or two emails would go."""
     import threading
 
-    from outbound.dispatch import Dispatcher
+    from outbound.dispatch.dispatcher import Dispatcher
     from outbound.providers import Outbox
 
     class Watching(Outbox):

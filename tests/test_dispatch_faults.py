@@ -12,10 +12,10 @@ from twilio.request_validator import RequestValidator
 
 from definitions_kit import write_definitions
 from outbound.bootstrap import build
-from outbound.dispatch import MAX_ATTEMPTS
+from outbound.dispatch.dispatcher import MAX_ATTEMPTS
 from outbound.providers import SendGridEmail, TwilioSms
-from outbound.settings import Settings
-from outbound.suppressions import is_suppressed
+from outbound.config import Settings
+from outbound.delivery.suppressions import is_suppressed
 from outbound.testing import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, DEFAULT_SENDGRID_API_KEY, FakeProviderServer
 from outbound.web.app import create_app
 

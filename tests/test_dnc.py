@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from outbound.cli import app
 from outbound.db.models import DncImport, Suppression
 from outbound.db.session import transaction
-from outbound.dnc import dnc_status, import_dnc, may_call
+from outbound.ingest.dnc import dnc_status, import_dnc, may_call
 
 runner = CliRunner()
 

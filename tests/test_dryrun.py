@@ -10,7 +10,7 @@ from campaign_kit import CAMPAIGN_TEMPLATES, CAMPAIGN_TRIGGERS, campaigns, make_
 from definitions_kit import CART, write_definitions
 from outbound.cli import app
 from outbound.db.models import Contact, Enrollment, Event, Message, MessageTransition
-from outbound.dryrun import dry_run
+from outbound.authoring.dryrun import dry_run
 
 # 22:30 in New York: the 1h email is fine at night, the 24h SMS falls at 22:30 the next day and must wait.
 NIGHT = datetime(2026, 11, 21, 3, 30, tzinfo=timezone.utc)

@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 from outbound.cli import app
 from outbound.db.models import Contact, Event, InboundMessage, Message, Suppression
 from outbound.db.session import transaction
-from outbound.erasure import erase_contact
-from outbound.inbound import receive_inbound_sms
+from outbound.ingest.erasure import erase_contact
+from outbound.delivery.inbound import receive_inbound_sms
 
 runner = CliRunner()
 

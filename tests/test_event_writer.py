@@ -11,7 +11,7 @@ from sqlalchemy import event as sa_event
 from sqlalchemy import select
 
 from outbound.db.models import Enrollment, Event
-from outbound.keys import create_api_key
+from outbound.tenancy.keys import create_api_key
 from outbound.web.app import create_app
 from waiting_kit import wait_until
 

@@ -7,9 +7,9 @@ import pytest
 from campaign_kit import CAMPAIGN_TEMPLATES, campaigns, make_world_fixture  # noqa: F401 - fixture
 from outbound.db.models import Message
 from outbound.db.session import transaction
-from outbound.messages import transition
+from outbound.db.messages import transition
 from outbound.providers import SendGridEmail, TwilioSms
-from outbound.suppressions import suppress
+from outbound.delivery.suppressions import suppress
 from outbound.testing import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, DEFAULT_SENDGRID_API_KEY, FakeProviderServer
 
 NOTICE = """

@@ -15,13 +15,13 @@ from sqlalchemy import select, update
 
 from outbound.clock import SimulatedClock
 from outbound.compliance import ConsentRecord, MessageFacts
-from outbound.contacts import ConsentIn, ContactIn, record_consent, upsert_contact
+from outbound.ingest.contacts import ConsentIn, ContactIn, record_consent, upsert_contact
 from outbound.db.models import DeliveryEvent, Enrollment, Event, Message, MessageTransition
 from outbound.db.session import transaction
-from outbound.dispatch import Dispatcher
+from outbound.dispatch.dispatcher import Dispatcher
 from outbound.providers.outbox import Outbox
-from outbound.suppressions import suppress
-from outbound.tenants import create_tenant
+from outbound.delivery.suppressions import suppress
+from outbound.tenancy.tenants import create_tenant
 from test_compliance_properties import EDGES, oracle_allows
 
 UTC = timezone.utc

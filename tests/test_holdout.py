@@ -7,7 +7,7 @@ from sqlalchemy import select
 from campaign_kit import WINBACK, campaigns, make_world_fixture  # noqa: F401 - fixture
 from outbound.db.models import Enrollment
 from outbound.definitions import load_definitions
-from outbound.enrollment import in_holdout
+from outbound.enrollment.planner import in_holdout
 from definitions_kit import write_definitions
 
 

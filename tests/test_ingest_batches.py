@@ -6,10 +6,10 @@ import json
 
 from sqlalchemy import select
 
-from outbound.contacts import ContactIn, upsert_contacts
+from outbound.ingest.contacts import ContactIn, upsert_contacts
 from outbound.db.models import Consent, Contact, Enrollment, Event
 from outbound.errors import InvalidInput
-from outbound.events import RUN_SIZE, import_events, ingest_batch, ingest_event, parse_envelope
+from outbound.ingest.events import RUN_SIZE, import_events, ingest_batch, ingest_event, parse_envelope
 from statements_kit import Statements
 
 

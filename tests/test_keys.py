@@ -9,7 +9,7 @@ from conftest import BACKEND
 
 from outbound.db.models import ApiKey
 from outbound.errors import InvalidInput
-from outbound.keys import KeyCache, authenticate, create_api_key, hash_key, revoke_api_key
+from outbound.tenancy.keys import KeyCache, authenticate, create_api_key, hash_key, revoke_api_key
 
 
 def test_a_new_key_authenticates_as_its_tenant_and_role(session, clock, make_tenant):

@@ -7,7 +7,7 @@ from sqlalchemy import select
 from campaign_kit import campaigns, make_world_fixture  # noqa: F401 - fixture
 from outbound.db.models import CallbackTask, Enrollment
 from outbound.db.session import transaction
-from outbound.enrollment import end_lead_nurture
+from outbound.enrollment.planner import end_lead_nurture
 
 LEAD = """
 name: lead

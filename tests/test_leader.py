@@ -1,7 +1,7 @@
 """One scheduler leads at a time; a second one waits and takes over when the first lets go."""
 
 from outbound.db.session import make_engine
-from outbound.leader import Leadership
+from outbound.jobs.leader import Leadership
 
 
 def test_a_second_scheduler_cannot_lead_until_the_first_releases(db_url):

@@ -11,7 +11,7 @@ from outbound.cli import app
 from outbound.db.models import Message
 from outbound.definitions import load_definitions
 from outbound.errors import NotFound
-from outbound.preview import preview_campaign
+from outbound.authoring.preview import preview_campaign
 
 REPO = Path(__file__).resolve().parents[1]
 

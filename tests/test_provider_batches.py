@@ -22,7 +22,7 @@ from outbound.providers import (
     send_all,
 )
 from outbound.providers.sendgrid_email import MAX_SUBSTITUTION_BYTES, TEXT_TAG
-from outbound.settings import Settings
+from outbound.config import Settings
 from outbound.testing import (
     DEFAULT_ACCOUNT_SID,
     DEFAULT_AUTH_TOKEN,

@@ -20,7 +20,7 @@ from outbound.providers import (
     build_providers,
     parse_retry_after,
 )
-from outbound.settings import Settings
+from outbound.config import Settings
 from outbound.testing import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, DEFAULT_SENDGRID_API_KEY, FakeProviderServer
 
 FROM_NUMBER = "+15005550006"

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from datetime import timedelta
 
-from outbound.ratelimit import SenderLimiter, rate_for, sender_key
-from outbound.settings import Settings
+from outbound.dispatch.ratelimit import SenderLimiter, rate_for, sender_key
+from outbound.config import Settings
 
 
 def test_a_bucket_lets_a_seconds_worth_through_then_gives_each_refused_message_its_own_later_slot(clock):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from outbound.rendering import RenderError, Renderer, TemplateNotFound, locale_chain, sms_segments
+from outbound.rendering.templates import RenderError, Renderer, TemplateNotFound, locale_chain, sms_segments
 
 SHIPPED = Path(__file__).resolve().parent.parent / "templates"
 

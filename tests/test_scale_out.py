@@ -13,7 +13,7 @@ from outbound.testing import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, FakeProvid
 SCHEDULER = """
 import time
 from outbound.bootstrap import build
-from outbound.scheduler import start_scheduler
+from outbound.jobs.scheduler import start_scheduler
 runtime = build()
 scheduler = start_scheduler(runtime)
 print("leader" if scheduler.leadership.acquire() else "follower", flush=True)

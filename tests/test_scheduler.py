@@ -3,9 +3,9 @@
 from datetime import timedelta
 
 from outbound.db.session import transaction
-from outbound.dispatch import expire_sending
-from outbound.messages import transition
-from outbound.scheduler import housekeeping, start_scheduler
+from outbound.dispatch.dispatcher import expire_sending
+from outbound.db.messages import transition
+from outbound.jobs.scheduler import housekeeping, start_scheduler
 from waiting_kit import wait_until
 
 

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from campaign_kit import CAMPAIGN_TEMPLATES, CAMPAIGN_TRIGGERS, campaigns, make_world_fixture  # noqa: F401 - fixture
 from definitions_kit import CART
-from outbound.preview import preview_campaign
+from outbound.authoring.preview import preview_campaign
 
 # Validation renders with sample data where every field is set, so this passes `campaigns validate`;
 # a contact without a `tier` attribute renders the second branch, which lacks the KR advertising mark.
@@ -78,7 +78,7 @@ def test_max_segments_on_an_email_step_fails_validation(tmp_path):
 
 def test_an_eu_sms_that_shows_its_unsubscribe_link_carries_a_working_one_and_one_without_it_is_blocked(
         make_world, clock, outbox):
-    from outbound.links import read_unsubscribe_token
+    from outbound.rendering.links import read_unsubscribe_token
 
     # Validation's sample sets every attribute, so the file passes; a contact without `tier` gets no opt-out.
     branching = ("Your cart {{ event.data.cart_id }} is waiting.{% if contact.attributes.tier is defined %}"

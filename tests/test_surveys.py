@@ -9,7 +9,7 @@ from sqlalchemy import select
 from campaign_kit import make_world_fixture  # noqa: F401 - fixture
 from outbound.db.models import CallbackTask, Contact, InboundMessage, SurveyResponse, Tenant
 from outbound.db.session import transaction
-from outbound.surveys import answer_from_sms, parse_answer, read_survey_token, survey_scores, survey_token
+from outbound.engagement.surveys import answer_from_sms, parse_answer, read_survey_token, survey_scores, survey_token
 
 PHONE = "+12025550143"
 
@@ -211,7 +211,7 @@ def test_a_forged_or_off_scale_link_is_refused_and_records_nothing(make_world, c
 
 
 def test_survey_tokens_name_one_message_and_cannot_be_swapped_for_unsubscribe_tokens():
-    from outbound.links import unsubscribe_token
+    from outbound.rendering.links import unsubscribe_token
 
     token = survey_token("s3cret", 1, 42)
     assert read_survey_token("s3cret", token) == (1, 42)

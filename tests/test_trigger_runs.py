@@ -7,7 +7,7 @@ from definitions_kit import CART, DELAY, LEAD, write_definitions
 from sqlalchemy import select
 
 from outbound.bootstrap import SHIPPED_DEFINITIONS, build
-from outbound.campaign_state import pause
+from outbound.enrollment.campaign_state import pause
 from outbound.db.models import (
     CallbackTask,
     Contact,
@@ -18,9 +18,9 @@ from outbound.db.models import (
     MessageTransition,
     OfferCode,
 )
-from outbound.events import ingest_batch
-from outbound.settings import Settings
-from outbound.tenants import create_tenant, get_tenant
+from outbound.ingest.events import ingest_batch
+from outbound.config import Settings
+from outbound.tenancy.tenants import create_tenant, get_tenant
 from statements_kit import Statements
 
 

@@ -9,8 +9,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from outbound.db.models import Consent
-from outbound.links import unsubscribe_token
-from outbound.suppressions import is_suppressed
+from outbound.rendering.links import unsubscribe_token
+from outbound.delivery.suppressions import is_suppressed
 from outbound.web.app import create_app
 
 

@@ -7,10 +7,10 @@ import pytest
 
 from campaign_kit import campaigns, make_world_fixture  # noqa: F401 - fixture
 from definitions_kit import write_definitions
-from outbound.attribution import variant_results
+from outbound.reporting.attribution import variant_results
 from outbound.definitions import DefinitionErrors, load_definitions
 from outbound.definitions.schema import StepDef
-from outbound.enrollment import pick_variant
+from outbound.enrollment.planner import pick_variant
 
 AB = """
 name: ab

@@ -7,7 +7,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from outbound.db.models import Enrollment, Event, Tenant
-from outbound.keys import create_api_key, revoke_api_key
+from outbound.tenancy.keys import create_api_key, revoke_api_key
 from outbound.web.app import create_app
 from outbound.web.api import MAX_EVENTS
 

@@ -21,8 +21,8 @@ from outbound.bootstrap import build
 from outbound.db.models import DeliveryEvent, Message
 from outbound.db.session import transaction
 from outbound.providers import SendGridEmail
-from outbound.settings import Settings
-from outbound.suppressions import is_suppressed, suppress
+from outbound.config import Settings
+from outbound.delivery.suppressions import is_suppressed, suppress
 from outbound.testing import DEFAULT_SENDGRID_API_KEY, FakeProviderServer
 from outbound.web.app import create_app
 

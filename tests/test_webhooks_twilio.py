@@ -15,8 +15,8 @@ from definitions_kit import write_definitions
 from outbound.bootstrap import build
 from outbound.db.models import DeliveryEvent, InboundMessage, MessageTransition
 from outbound.providers import TwilioSms
-from outbound.settings import Settings
-from outbound.suppressions import is_suppressed
+from outbound.config import Settings
+from outbound.delivery.suppressions import is_suppressed
 from outbound.testing import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, FakeProviderServer
 from outbound.web.app import create_app
 

@@ -37,7 +37,7 @@ def tenants_create(
     """Create a tenant."""
     from outbound.clock import SystemClock
     from outbound.db.session import transaction
-    from outbound.tenants import create_tenant
+    from outbound.tenancy.tenants import create_tenant
 
     settings = dict(item.split("=", 1) for item in (setting or []) if "=" in item)
     with friendly_errors(), database(db) as factory, transaction(factory) as session:
@@ -69,8 +69,8 @@ def keys_create(
     """Create an API key and print it once."""
     from outbound.clock import SystemClock
     from outbound.db.session import transaction
-    from outbound.keys import create_api_key
-    from outbound.tenants import get_tenant
+    from outbound.tenancy.keys import create_api_key
+    from outbound.tenancy.tenants import get_tenant
 
     with friendly_errors(), database(db) as factory, transaction(factory) as session:
         key = create_api_key(session, get_tenant(session, tenant), role=role, clock=SystemClock())

@@ -94,10 +94,10 @@ def agents_create(
     db: DbOption = None,
 ) -> None:
     """Create an agent account (or a supervisor's) for a tenant's callback pages."""
-    from outbound.agents import create_agent
+    from outbound.tenancy.agents import create_agent
     from outbound.clock import SystemClock
     from outbound.db.session import transaction
-    from outbound.tenants import get_tenant
+    from outbound.tenancy.tenants import get_tenant
 
     if password is None:
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)

@@ -18,7 +18,7 @@ DefinitionsOption = Annotated[Optional[Path], typer.Option("--definitions", help
 
 
 def _root(definitions: Path | None) -> Path:
-    from outbound.settings import Settings
+    from outbound.config import Settings
 
     return definitions or Settings().definitions
 
@@ -64,7 +64,7 @@ def _states(loaded, db: str | None) -> dict[str, dict[str, str]]:
     from sqlalchemy import make_url, select
     from sqlalchemy.exc import SQLAlchemyError
 
-    from outbound.campaign_state import campaign_states
+    from outbound.enrollment.campaign_state import campaign_states
     from outbound.clock import SystemClock
     from outbound.cli.common import database
     from outbound.db.models import Tenant
@@ -97,13 +97,13 @@ def resume(campaign: Annotated[str, typer.Argument(help="Campaign name")], tenan
 
 
 def _set_state(name: str, slug: str | None, definitions: Path | None, db: str | None, *, pausing: bool) -> None:
-    from outbound import campaign_state
+    from outbound.enrollment import campaign_state
     from outbound.cli.common import database
     from outbound.clock import SystemClock
     from outbound.db.session import transaction
     from outbound.definitions import load_definitions
     from outbound.errors import NotFound
-    from outbound.tenants import get_tenant
+    from outbound.tenancy.tenants import get_tenant
 
     with friendly_errors():
         loaded = load_definitions(_root(definitions))
@@ -130,8 +130,8 @@ def preview(
     from outbound.cli.common import database
     from outbound.definitions import load_definitions
     from outbound.errors import InvalidInput
-    from outbound.preview import preview_campaign
-    from outbound.tenants import get_tenant
+    from outbound.authoring.preview import preview_campaign
+    from outbound.tenancy.tenants import get_tenant
 
     with friendly_errors():
         data = None
@@ -178,7 +178,7 @@ def dry_run(
     from outbound.cli.running import _parse_time
     from outbound.db.session import make_engine
     from outbound.definitions import load_definitions
-    from outbound.dryrun import dry_run as run
+    from outbound.authoring.dryrun import dry_run as run
 
     with friendly_errors():
         settings = settings_for(db)

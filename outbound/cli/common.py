@@ -20,7 +20,7 @@ TenantOption = Annotated[Optional[str], typer.Option("--tenant", help="Tenant sl
 
 def settings_for(db: str | None):
     """Settings from the environment, with --db taking precedence."""
-    from outbound.settings import Settings
+    from outbound.config import Settings
 
     settings = Settings()
     if db:

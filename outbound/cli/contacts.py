@@ -18,8 +18,8 @@ app.add_typer(dnc_app, name="dnc")
 @app.command("import")
 def contacts_import(file: FileArg, tenant: TenantOption = None, db: DbOption = None) -> None:
     """Import contacts (JSONL or CSV) with their consents; bad lines are reported, the rest imported."""
-    from outbound.contacts import import_contacts
-    from outbound.tenants import get_tenant
+    from outbound.ingest.contacts import import_contacts
+    from outbound.tenancy.tenants import get_tenant
 
     with friendly_errors(), runtime_for(db) as runtime, transaction(runtime.factory) as session:
         report = import_contacts(session, get_tenant(session, tenant), file, runtime.clock)
@@ -46,10 +46,10 @@ def contacts_show(external_id: Annotated[str, typer.Argument(help="The contact's
     from sqlalchemy import select
 
     from outbound.compliance.zones import resolve_jurisdiction, resolve_timezone
-    from outbound.contacts import address_hash
+    from outbound.ingest.contacts import address_hash
     from outbound.db.models import Consent, Contact, Message, Suppression
     from outbound.errors import NotFound
-    from outbound.tenants import get_tenant
+    from outbound.tenancy.tenants import get_tenant
 
     with friendly_errors(), database(db) as factory, factory() as session:
         owner = get_tenant(session, tenant)
@@ -97,8 +97,8 @@ def contacts_erase(external_id: Annotated[str, typer.Argument(help="The contact'
                    tenant: TenantOption = None, db: DbOption = None) -> None:
     """Erase a contact: personal data and message bodies go; hashed suppressions stay, so a re-import stays blocked."""
     from outbound.clock import SystemClock
-    from outbound.erasure import erase_contact
-    from outbound.tenants import get_tenant
+    from outbound.ingest.erasure import erase_contact
+    from outbound.tenancy.tenants import get_tenant
 
     with friendly_errors(), database(db) as factory, transaction(factory) as session:
         report = erase_contact(session, get_tenant(session, tenant), external_id, SystemClock().now())
@@ -115,9 +115,9 @@ def dnc_import(file: FileArg,
     from datetime import date
 
     from outbound.clock import SystemClock
-    from outbound.dnc import dnc_status, import_dnc
+    from outbound.ingest.dnc import dnc_status, import_dnc
     from outbound.errors import InvalidInput
-    from outbound.tenants import get_tenant
+    from outbound.tenancy.tenants import get_tenant
 
     with friendly_errors():
         try:
@@ -141,10 +141,10 @@ def complaints(tenant: TenantOption = None, db: DbOption = None) -> None:
     """Each tenant's spam-complaint rate over 30 days: ok, warn (over 0.1%) or paused (over 0.3%)."""
     from sqlalchemy import select
 
-    from outbound.breaker import breaker_status
+    from outbound.dispatch.breaker import breaker_status
     from outbound.clock import SystemClock
     from outbound.db.models import Tenant
-    from outbound.tenants import get_tenant
+    from outbound.tenancy.tenants import get_tenant
 
     with friendly_errors(), database(db) as factory, factory() as session:
         tenants = [get_tenant(session, tenant)] if tenant else list(session.scalars(select(Tenant).order_by(Tenant.slug)))

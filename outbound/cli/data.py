@@ -32,8 +32,8 @@ def events_import(file: FileArg, tenant: TenantOption = None, db: DbOption = Non
     """Import a JSONL file of event envelopes; triggers run as each event is stored."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from outbound.events import import_events
-    from outbound.tenants import get_tenant
+    from outbound.ingest.events import import_events
+    from outbound.tenancy.tenants import get_tenant
 
     # On stderr, and gone when done: stdout keeps only the summary.
     progress = Progress(TextColumn("importing events"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),

@@ -31,8 +31,8 @@ def run(
     """Advance a simulated clock to --until, doing all due work on the way."""
     from outbound.clock import SimulatedClock, parse_duration
     from outbound.db.session import transaction
-    from outbound.dispatch import next_due
-    from outbound.simulation import run_until
+    from outbound.dispatch.dispatcher import next_due
+    from outbound.jobs.simulation import run_until
 
     end = _parse_time(until)
     try:
@@ -59,7 +59,7 @@ def serve(
     """HTTP API + scheduler + dispatch, in one process."""
     import uvicorn
 
-    from outbound.scheduler import start_scheduler
+    from outbound.jobs.scheduler import start_scheduler
     from outbound.web.app import create_app
 
     with friendly_errors(), runtime_for(db) as runtime:

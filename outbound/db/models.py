@@ -91,7 +91,7 @@ class Contact(Base):
 
     @validates("phone")
     def _phone_set(self, _key: str, value: str | None) -> str | None:
-        from outbound.contacts import address_hash  # contacts imports the models
+        from outbound.ingest.contacts import address_hash  # contacts imports the models
 
         self.phone_hash = address_hash("sms", value) if value else None
         return value

@@ -21,7 +21,7 @@ import re
 from collections.abc import Iterable
 
 from outbound.errors import DefinitionError, OutboundError
-from outbound.rendering import Rendered, Renderer
+from outbound.rendering.templates import Rendered, Renderer
 
 UNSUBSCRIBE_URL = "https://sample.invalid/u/SAMPLE-TOKEN"
 SAMPLE_TENANT = {

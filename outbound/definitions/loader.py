@@ -13,7 +13,7 @@ from pydantic import BaseModel, ValidationError
 from outbound.definitions.formats import format_problems
 from outbound.definitions.schema import CampaignDef, ExitRule, TriggerDef, TriggerFile
 from outbound.errors import DefinitionError, OutboundError
-from outbound.rendering import Renderer
+from outbound.rendering.templates import Renderer
 
 
 class DefinitionErrors(OutboundError):

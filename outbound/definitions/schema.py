@@ -18,7 +18,7 @@ from pydantic import (
     model_validator,
 )
 
-from outbound.audience import Audience, InvalidAudience, compile_audience
+from outbound.enrollment.audience import Audience, InvalidAudience, compile_audience
 from outbound.clock import parse_duration
 from outbound.conditions import Condition, InvalidCondition, compile_condition
 

@@ -18,9 +18,9 @@ from typing import Any
 from sqlalchemy import select
 
 from outbound.db.models import CallbackTask, Contact, Enrollment, InboundMessage, Message, Tenant
-from outbound.enrollment import end_lead_nurture
-from outbound.events import ingest_batch
-from outbound.surveys import answer_from_link, answer_from_sms, survey_token
+from outbound.enrollment.planner import end_lead_nurture
+from outbound.ingest.events import ingest_batch
+from outbound.engagement.surveys import answer_from_link, answer_from_sms, survey_token
 
 # Extra chance to buy after a message reached the customer, and the chance everybody has anyway.
 UPLIFT = {"churn_winback": 0.16, "lapsed_winback": 0.14, "cart_abandonment": 0.10, "lead_followup": 0.12}

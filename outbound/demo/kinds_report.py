@@ -7,9 +7,9 @@ from rich.table import Table
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from outbound.attribution import lift_report, variant_results
+from outbound.reporting.attribution import lift_report, variant_results
 from outbound.db.models import BatchRun, CallbackTask, Enrollment, MessageTransition, OfferCode, Tenant
-from outbound.surveys import recovery_counts, survey_scores
+from outbound.engagement.surveys import recovery_counts, survey_scores
 
 
 def _money(amount: float | None, currency: str | None) -> str:

@@ -11,8 +11,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from outbound.db.models import Event, Tenant
-from outbound.reporting import callback_counts, campaign_results, decisions_by_rule, sample_messages
-from outbound.rendering import sms_segments
+from outbound.reporting.campaigns import callback_counts, campaign_results, decisions_by_rule, sample_messages
+from outbound.rendering.templates import sms_segments
 
 OUTCOME_STYLE = {"deferred": "yellow", "blocked": "red", "cancelled": "magenta", "failed": "red"}
 

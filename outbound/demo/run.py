@@ -15,17 +15,17 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from outbound.bootstrap import SHIPPED_DEFINITIONS, build
 from outbound.clock import SimulatedClock
-from outbound.contacts import import_contacts
+from outbound.ingest.contacts import import_contacts
 from outbound.db.session import transaction, upgrade
 from outbound.demo.customers import Customers
 from outbound.demo.kinds_report import print_campaign_kinds
 from outbound.demo.report import print_report
 from outbound.demo.scenario import build_scenario
-from outbound.events import ingest_batch
+from outbound.ingest.events import ingest_batch
 from outbound.providers.outbox import Outbox
-from outbound.settings import Settings
-from outbound.simulation import run_until
-from outbound.tenants import create_tenant
+from outbound.config import Settings
+from outbound.jobs.simulation import run_until
+from outbound.tenancy.tenants import create_tenant
 
 
 REACTION_STRIDE = timedelta(minutes=20)

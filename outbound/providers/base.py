@@ -16,7 +16,7 @@ from outbound.errors import InvalidInput, OutboundError
 
 if TYPE_CHECKING:
     from outbound.providers.outbox import Outbox
-    from outbound.settings import Settings
+    from outbound.config import Settings
 
 Channel = Literal["sms", "email"]
 CHANNELS: tuple[str, ...] = ("sms", "email")

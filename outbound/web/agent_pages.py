@@ -2,7 +2,7 @@
 and the supervisor's overview. Server-rendered Jinja2; every form carries a CSRF token.
 
 Each request is its own unit of work: it opens a session from the app's factory, checks the login,
-does its work through `outbound.callbacks`, and commits at its end.
+does its work through `outbound.engagement.callbacks`, and commits at its end.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session
 
-from outbound.agents import active_agent, authenticate_agent
-from outbound.callbacks import (
+from outbound.tenancy.agents import active_agent, authenticate_agent
+from outbound.engagement.callbacks import (
     OUTCOMES,
     TaskNotHeld,
     claim_next,

@@ -11,9 +11,9 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy.orm import Session, sessionmaker
 
 from outbound.clock import Clock
-from outbound.events import OnEvent
-from outbound.keys import KeyCache
-from outbound.settings import Settings
+from outbound.ingest.events import OnEvent
+from outbound.tenancy.keys import KeyCache
+from outbound.config import Settings
 from outbound.web import agent_pages, api, survey_pages, unsubscribe, webhooks
 from outbound.web.auth import install_sessions
 from outbound.web.event_writer import EventWriter

@@ -1,6 +1,6 @@
 """One-click survey answers from email: `GET /s/{token}/{score}` records the score, then asks for a comment.
 
-The token is signed (see `outbound.surveys.survey_token`) and names one survey message, so a link
+The token is signed (see `outbound.engagement.surveys.survey_token`) and names one survey message, so a link
 cannot be forged or pointed at someone else's survey. The first click counts; later clicks are
 stored but not counted, as for SMS replies.
 """
@@ -16,7 +16,7 @@ from sqlalchemy import select
 from outbound.db.models import SurveyResponse
 from outbound.db.session import transaction
 from outbound.errors import InvalidInput, NotFound
-from outbound.surveys import answer_from_link, read_survey_token
+from outbound.engagement.surveys import answer_from_link, read_survey_token
 
 router = APIRouter(tags=["surveys"])
 
@@ -29,7 +29,7 @@ def _secret(request: Request) -> str:
     secret = getattr(state, "secret_key", None)
     if secret:
         return secret
-    from outbound.settings import Settings
+    from outbound.config import Settings
 
     return Settings().secret_key
 

@@ -20,9 +20,9 @@ from sqlalchemy.orm import Session
 
 from outbound.db.models import Consent, Contact, Tenant
 from outbound.db.session import transaction
-from outbound.keywords import is_korean
-from outbound.links import read_unsubscribe_token
-from outbound.suppressions import suppress
+from outbound.delivery.keywords import is_korean
+from outbound.rendering.links import read_unsubscribe_token
+from outbound.delivery.suppressions import suppress
 from outbound.web.api import request_body
 
 router = APIRouter(tags=["unsubscribe"])

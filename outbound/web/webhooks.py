@@ -23,9 +23,9 @@ from starlette.datastructures import FormData
 
 from outbound.db.models import Message, Tenant
 from outbound.db.session import transaction
-from outbound.delivery import DeliveryReport, apply_report
+from outbound.delivery.status import DeliveryReport, apply_report
 from outbound.providers.base import redact
-from outbound.signatures import SignatureRefused, check_sendgrid, check_twilio, webhook_url
+from outbound.delivery.signatures import SignatureRefused, check_sendgrid, check_twilio, webhook_url
 from outbound.web.api import request_body
 
 log = logging.getLogger(__name__)
@@ -129,7 +129,7 @@ def twilio_inbound(request: Request, body: bytes = Depends(request_body)):
             raise HTTPException(400, "MessageSid, From and To are required")
         if tenant is None:
             raise HTTPException(404, "no tenant sends from this number (tenant setting sms_from)")
-        from outbound.inbound import receive_inbound_sms
+        from outbound.delivery.inbound import receive_inbound_sms
 
         outcome = receive_inbound_sms(session, tenant, from_number=form["From"], to_number=form["To"],
                                       body=form.get("Body") or "", provider_id=form["MessageSid"],

@@ -15,7 +15,7 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from outbound.contacts import address_hash
+from outbound.ingest.contacts import address_hash
 from outbound.db.models import (
     CallbackAttempt,
     CallbackTask,
@@ -30,8 +30,8 @@ from outbound.db.models import (
     Tenant,
 )
 from outbound.errors import NotFound
-from outbound.messages import transition
-from outbound.suppressions import suppress
+from outbound.db.messages import transition
+from outbound.delivery.suppressions import suppress
 
 PENDING = ("scheduled", "deferred")
 

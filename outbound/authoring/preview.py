@@ -19,11 +19,11 @@ from outbound.compliance.zones import resolve_jurisdiction
 from outbound.context import contact_view, event_view, tenant_view
 from outbound.db.models import Contact, Event, Tenant
 from outbound.definitions.formats import check_message
-from outbound.enrollment import fill_code_pattern
+from outbound.enrollment.planner import fill_code_pattern
 from outbound.errors import NotFound, OutboundError
-from outbound.links import unsubscribe_url
-from outbound.rendering import SmsInfo, locale_chain, sms_segments
-from outbound.surveys import survey_url
+from outbound.rendering.links import unsubscribe_url
+from outbound.rendering.templates import SmsInfo, locale_chain, sms_segments
+from outbound.engagement.surveys import survey_url
 
 DEFAULT_SMS_COST = 0.0083  # USD per segment, a typical US long-code rate; tenants set their own
 PREVIEW_MESSAGE_ID = 0

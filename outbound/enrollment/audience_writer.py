@@ -1,4 +1,4 @@
-"""A batch run's enrollments, written a chunk of contacts at a time: the rows `outbound.enrollment.enroll`
+"""A batch run's enrollments, written a chunk of contacts at a time: the rows `outbound.enrollment.planner.enroll`
 writes for each contact, to the field, with a handful of statements per chunk.
 
 Per chunk, one pass in Python decides each contact's key, side of the holdout, steps (with their
@@ -25,7 +25,7 @@ from outbound.context import contact_view, event_view
 from outbound.db.bulk_sql import among, code_rows
 from outbound.db.models import CallbackTask, Contact, Enrollment, Message, MessageTransition, OfferCode, Tenant
 from outbound.db.types import UTCDateTime
-from outbound.enrollment import CODE_ALPHABET, code_pattern_parts, pick_variant
+from outbound.enrollment.planner import CODE_ALPHABET, code_pattern_parts, pick_variant
 
 CONTACT_VIEW = (Contact.id, Contact.external_id, Contact.phone, Contact.email, Contact.locale, Contact.timezone,
                 Contact.jurisdiction, Contact.attributes)

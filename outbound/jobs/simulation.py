@@ -5,13 +5,13 @@ from __future__ import annotations
 import math
 from datetime import datetime, timedelta
 
-from outbound.batch import next_batch_time, run_due_batches
+from outbound.enrollment.audience_runs import next_batch_time, run_due_batches
 from outbound.clock import SimulatedClock
 from outbound.db.session import transaction
-from outbound.dispatch import TickReport, expire_sending, next_due
-from outbound.enrollment import end_nurture_after_outcomes
-from outbound.fallback import sweep_undelivered
-from outbound.scheduler import consent_duties
+from outbound.dispatch.dispatcher import TickReport, expire_sending, next_due
+from outbound.enrollment.planner import end_nurture_after_outcomes
+from outbound.enrollment.fallback import sweep_undelivered
+from outbound.jobs.scheduler import consent_duties
 
 CONSENT_DUTIES_EVERY = timedelta(hours=1)
 

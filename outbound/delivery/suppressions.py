@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from outbound.contacts import address_hash
+from outbound.ingest.contacts import address_hash
 from outbound.db.models import Suppression
 
 

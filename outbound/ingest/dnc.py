@@ -18,10 +18,10 @@ from sqlalchemy.orm import Session
 
 from outbound.compliance import Block, Decision, dnc_decision, policy_for
 from outbound.compliance.zones import resolve_jurisdiction
-from outbound.contacts import address_hash, default_region, normalise_phone
+from outbound.ingest.contacts import address_hash, default_region, normalise_phone
 from outbound.db.models import DncImport, Suppression, Tenant
 from outbound.errors import InvalidInput, NotFound
-from outbound.suppressions import is_suppressed, suppress
+from outbound.delivery.suppressions import is_suppressed, suppress
 
 
 @dataclass

@@ -29,7 +29,7 @@ from outbound.compliance import policy_for
 from outbound.compliance.rules import months_after, months_before
 from outbound.compliance.zones import resolve_jurisdiction
 from outbound.db.models import Consent, Contact, Event, Tenant
-from outbound.enrollment import enroll
+from outbound.enrollment.planner import enroll
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ restart) enrolls nobody twice.
 Two drivers share `fire_batch`: with a real clock, APScheduler runs one cron job per tenant and
 campaign from its job store in our database (`schedule_batch_jobs`); with a simulated clock,
 `run_due_batches` computes the due fire times with the same `CronTrigger` and runs them, which
-`outbound.simulation.run_until` does at each step.
+`outbound.jobs.simulation.run_until` does at each step.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from outbound.batch_enrollment import CONTACT_VIEW, BatchEnrollment, reads_contact
-from outbound.campaign_state import is_live
+from outbound.enrollment.audience_writer import CONTACT_VIEW, BatchEnrollment, reads_contact
+from outbound.enrollment.campaign_state import is_live
 from outbound.clock import Clock
 from outbound.db.bulk_sql import without_jit
 from outbound.db.models import BatchRun, Contact, Tenant
@@ -40,7 +40,7 @@ class _Registered:
     leadership: object | None
 
 
-# The job store keeps jobs by reference ("outbound.batch:run_batch_job") and plain arguments; the
+# The job store keeps jobs by reference ("outbound.enrollment.audience_runs:run_batch_job") and plain arguments; the
 # job finds the runtime it runs against here, set when the scheduler starts.
 _registered: _Registered | None = None
 
@@ -65,8 +65,8 @@ def fire_batch(session: Session, tenant: Tenant, campaign, fire_time: datetime, 
 
     Set-based: the audience query is read a chunk of contacts at a time (in id order), and each chunk
     becomes a handful of `INSERT … SELECT`s of enrollments, offer codes, messages and their first
-    transitions (`outbound.batch_enrollment`), so a run over millions of contacts holds one chunk in
-    memory. The rows are the ones `outbound.enrollment.enroll` writes for each contact, to the field.
+    transitions (`outbound.enrollment.audience_writer`), so a run over millions of contacts holds one chunk in
+    memory. The rows are the ones `outbound.enrollment.planner.enroll` writes for each contact, to the field.
     """
     now = clock.now()
     if not is_live(session, tenant.id, campaign, now):
@@ -178,7 +178,7 @@ def schedule_batch_jobs(scheduler, runtime, leadership=None) -> set[str]:
     for tenant in tenants:
         for campaign in batch_campaigns(runtime.definitions, tenant):
             job_id = f"batch:{tenant.slug}:{campaign.name}"
-            scheduler.add_job("outbound.batch:run_batch_job", trigger=cron_trigger(campaign, tenant),
+            scheduler.add_job("outbound.enrollment.audience_runs:run_batch_job", trigger=cron_trigger(campaign, tenant),
                               args=[tenant.slug, campaign.name], id=job_id, name=job_id, jobstore=JOBSTORE,
                               replace_existing=True, coalesce=True, max_instances=1, misfire_grace_time=3600)
             wanted.add(job_id)

@@ -21,8 +21,8 @@ from typing import Any
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from outbound.breaker import rates_for_dispatch
-from outbound.campaign_state import not_paused
+from outbound.dispatch.breaker import rates_for_dispatch
+from outbound.enrollment.campaign_state import not_paused
 from outbound.clock import Clock
 from outbound.compliance import (
     Allow,
@@ -35,7 +35,7 @@ from outbound.compliance import (
     policy_for,
 )
 from outbound.compliance.zones import resolve_jurisdiction, resolve_timezone
-from outbound.contacts import contact_address_hash
+from outbound.ingest.contacts import contact_address_hash
 from outbound.context import contact_view, event_view, tenant_view
 from outbound.db.models import (
     Consent,
@@ -50,16 +50,16 @@ from outbound.db.models import (
 from outbound.db.session import transaction
 from outbound.definitions import Definitions
 from outbound.definitions.formats import check_message
-from outbound.delivery import (
+from outbound.delivery.status import (
     MAX_ATTEMPTS,
     SUPPRESSING_CODES,
     attach_pending,
     retry_delay,
 )
 from outbound.errors import OutboundError
-from outbound.fallback import schedule_fallback, undeliverable
-from outbound.links import unsubscribe_url
-from outbound.messages import ClaimedMessage, claimed, move, record_transitions, transition, write_changes
+from outbound.enrollment.fallback import schedule_fallback, undeliverable
+from outbound.rendering.links import unsubscribe_url
+from outbound.db.messages import ClaimedMessage, claimed, move, record_transitions, transition, write_changes
 from outbound.providers import (
     OutgoingMessage,
     PermanentProviderError,
@@ -67,10 +67,10 @@ from outbound.providers import (
     ProviderError,
     send_all,
 )
-from outbound.ratelimit import SenderLimiter, rate_for, sender_key
-from outbound.rendering import locale_chain, sms_segments
-from outbound.settings import Settings
-from outbound.surveys import survey_url
+from outbound.dispatch.ratelimit import SenderLimiter, rate_for, sender_key
+from outbound.rendering.templates import locale_chain, sms_segments
+from outbound.config import Settings
+from outbound.engagement.surveys import survey_url
 
 # MAX_ATTEMPTS and SUPPRESSING_CODES live with the delivery rules, which callbacks apply too.
 __all__ = ["MAX_ATTEMPTS", "SUPPRESSING_CODES", "Dispatcher", "TickReport", "claim_due", "claim_due_rows",
@@ -531,7 +531,7 @@ class Dispatcher:
             schedule_fallback(session, message, self.definitions, now, f"provider error {error.code}")
         reason = SUPPRESSING_CODES.get(error.code or "")
         if reason and message.to_address:
-            from outbound.suppressions import suppress
+            from outbound.delivery.suppressions import suppress
 
             suppress(session, message.tenant_id, message.channel, message.to_address, reason=reason,
                      source=f"provider error {error.code}", at=now)

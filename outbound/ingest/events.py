@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from outbound.clock import Clock
-from outbound.contacts import (
+from outbound.ingest.contacts import (
     AwareUTC,
     BoundedStr,
     ConsentIn,

@@ -181,7 +181,7 @@ def _load(root: Path):
 
 
 def _configured_definitions():
-    from outbound.settings import Settings
+    from outbound.config import Settings
 
     return _load(Path(Settings().definitions).resolve())
 

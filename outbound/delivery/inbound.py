@@ -12,11 +12,11 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from outbound import keywords
-from outbound.contacts import address_hash, default_region, normalise_phone
+from outbound.delivery import keywords
+from outbound.ingest.contacts import address_hash, default_region, normalise_phone
 from outbound.db.models import Consent, Contact, InboundMessage, Message, Suppression, Tenant
 from outbound.errors import InvalidInput
-from outbound.suppressions import suppress
+from outbound.delivery.suppressions import suppress
 
 SOURCE = "inbound SMS"
 # Purposes an SMS opt-out revokes in the ledger. Transactional SMS stops through the suppression
@@ -95,7 +95,7 @@ def receive_inbound_sms(session: Session, tenant: Tenant, *, from_number: str, t
 
 def _survey_answer(session: Session, tenant: Tenant, contact: Contact, inbound: InboundMessage, clock):
     try:
-        from outbound.surveys import answer_from_sms
+        from outbound.engagement.surveys import answer_from_sms
     except ImportError:
         return None
     return answer_from_sms(session, tenant, contact, inbound, clock)

@@ -25,8 +25,8 @@ from sqlalchemy import bindparam, exists, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from outbound.attribution import record_conversions
-from outbound.campaign_state import campaign_states
+from outbound.reporting.attribution import record_conversions
+from outbound.enrollment.campaign_state import campaign_states
 from outbound.clock import Clock
 from outbound.context import contact_view, event_view
 from outbound.db import direct
@@ -424,7 +424,7 @@ def exit_enrollment(session: Session, enrollment: Enrollment, at: datetime, reas
         select(Message).where(Message.enrollment_id == enrollment.id, Message.status.in_(PENDING))
     ).all()
     for message in pending:
-        from outbound.messages import transition
+        from outbound.db.messages import transition
 
         transition(session, message, "cancelled", at=at, source="trigger", rule="exit", reason=reason)
     _end(enrollment, at, "exited", reason)

@@ -25,10 +25,10 @@ from sqlalchemy import delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from outbound.contacts import address_hash
+from outbound.ingest.contacts import address_hash
 from outbound.db.models import DeliveryEvent, Message, Suppression
-from outbound.messages import FINAL, transition
-from outbound.suppressions import suppress
+from outbound.db.messages import FINAL, transition
+from outbound.delivery.suppressions import suppress
 
 log = logging.getLogger(__name__)
 

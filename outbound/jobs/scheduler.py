@@ -10,9 +10,9 @@ from sqlalchemy import select
 
 from outbound.db.models import Tenant
 from outbound.db.session import transaction
-from outbound.dispatch import expire_sending
-from outbound.enrollment import complete_finished_enrollments, end_nurture_after_outcomes
-from outbound.fallback import sweep_undelivered
+from outbound.dispatch.dispatcher import expire_sending
+from outbound.enrollment.planner import complete_finished_enrollments, end_nurture_after_outcomes
+from outbound.enrollment.fallback import sweep_undelivered
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ def housekeeping(runtime) -> None:
 
 def consent_duties(runtime) -> None:
     """KR consent duties: enroll due consent-change notices and 2-year reconfirmation requests."""
-    from outbound.consent_jobs import run_consent_jobs
+    from outbound.jobs.consent import run_consent_jobs
 
     with transaction(runtime.factory) as session:
         report = run_consent_jobs(session, runtime.definitions, runtime.clock.now())
@@ -61,7 +61,7 @@ def add_leader_job(scheduler: BackgroundScheduler, leadership, job, runtime, **t
 
 def start_scheduler(runtime, *, dispatch: bool = True) -> BackgroundScheduler:
     """Start the background ticks; the caller shuts the scheduler down (and releases `scheduler.leadership`)."""
-    from outbound.leader import Leadership
+    from outbound.jobs.leader import Leadership
 
     scheduler = BackgroundScheduler(timezone="UTC")
     scheduler.leadership = leadership = Leadership(runtime.engine)
@@ -70,7 +70,7 @@ def start_scheduler(runtime, *, dispatch: bool = True) -> BackgroundScheduler:
                           seconds=runtime.settings.dispatch_interval_seconds, max_instances=1, coalesce=True)
     add_leader_job(scheduler, leadership, housekeeping, runtime, trigger="interval", minutes=1)
     add_leader_job(scheduler, leadership, consent_duties, runtime, trigger="interval", hours=1)
-    from outbound.batch import prune_batch_jobs, schedule_batch_jobs
+    from outbound.enrollment.audience_runs import prune_batch_jobs, schedule_batch_jobs
 
     batch_jobs = schedule_batch_jobs(scheduler, runtime, leadership)
     scheduler.start()

@@ -22,15 +22,15 @@ from pathlib import Path
 from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import sessionmaker
 
-from outbound.campaign_state import resume
+from outbound.enrollment.campaign_state import resume
 from outbound.clock import SimulatedClock
 from outbound.db.models import CampaignState, Contact, Enrollment, Message, MessageTransition
 from outbound.db.session import transaction
 from outbound.errors import NotFound
-from outbound.events import ItemError, ingest_batch
+from outbound.ingest.events import ItemError, ingest_batch
 from outbound.providers.outbox import Outbox
-from outbound.simulation import run_until
-from outbound.tenants import get_tenant
+from outbound.jobs.simulation import run_until
+from outbound.tenancy.tenants import get_tenant
 
 DRY_RUN_PREFIX = "dry-run:"
 

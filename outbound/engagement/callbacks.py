@@ -33,11 +33,11 @@ from outbound.compliance import (
     resolve_timezone,
 )
 from outbound.compliance.rules import inside, next_local
-from outbound.contacts import ConsentIn, address_hash, contact_address_hash, record_consent
+from outbound.ingest.contacts import ConsentIn, address_hash, contact_address_hash, record_consent
 from outbound.db.models import Agent, CallbackAttempt, CallbackTask, Contact, DncImport, Enrollment, Suppression, Tenant
-from outbound.enrollment import exit_enrollment
+from outbound.enrollment.planner import exit_enrollment
 from outbound.errors import InvalidInput, NotFound, OutboundError
-from outbound.suppressions import suppress
+from outbound.delivery.suppressions import suppress
 
 OUTCOMES = {
     "reached": "Reached",
@@ -179,7 +179,7 @@ class Offer:
 
 def call_decisions(session: Session, tenant: Tenant, contacts: list[Contact], now: datetime) -> dict[int, tuple[str, Decision]]:
     """Per contact id: the customer's time zone and whether they may be called now. The same Do-Not-Call rule
-    as `outbound.dnc.may_call` (the gate's `dnc_decision`), with one lookup for the whole batch of numbers."""
+    as `outbound.ingest.dnc.may_call` (the gate's `dnc_decision`), with one lookup for the whole batch of numbers."""
     hashes = {c.id: contact_address_hash("voice", c) for c in contacts if c.phone}
     reasons: dict[str, list[str]] = {}
     if hashes:

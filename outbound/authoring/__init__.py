@@ -1,0 +1,1 @@
+"""Authoring: what a marketer runs before a campaign goes live: preview and dry run."""

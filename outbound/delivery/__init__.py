@@ -1,0 +1,1 @@
+"""Delivery: what providers and recipients report back: status reports, inbound SMS keywords, suppressions."""

@@ -1,0 +1,1 @@
+"""Dispatch: claim due messages, ask the compliance gate, render, send, record."""

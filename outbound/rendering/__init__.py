@@ -1,0 +1,1 @@
+"""Rendering: templates in a sandbox with per-locale fallback, SMS segments, and the links messages carry."""

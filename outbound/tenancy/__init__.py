@@ -1,0 +1,1 @@
+"""Tenancy: tenants (the brands), their API keys and their agents' accounts."""
