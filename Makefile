@@ -32,5 +32,7 @@ lock:
 clean:
 	rm -rf $(VENV) *.egg-info
 
+# House rules: ruff (rules and format), mypy, and the import contracts of pyproject.toml.
 lint: $(STAMP)
-	$(BIN)/ruff check --select F,E9,B outbound tests bench
+	$(BIN)/ruff check outbound tests bench alembic
+	$(BIN)/ruff format --check outbound tests bench alembic

@@ -1,8 +1,8 @@
 """Alembic environment: migrations are the only source of the schema."""
 
-from alembic import context
 from sqlalchemy import pool
 
+from alembic import context
 from outbound.db.models import Base
 from outbound.db.session import make_engine
 
@@ -11,8 +11,12 @@ target_metadata = Base.metadata
 
 
 def run_migrations_offline() -> None:
-    context.configure(url=config.get_main_option("sqlalchemy.url"), target_metadata=target_metadata,
-                      literal_binds=True, render_as_batch=True)
+    context.configure(
+        url=config.get_main_option("sqlalchemy.url"),
+        target_metadata=target_metadata,
+        literal_binds=True,
+        render_as_batch=True,
+    )
     with context.begin_transaction():
         context.run_migrations()
 

@@ -16,12 +16,20 @@ def main() -> None:
     parser.add_argument("--worker-messages", type=int, default=20_000, help="backlog drained by 1, 2 and 4 workers")
     parser.add_argument("--sdk-messages", type=int, default=2_000, help="messages through the real SDK")
     parser.add_argument("--events", type=int, default=2_000, help="events over HTTP and by import")
-    parser.add_argument("--backlog", type=int, nargs="+", default=[10_000, 10_000_000],
-                        help="waiting messages for the dispatch tick (smaller for a quick run: --backlog 10000 100000)")
+    parser.add_argument(
+        "--backlog",
+        type=int,
+        nargs="+",
+        default=[10_000, 10_000_000],
+        help="waiting messages for the dispatch tick (smaller for a quick run: --backlog 10000 100000)",
+    )
     parser.add_argument("--show-plan", action="store_true", help="print the claim's query plan for each backlog")
     parser.add_argument("--batch-contacts", type=int, default=1_000_000, help="contacts of the batch campaign")
-    parser.add_argument("--no-drain", action="store_true",
-                        help="batch campaign: audience → enrolled only, without the dispatcher's drain")
+    parser.add_argument(
+        "--no-drain",
+        action="store_true",
+        help="batch campaign: audience → enrolled only, without the dispatcher's drain",
+    )
     parser.add_argument("--backends", nargs="+", default=["sqlite", "postgres"])
     parser.add_argument("--only", nargs="+", choices=PARTS, default=list(PARTS), help="run only these figures")
     args = parser.parse_args()
@@ -37,8 +45,10 @@ def main() -> None:
         if "tick" in args.only:
             print_figures("one dispatch tick", tick.run(backend, args.backlog, show_plan=args.show_plan))
         if "batch" in args.only:
-            print_figures(f"batch campaign over {args.batch_contacts:,} contacts",
-                          batch.run(backend, args.batch_contacts, drain=not args.no_drain))
+            print_figures(
+                f"batch campaign over {args.batch_contacts:,} contacts",
+                batch.run(backend, args.batch_contacts, drain=not args.no_drain),
+            )
     if "sdk" in args.only:
         console.rule("[bold]providers")
         print_figures("SDK path", pipeline.sdk_figures(args.sdk_messages))

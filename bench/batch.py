@@ -25,8 +25,13 @@ from outbound.db.session import make_engine
 from outbound.db.types import UTCDateTime
 
 CAMPAIGN = "lapsed_winback"
-SETTINGS = {"sender_name": "Bench Shop", "postal_address": "1 Main St, Springfield, IL",
-            "support_contact": "help@bench.example", "sms_from": "+12155550123", "email_from": "hello@bench.example"}
+SETTINGS = {
+    "sender_name": "Bench Shop",
+    "postal_address": "1 Main St, Springfield, IL",
+    "support_contact": "help@bench.example",
+    "sms_from": "+12155550123",
+    "email_from": "hello@bench.example",
+}
 
 
 def numbers(connection: Connection, count: int):
@@ -48,30 +53,98 @@ def seed(url: str, count: int) -> int:
         if connection.dialect.name == "postgresql":
             # The rows are consistent by construction: skip the per-row foreign key triggers while loading.
             connection.exec_driver_sql("SET LOCAL session_replication_role = replica")
-        tenant_id = connection.execute(insert(Tenant).values(
-            slug="bench", name="Bench Shop", jurisdiction="US", timezone="America/New_York", locale="en",
-            settings=SETTINGS, created_at=T0 - timedelta(days=400)).returning(Tenant.id)).scalar_one()
+        tenant_id = connection.execute(
+            insert(Tenant)
+            .values(
+                slug="bench",
+                name="Bench Shop",
+                jurisdiction="US",
+                timezone="America/New_York",
+                locale="en",
+                settings=SETTINGS,
+                created_at=T0 - timedelta(days=400),
+            )
+            .returning(Tenant.id)
+        ).scalar_one()
         i = numbers(connection, count).c.i
         text = cast(i, String)
-        connection.execute(insert(Contact).from_select(
-            ["tenant_id", "external_id", "phone", "email", "timezone", "locale", "attributes", "created_at", "updated_at"],
-            select(literal(tenant_id), "c" + text, "+1212" + func.substr(cast(10_000_000 + i, String), 2),
-                   "c" + text + "@example.com", literal("America/New_York"), literal("en"),
-                   literal({}, Contact.attributes.type), at, at)))
-        channels = union_all(select(literal("sms").label("channel")), select(literal("email").label("channel"))).subquery()
-        connection.execute(insert(Consent).from_select(
-            ["tenant_id", "contact_id", "channel", "purpose", "granted", "night", "at", "source", "text", "recorded_at"],
-            select(Contact.tenant_id, Contact.id, channels.c.channel, literal("marketing"), literal(True), literal(False),
-                   literal(T0 - timedelta(days=300), UTCDateTime()), literal("bench"), literal("yes"), at)
-            .select_from(Contact).join(channels, literal(True))))
+        connection.execute(
+            insert(Contact).from_select(
+                [
+                    "tenant_id",
+                    "external_id",
+                    "phone",
+                    "email",
+                    "timezone",
+                    "locale",
+                    "attributes",
+                    "created_at",
+                    "updated_at",
+                ],
+                select(
+                    literal(tenant_id),
+                    "c" + text,
+                    "+1212" + func.substr(cast(10_000_000 + i, String), 2),
+                    "c" + text + "@example.com",
+                    literal("America/New_York"),
+                    literal("en"),
+                    literal({}, Contact.attributes.type),
+                    at,
+                    at,
+                ),
+            )
+        )
+        channels = union_all(
+            select(literal("sms").label("channel")), select(literal("email").label("channel"))
+        ).subquery()
+        connection.execute(
+            insert(Consent).from_select(
+                [
+                    "tenant_id",
+                    "contact_id",
+                    "channel",
+                    "purpose",
+                    "granted",
+                    "night",
+                    "at",
+                    "source",
+                    "text",
+                    "recorded_at",
+                ],
+                select(
+                    Contact.tenant_id,
+                    Contact.id,
+                    channels.c.channel,
+                    literal("marketing"),
+                    literal(True),
+                    literal(False),
+                    literal(T0 - timedelta(days=300), UTCDateTime()),
+                    literal("bench"),
+                    literal("yes"),
+                    at,
+                )
+                .select_from(Contact)
+                .join(channels, literal(True)),
+            )
+        )
         for n, days in ((1, 200), (2, 120)):
             when = literal(T0 - timedelta(days=days), UTCDateTime())
             if n == 2:  # every tenth contact ordered again a month ago: not lapsed
                 when = case((Contact.id % 10 == 0, literal(T0 - timedelta(days=30), UTCDateTime())), else_=when)
-            connection.execute(insert(Event).from_select(
-                ["tenant_id", "event_id", "type", "occurred_at", "received_at", "contact_id", "data"],
-                select(Contact.tenant_id, "o" + cast(Contact.id, String) + f"-{n}", literal("order_placed"), when,
-                       when, Contact.id, literal({"value": 50}, Event.data.type))))
+            connection.execute(
+                insert(Event).from_select(
+                    ["tenant_id", "event_id", "type", "occurred_at", "received_at", "contact_id", "data"],
+                    select(
+                        Contact.tenant_id,
+                        "o" + cast(Contact.id, String) + f"-{n}",
+                        literal("order_placed"),
+                        when,
+                        when,
+                        Contact.id,
+                        literal({"value": 50}, Event.data.type),
+                    ),
+                )
+            )
     with engine.begin() as connection:
         connection.exec_driver_sql("ANALYZE")  # the planner sees tables of this size, as in production
     engine.dispose()
@@ -84,11 +157,39 @@ def raw_message_rows(url: str, count: int) -> float:
     at = literal(T0, UTCDateTime())
     with engine.begin() as connection:
         contacts = select(Contact.tenant_id, Contact.id).order_by(Contact.id).limit(count).subquery()
-        seconds, _ = timed(connection.execute, insert(Message).from_select(
-            ["tenant_id", "contact_id", "campaign", "step", "channel", "purpose", "template", "status", "due_at",
-             "created_at", "updated_at", "attempts"],
-            select(contacts.c.tenant_id, contacts.c.id, literal("raw"), literal("s"), literal("email"),
-                   literal("marketing"), literal("t"), literal("cancelled"), at, at, at, literal(0))))
+        seconds, _ = timed(
+            connection.execute,
+            insert(Message).from_select(
+                [
+                    "tenant_id",
+                    "contact_id",
+                    "campaign",
+                    "step",
+                    "channel",
+                    "purpose",
+                    "template",
+                    "status",
+                    "due_at",
+                    "created_at",
+                    "updated_at",
+                    "attempts",
+                ],
+                select(
+                    contacts.c.tenant_id,
+                    contacts.c.id,
+                    literal("raw"),
+                    literal("s"),
+                    literal("email"),
+                    literal("marketing"),
+                    literal("t"),
+                    literal("cancelled"),
+                    at,
+                    at,
+                    at,
+                    literal(0),
+                ),
+            ),
+        )
         # Rows of the floor only: they must not count as what the run wrote.
         connection.execute(Message.__table__.delete().where(Message.campaign == "raw"))
     engine.dispose()
@@ -128,16 +229,20 @@ def _runtime(url: str):
     outbox = Counter()
     # No per-sender rate limit: the simulated clock stands still while draining, so a limit would hold
     # all but the first second's worth back; the figure is the engine's own pace.
-    settings = Settings(database_url=url, definitions=SHIPPED_DEFINITIONS, dispatch_batch_size=1000,
-                        sms_rate_per_second=0, email_rate_per_second=0)
-    return build(settings,
-                 clock=SimulatedClock(T0), providers={"sms": outbox, "email": outbox})
+    settings = Settings(
+        database_url=url,
+        definitions=SHIPPED_DEFINITIONS,
+        dispatch_batch_size=1000,
+        sms_rate_per_second=0,
+        email_rate_per_second=0,
+    )
+    return build(settings, clock=SimulatedClock(T0), providers={"sms": outbox, "email": outbox})
 
 
 def _fire(url: str) -> dict:
     """In a child process: run the campaign once at T0; seconds, what the run counted, peak memory before and after."""
-    from outbound.enrollment.audience_runs import fire_batch
     from outbound.db.session import transaction
+    from outbound.enrollment.audience_runs import fire_batch
 
     runtime = _runtime(url)
     campaign = runtime.definitions.campaigns[CAMPAIGN]
@@ -149,9 +254,12 @@ def _fire(url: str) -> dict:
         counts = {"audience": run.audience, "enrolled": run.enrolled, "held_out": run.held_out}
     seconds, cpu = time.perf_counter() - start, _cpu_s() - cpu
     with runtime.factory() as session:
-        counts["messages"] = session.scalar(select(func.count()).select_from(Message).where(Message.campaign == CAMPAIGN))
-        counts["due"] = session.scalar(select(func.count()).select_from(Message).where(
-            Message.campaign == CAMPAIGN, Message.due_at <= T0))
+        counts["messages"] = session.scalar(
+            select(func.count()).select_from(Message).where(Message.campaign == CAMPAIGN)
+        )
+        counts["due"] = session.scalar(
+            select(func.count()).select_from(Message).where(Message.campaign == CAMPAIGN, Message.due_at <= T0)
+        )
     runtime.close()
     return {"seconds": seconds, "cpu": cpu, "before_mb": before, "peak_mb": _peak_mb(), **counts}
 
@@ -163,8 +271,15 @@ def _drain(url: str) -> dict:
     seconds, report = timed(runtime.dispatcher.drain)
     cpu = _cpu_s() - cpu
     runtime.close()
-    return {"seconds": seconds, "cpu": cpu, "sent": report.sent, "claimed": report.claimed, "decisions": report.decisions,
-            "before_mb": before, "peak_mb": _peak_mb()}
+    return {
+        "seconds": seconds,
+        "cpu": cpu,
+        "sent": report.sent,
+        "claimed": report.claimed,
+        "decisions": report.decisions,
+        "before_mb": before,
+        "peak_mb": _peak_mb(),
+    }
 
 
 def in_child(fn, *args):
@@ -185,19 +300,35 @@ def run(backend: str, count: int, *, drain: bool = True) -> list[Figure]:
     name = f"{backend}: batch over {count:,}"
     figures = [
         Figure(f"{backend}: seed {count:,} contacts, 2 consents and 2 orders each (INSERT … SELECT)", seed_s, "s"),
-        Figure(f"{name}: audience → enrolled ({fired['audience']:,} matched, {fired['held_out']:,} held out, "
-               f"{rows:,} messages)", fired["seconds"], "s", f"raw INSERT … SELECT of {rows:,} message rows", floor_s),
+        Figure(
+            f"{name}: audience → enrolled ({fired['audience']:,} matched, {fired['held_out']:,} held out, "
+            f"{rows:,} messages)",
+            fired["seconds"],
+            "s",
+            f"raw INSERT … SELECT of {rows:,} message rows",
+            floor_s,
+        ),
         Figure(f"{name}: audience → enrolled, CPU of its process", fired["cpu"], "s"),
-        Figure(f"{name}: audience → enrolled, peak RSS", fired["peak_mb"], "MB", "its process before the run",
-               fired["before_mb"]),
+        Figure(
+            f"{name}: audience → enrolled, peak RSS",
+            fired["peak_mb"],
+            "MB",
+            "its process before the run",
+            fired["before_mb"],
+        ),
     ]
     if drained is not None:
         total = fired["seconds"] + drained["seconds"]
         figures += [
             Figure(f"{name}: drain, {drained['sent']:,} handed to the provider (dispatcher)", drained["seconds"], "s"),
             Figure(f"{name}: drain, CPU of its process", drained["cpu"], "s"),
-            Figure(f"{name}: drain, peak RSS", drained["peak_mb"], "MB", "its process before the drain",
-                   drained["before_mb"]),
+            Figure(
+                f"{name}: drain, peak RSS",
+                drained["peak_mb"],
+                "MB",
+                "its process before the drain",
+                drained["before_mb"],
+            ),
             Figure(f"{name}: audience → handed to the provider, together (target ≤ 60 s)", total, "s"),
             Figure(f"{name}:   of which the dispatcher's drain", 100 * drained["seconds"] / total, "%"),
         ]

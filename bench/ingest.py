@@ -21,20 +21,20 @@ import socket
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 
 from bench.common import T0, Figure, database, timed
 from outbound.bootstrap import SHIPPED_DEFINITIONS, build
 from outbound.clock import SimulatedClock
+from outbound.config import Settings
 from outbound.db.session import transaction
 from outbound.ingest.events import import_events
-from outbound.tenancy.keys import create_api_key
 from outbound.providers import Outbox
-from outbound.config import Settings
+from outbound.tenancy.keys import create_api_key
 from outbound.tenancy.tenants import create_tenant, get_tenant
 
 BATCH = 100
@@ -42,9 +42,13 @@ CONNECTIONS = 16
 
 
 def envelope(i: int) -> dict:
-    return {"id": f"evt-{i}", "type": "cart_abandoned", "occurred_at": T0.isoformat(),
-            "contact": {"external_id": f"c{i % 5000}", "email": f"c{i % 5000}@example.com"},
-            "data": {"cart_id": f"cart-{i}", "value": 120}}
+    return {
+        "id": f"evt-{i}",
+        "type": "cart_abandoned",
+        "occurred_at": T0.isoformat(),
+        "contact": {"external_id": f"c{i % 5000}", "email": f"c{i % 5000}@example.com"},
+        "data": {"cart_id": f"cart-{i}", "value": 120},
+    }
 
 
 def _port() -> int:
@@ -56,8 +60,11 @@ def _port() -> int:
 def _runtime(url: str):
     clock = SimulatedClock(T0)
     outbox = Outbox()
-    return build(Settings(database_url=url, definitions=SHIPPED_DEFINITIONS), clock=clock,
-                 providers={"sms": outbox, "email": outbox})
+    return build(
+        Settings(database_url=url, definitions=SHIPPED_DEFINITIONS),
+        clock=clock,
+        providers={"sms": outbox, "email": outbox},
+    )
 
 
 def _serve_forever(url: str, port: int, triggers: bool) -> None:
@@ -79,8 +86,9 @@ def _serve_forever(url: str, port: int, triggers: bool) -> None:
 @contextmanager
 def _server(url: str, *, triggers: bool) -> Iterator[str]:
     port = _port()
-    process = multiprocessing.get_context("spawn").Process(target=_serve_forever, args=(url, port, triggers),
-                                                           daemon=True)
+    process = multiprocessing.get_context("spawn").Process(
+        target=_serve_forever, args=(url, port, triggers), daemon=True
+    )
     process.start()
     base = f"http://127.0.0.1:{port}"
     try:
@@ -114,8 +122,11 @@ def _read_answer(sock: socket.socket, buffer: bytes) -> tuple[_Answer, bytes]:
         buffer += chunk
     head, _, rest = buffer.partition(b"\r\n\r\n")
     lines = head.split(b"\r\n")
-    length = next(int(value) for name, _, value in (line.partition(b":") for line in lines[1:])
-                  if name.strip().lower() == b"content-length")
+    length = next(
+        int(value)
+        for name, _, value in (line.partition(b":") for line in lines[1:])
+        if name.strip().lower() == b"content-length"
+    )
     while len(rest) < length:
         rest += sock.recv(65536)
     return _Answer(int(lines[0].split(b" ", 2)[1]), rest[:length]), rest[length:]
@@ -129,9 +140,14 @@ def _next(pending, lock: threading.Lock):
 def _post_all(base: str, key: str, path: str, bodies: list[bytes], connections: int = 1) -> tuple[float, list[_Answer]]:
     """Seconds to POST every body to `path` over `connections` kept-alive connections, and the answers."""
     host, port = base.removeprefix("http://").split(":")
-    requests = [(f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Bearer {key}\r\n"
-                 f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
-                for body in bodies]
+    requests = [
+        (
+            f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Bearer {key}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        + body
+        for body in bodies
+    ]
     answers: list[_Answer] = []
     pending = iter(requests)
     lock = threading.Lock()
@@ -166,8 +182,10 @@ def _post_all(base: str, key: str, path: str, bodies: list[bytes], connections: 
 
 def _over_http(base: str, key: str, first: int, count: int, label: str) -> list[Figure]:
     singles = [json.dumps(envelope(first + i)).encode() for i in range(count)]
-    batches = [json.dumps({"events": [envelope(first + count + i) for i in range(start, start + BATCH)]}).encode()
-               for start in range(0, count, BATCH)]
+    batches = [
+        json.dumps({"events": [envelope(first + count + i) for i in range(start, start + BATCH)]}).encode()
+        for start in range(0, count, BATCH)
+    ]
     crowd = [json.dumps(envelope(first + 2 * count + i)).encode() for i in range(count)]
     _post_all(base, key, "/bench/empty", singles[:200], CONNECTIONS)  # the server's first requests, not measured
     empty_s, _ = _post_all(base, key, "/bench/empty", singles)
@@ -182,17 +200,33 @@ def _over_http(base: str, key: str, first: int, count: int, label: str) -> list[
     floor = "empty endpoint, same server and bodies"
     return [
         Figure(f"POST /v1/events, one event per request{label}", count / one_s, "events/s", floor, count / empty_s),
-        Figure(f"POST /v1/events, {BATCH} events per request{label}", count / batched_s, "events/s",
-               floor, count / empty_batched_s),
-        Figure(f"POST /v1/events, one event per request, {CONNECTIONS} connections{label}", count / crowd_s,
-               "events/s", f"{floor} and connections", count / empty_crowd_s),
+        Figure(
+            f"POST /v1/events, {BATCH} events per request{label}",
+            count / batched_s,
+            "events/s",
+            floor,
+            count / empty_batched_s,
+        ),
+        Figure(
+            f"POST /v1/events, one event per request, {CONNECTIONS} connections{label}",
+            count / crowd_s,
+            "events/s",
+            f"{floor} and connections",
+            count / empty_crowd_s,
+        ),
     ]
 
 
 def _import(runtime, path: Path, triggers: bool) -> float:
     with transaction(runtime.factory) as session:
-        seconds, report = timed(import_events, session, get_tenant(session, "bench"), path, runtime.clock,
-                                on_event=runtime.on_event if triggers else None)
+        seconds, report = timed(
+            import_events,
+            session,
+            get_tenant(session, "bench"),
+            path,
+            runtime.clock,
+            on_event=runtime.on_event if triggers else None,
+        )
     assert report.stored == sum(1 for _ in path.open()), report.errors[:3]
     return seconds
 
@@ -215,9 +249,15 @@ def run(backend: str, count: int) -> list[Figure]:
     with database(backend) as url:
         runtime = _runtime(url)
         with transaction(runtime.factory) as session:
-            tenant = create_tenant(session, runtime.clock, "bench", jurisdiction="US", timezone="America/New_York",
-                                   locale="en", settings={"support_contact": "help@bench.example",
-                                                          "postal_address": "1 Main St"})
+            tenant = create_tenant(
+                session,
+                runtime.clock,
+                "bench",
+                jurisdiction="US",
+                timezone="America/New_York",
+                locale="en",
+                settings={"support_contact": "help@bench.example", "postal_address": "1 Main St"},
+            )
             key = create_api_key(session, tenant, role="ingest", clock=runtime.clock)
         _warm_up(runtime, count)
         figures = []

@@ -20,11 +20,11 @@ from bench.common import T0, Figure, console, database, seed_contacts, timed
 from bench.pipeline import definitions
 from outbound.bootstrap import build
 from outbound.clock import SimulatedClock
+from outbound.config import Settings
 from outbound.db.models import Contact, Message, Tenant
 from outbound.db.session import make_engine
 from outbound.db.types import UTCDateTime
 from outbound.providers import Outbox
-from outbound.config import Settings
 
 CONTACTS = 5000
 GROUP = 100_000  # messages due at the same instant
@@ -45,12 +45,38 @@ def backlog(url: str, count: int) -> None:
             size = min(GROUP, count - start)
             i = numbers(connection, size).c.i
             due = literal(T0 - timedelta(minutes=len(groups) - n), UTCDateTime())
-            connection.execute(insert(Message).from_select(
-                ["tenant_id", "contact_id", "campaign", "step", "channel", "purpose", "template", "status", "due_at",
-                 "created_at", "updated_at", "attempts"],
-                select(literal(tenant_id), first + i % CONTACTS, literal("bench_reminder"), literal("sms_1h"),
-                       literal("sms"), literal("marketing"), literal("bench_note"), literal("scheduled"), due,
-                       literal(T0, UTCDateTime()), literal(T0, UTCDateTime()), literal(0))))
+            connection.execute(
+                insert(Message).from_select(
+                    [
+                        "tenant_id",
+                        "contact_id",
+                        "campaign",
+                        "step",
+                        "channel",
+                        "purpose",
+                        "template",
+                        "status",
+                        "due_at",
+                        "created_at",
+                        "updated_at",
+                        "attempts",
+                    ],
+                    select(
+                        literal(tenant_id),
+                        first + i % CONTACTS,
+                        literal("bench_reminder"),
+                        literal("sms_1h"),
+                        literal("sms"),
+                        literal("marketing"),
+                        literal("bench_note"),
+                        literal("scheduled"),
+                        due,
+                        literal(T0, UTCDateTime()),
+                        literal(T0, UTCDateTime()),
+                        literal(0),
+                    ),
+                )
+            )
     with engine.begin() as connection:
         connection.exec_driver_sql("ANALYZE")  # as autovacuum / a maintenance job leaves a large table
     engine.dispose()
@@ -58,8 +84,9 @@ def backlog(url: str, count: int) -> None:
 
 def claim_plan(engine, statements: list[tuple[str, object]]) -> tuple[str, list[str]]:
     """The verdict on the claim's plan ("index scan" or what is wrong) and the plan lines, from EXPLAIN."""
-    claims = [(sql, params) for sql, params in statements
-              if "FROM messages" in sql and "ORDER BY messages.due_at" in sql]
+    claims = [
+        (sql, params) for sql, params in statements if "FROM messages" in sql and "ORDER BY messages.due_at" in sql
+    ]
     lines: list[str] = []
     verdicts = set()
     with engine.connect() as connection:
@@ -72,10 +99,12 @@ def claim_plan(engine, statements: list[tuple[str, object]]) -> tuple[str, list[
             else:
                 plan = [row[0] for row in connection.exec_driver_sql("EXPLAIN " + sql, params)]
                 ranged = any("Index Scan using ix_messages_due" in line for line in plan) and not any(
-                    "Seq Scan on messages" in line for line in plan)
+                    "Seq Scan on messages" in line for line in plan
+                )
                 sorted_ = any("Sort" in line for line in plan)
-            verdicts.add("index scan" if ranged and not sorted_ else
-                         "index scan, then a sort" if ranged else "scan of the table")
+            verdicts.add(
+                "index scan" if ranged and not sorted_ else "index scan, then a sort" if ranged else "scan of the table"
+            )
             lines += plan
     return " / ".join(sorted(verdicts)) or "no claim seen", lines
 
@@ -88,8 +117,9 @@ def one_size(backend: str, size: int) -> tuple[float, float, float, str, list[st
         write_s, _ = timed(backlog, url, size)
         # No per-sender rate limit: the clock stands still, and the figure is the engine's own pace.
         settings = Settings(database_url=url, dispatch_batch_size=500, sms_rate_per_second=0, email_rate_per_second=0)
-        runtime = build(settings, clock=clock, providers={"sms": Outbox(), "email": Outbox()},
-                        definitions=definitions(Path(folder)))
+        runtime = build(
+            settings, clock=clock, providers={"sms": Outbox(), "email": Outbox()}, definitions=definitions(Path(folder))
+        )
         statements: list[tuple[str, object]] = []
 
         def capture(conn, cursor, statement, parameters, context, executemany):
@@ -115,10 +145,17 @@ def run(backend: str, sizes: list[int], *, show_plan: bool = False) -> list[Figu
             floor_ms = median_s * 1000
         figures += [
             Figure(f"{backend}: write a backlog of {size:,} (INSERT … SELECT)", write_s, "s"),
-            Figure(f"{backend}: first tick (batch of {claimed}) with {size:,} waiting; claim: {verdict}",
-                   first_s * 1000, "ms"),
-            Figure(f"{backend}: median of {TICKS} more ticks with {size:,} waiting", median_s * 1000, "ms",
-                   f"median tick with {smallest:,} waiting" if size != smallest else None,
-                   floor_ms if size != smallest else None),
+            Figure(
+                f"{backend}: first tick (batch of {claimed}) with {size:,} waiting; claim: {verdict}",
+                first_s * 1000,
+                "ms",
+            ),
+            Figure(
+                f"{backend}: median of {TICKS} more ticks with {size:,} waiting",
+                median_s * 1000,
+                "ms",
+                f"median tick with {smallest:,} waiting" if size != smallest else None,
+                floor_ms if size != smallest else None,
+            ),
         ]
     return figures

@@ -22,11 +22,11 @@ from bench.common import T0, Figure, database, seed_contacts, timed
 from bench.pipeline import _enroll_all, definitions
 from outbound.bootstrap import build
 from outbound.clock import SimulatedClock
+from outbound.config import Settings
 from outbound.db.models import Message
 from outbound.db.session import make_engine
 from outbound.definitions import load_definitions
 from outbound.providers import Outbox
-from outbound.config import Settings
 
 
 def _settings(url: str) -> Settings:
@@ -35,8 +35,12 @@ def _settings(url: str) -> Settings:
 
 def _worker(url: str, folder: str, barrier, sent) -> None:
     # The parent wrote the definitions; workers only read them (writing them side by side would race).
-    runtime = build(_settings(url), clock=SimulatedClock(T0 + timedelta(hours=1)), providers={"sms": Outbox()},
-                    definitions=load_definitions(Path(folder)))
+    runtime = build(
+        _settings(url),
+        clock=SimulatedClock(T0 + timedelta(hours=1)),
+        providers={"sms": Outbox()},
+        definitions=load_definitions(Path(folder)),
+    )
     barrier.wait()
     report = runtime.dispatcher.drain()
     sent.put(report.sent)
@@ -75,8 +79,9 @@ def run(backend: str, count: int, counts: tuple[int, ...] = (1, 2, 4)) -> list[F
         with database(backend) as url, tempfile.TemporaryDirectory() as folder:
             clock = SimulatedClock(T0)
             seed_contacts(url, count, clock=clock)
-            runtime = build(_settings(url), clock=clock, providers={"sms": Outbox()},
-                            definitions=definitions(Path(folder)))
+            runtime = build(
+                _settings(url), clock=clock, providers={"sms": Outbox()}, definitions=definitions(Path(folder))
+            )
             timed(_enroll_all, runtime, count)
             runtime.close()
             seconds, sent = drain_with(url, folder, processes)
@@ -87,7 +92,13 @@ def run(backend: str, count: int, counts: tuple[int, ...] = (1, 2, 4)) -> list[F
         assert sent == once == count, f"{processes} workers sent {sent}, {once} stored as sent, of {count}"
         rate = count / seconds
         single = single or rate
-        figures.append(Figure(f"{backend}: dispatch by {processes} worker process{'es' if processes > 1 else ''}, "
-                              f"{count:,}", rate, "msg/s", "1 worker process" if processes > 1 else None,
-                              single if processes > 1 else None))
+        figures.append(
+            Figure(
+                f"{backend}: dispatch by {processes} worker process{'es' if processes > 1 else ''}, {count:,}",
+                rate,
+                "msg/s",
+                "1 worker process" if processes > 1 else None,
+                single if processes > 1 else None,
+            )
+        )
     return figures

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 
@@ -15,7 +15,7 @@ class SystemClock:
     """Wall-clock time."""
 
     def now(self) -> datetime:
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
 
 
 class SimulatedClock:
@@ -42,7 +42,7 @@ def ensure_utc(value: datetime) -> datetime:
     """A naive datetime is refused; an aware one is converted to UTC."""
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(f"datetime {value!r} has no time zone")
-    return value.astimezone(timezone.utc)
+    return value.astimezone(UTC)
 
 
 def parse_duration(text: str) -> timedelta:

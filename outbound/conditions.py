@@ -87,7 +87,9 @@ class Condition:
         return hash(self.source)
 
 
-def compile_condition(source: str, *, where: str = "<expr>", names: Iterable[str] | None = DEFINITION_NAMES) -> Condition:
+def compile_condition(
+    source: str, *, where: str = "<expr>", names: Iterable[str] | None = DEFINITION_NAMES
+) -> Condition:
     """Compile `source` into a Condition, or raise InvalidCondition saying what is wrong and where.
 
     `names` are the top-level names the expression may use (None: any name).

@@ -35,7 +35,12 @@ def event_view(event: Event | None) -> dict[str, Any]:
 def tenant_view(tenant: Tenant) -> dict[str, Any]:
     """A tenant's name, jurisdiction and sender settings, for templates."""
     view = {key: value for key, value in (tenant.settings or {}).items() if isinstance(value, (str, int, float))}
-    view.update(slug=tenant.slug, name=tenant.name, jurisdiction=tenant.jurisdiction,
-                timezone=tenant.timezone, locale=tenant.locale)
+    view.update(
+        slug=tenant.slug,
+        name=tenant.name,
+        jurisdiction=tenant.jurisdiction,
+        timezone=tenant.timezone,
+        locale=tenant.locale,
+    )
     view.setdefault("sender_name", tenant.name)
     return view

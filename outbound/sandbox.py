@@ -9,15 +9,17 @@ allows (`.get`, `.items`, …) are returned without the checks; everything else 
 
 from __future__ import annotations
 
-from typing import Any, MutableMapping
+from collections.abc import MutableMapping
+from typing import Any
 
 from jinja2.sandbox import ImmutableSandboxedEnvironment, modifies_known_mutable
 
 # Names of a dict's attributes: Jinja looks attributes up first, so `d.items` stays the method.
 _DICT_ATTRIBUTES = frozenset(dir(dict))
 # Of those, the ones the immutable sandbox lets an expression read: public and not mutating.
-_DICT_READS = frozenset(name for name in _DICT_ATTRIBUTES
-                        if not name.startswith("_") and not modifies_known_mutable({}, name))
+_DICT_READS = frozenset(
+    name for name in _DICT_ATTRIBUTES if not name.startswith("_") and not modifies_known_mutable({}, name)
+)
 
 
 class Sandbox(ImmutableSandboxedEnvironment):

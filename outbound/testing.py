@@ -22,6 +22,7 @@ reuse and bounded concurrency.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hmac
 import json
 import math
@@ -34,7 +35,7 @@ import threading
 import uuid
 from collections import deque
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -60,8 +61,18 @@ MAX_PERSONALIZATIONS = 1000
 MAX_SUBSTITUTION_BYTES = 10_000
 # Headers SendGrid sets itself and refuses in `headers`.
 SENDGRID_RESERVED_HEADERS = {
-    "x-sg-id", "x-sg-eid", "received", "dkim-signature", "content-type", "content-transfer-encoding",
-    "to", "from", "subject", "reply-to", "cc", "bcc",
+    "x-sg-id",
+    "x-sg-eid",
+    "received",
+    "dkim-signature",
+    "content-type",
+    "content-transfer-encoding",
+    "to",
+    "from",
+    "subject",
+    "reply-to",
+    "cc",
+    "bcc",
 }
 
 TWILIO_MESSAGES = {
@@ -181,10 +192,8 @@ class FakeProviderServer:
             kept_alive, self._open = list(self._open), set()
         for connection in kept_alive:
             # Handler threads wait on kept-alive connections for a next request that will not come.
-            try:
+            with contextlib.suppress(OSError):
                 connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
         if self._thread is not None:
             self._thread.join()
             self._thread = None
@@ -303,9 +312,14 @@ class FakeProviderServer:
         service = "twilio" if match else "sendgrid" if path == SENDGRID_PATH else None
         fields = _parse_form(raw) if service == "twilio" else _parse_json(raw) if service == "sendgrid" else None
         attempt: dict[str, Any] = {
-            "service": service, "method": handler.command, "path": path,
-            "to": _recipient(service, fields), "messages": _message_count(service, fields), "fields": fields,
-            "status": None, "outcome": None,
+            "service": service,
+            "method": handler.command,
+            "path": path,
+            "to": _recipient(service, fields),
+            "messages": _message_count(service, fields),
+            "fields": fields,
+            "status": None,
+            "outcome": None,
         }
         with self._lock:
             self._attempts.append(attempt)
@@ -383,20 +397,42 @@ class FakeProviderServer:
         if fault is not None:
             return _error_reply("twilio", fault, to=to), None
         sid = "SM" + uuid.uuid4().hex
-        created = format_datetime(self.clock.now() if self.clock else datetime.now(timezone.utc))
+        created = format_datetime(self.clock.now() if self.clock else datetime.now(UTC))
         resource = {
-            "account_sid": self.account_sid, "api_version": "2010-04-01", "body": body or "",
-            "date_created": created, "date_sent": None, "date_updated": created, "direction": "outbound-api",
-            "error_code": None, "error_message": None, "from": sender, "messaging_service_sid": service_sid,
-            "num_media": "0", "num_segments": str(sms_segments(body or "")), "price": None, "price_unit": "USD",
-            "sid": sid, "status": "queued" if sender else "accepted", "to": to,
+            "account_sid": self.account_sid,
+            "api_version": "2010-04-01",
+            "body": body or "",
+            "date_created": created,
+            "date_sent": None,
+            "date_updated": created,
+            "direction": "outbound-api",
+            "error_code": None,
+            "error_message": None,
+            "from": sender,
+            "messaging_service_sid": service_sid,
+            "num_media": "0",
+            "num_segments": str(sms_segments(body or "")),
+            "price": None,
+            "price_unit": "USD",
+            "sid": sid,
+            "status": "queued" if sender else "accepted",
+            "to": to,
             "subresource_uris": {"media": f"/2010-04-01/Accounts/{self.account_sid}/Messages/{sid}/Media.json"},
             "uri": f"/2010-04-01/Accounts/{self.account_sid}/Messages/{sid}.json",
         }
         record = {
-            "service": "twilio", "provider_id": sid, "to": to, "sender": sender, "messaging_service_sid": service_sid,
-            "subject": None, "body": body or "", "html": None, "headers": {}, "custom_args": {},
-            "status_callback": callback, "fields": form,
+            "service": "twilio",
+            "provider_id": sid,
+            "to": to,
+            "sender": sender,
+            "messaging_service_sid": service_sid,
+            "subject": None,
+            "body": body or "",
+            "html": None,
+            "headers": {},
+            "custom_args": {},
+            "status_callback": callback,
+            "fields": form,
         }
         return _Reply(201, json.dumps(resource).encode()), [record]
 
@@ -419,8 +455,9 @@ class FakeProviderServer:
             return _error_reply("sendgrid", fault), None
         message_id = secrets.token_urlsafe(16)[:22]
         # One message per personalization: the same X-Message-Id, its own recipient, subject, headers and text.
-        records = [_sendgrid_record(payload, personalization, message_id)
-                   for personalization in payload["personalizations"]]
+        records = [
+            _sendgrid_record(payload, personalization, message_id) for personalization in payload["personalizations"]
+        ]
         return _Reply(202, b"", (("X-Message-Id", message_id),)), records
 
 
@@ -438,13 +475,19 @@ def _sendgrid_record(payload: dict[str, Any], personalization: dict[str, Any], m
     recipients = [to["email"] for to in personalization["to"]]
     contents = {c["type"]: c["value"] for c in payload.get("content") or []}
     return {
-        "service": "sendgrid", "provider_id": message_id, "to": recipients[0], "recipients": recipients,
-        "sender": payload["from"]["email"], "sender_name": payload["from"].get("name"),
+        "service": "sendgrid",
+        "provider_id": message_id,
+        "to": recipients[0],
+        "recipients": recipients,
+        "sender": payload["from"]["email"],
+        "sender_name": payload["from"].get("name"),
         "subject": substituted(personalization.get("subject") or payload.get("subject")),
-        "body": substituted(contents.get("text/plain")), "html": substituted(contents.get("text/html")),
+        "body": substituted(contents.get("text/plain")),
+        "html": substituted(contents.get("text/html")),
         "headers": {**(payload.get("headers") or {}), **(personalization.get("headers") or {})},
         "custom_args": {**(payload.get("custom_args") or {}), **(personalization.get("custom_args") or {})},
-        "status_callback": None, "fields": payload,
+        "status_callback": None,
+        "fields": payload,
     }
 
 
@@ -461,8 +504,15 @@ class FakeProviderProcess:
     def start(self) -> FakeProviderProcess:
         """Start the child and wait until it listens."""
         self._child = subprocess.Popen(
-            [sys.executable, "-c", f"from outbound.testing import _serve_over_pipes; _serve_over_pipes({self.latency!r})"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            [
+                sys.executable,
+                "-c",
+                f"from outbound.testing import _serve_over_pipes; _serve_over_pipes({self.latency!r})",
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         self.url = self._read()
         return self
 
@@ -555,30 +605,39 @@ def sendgrid_errors(payload: dict[str, Any]) -> list[tuple[str, str | None]]:
         errors.append((msg, "personalizations"))
         personalizations = []
     elif len(personalizations) > MAX_PERSONALIZATIONS:
-        errors.append((
-            f"The personalization block is limited to 1000 personalizations per API request. You have provided "
-            f"{len(personalizations)} personalizations. Please consider splitting this into multiple requests "
-            "and resending your request.", "personalizations",
-        ))
+        errors.append(
+            (
+                f"The personalization block is limited to 1000 personalizations per API request. You have provided "
+                f"{len(personalizations)} personalizations. Please consider splitting this into multiple requests "
+                "and resending your request.",
+                "personalizations",
+            )
+        )
         personalizations = []
     seen: set[str] = set()
     for i, personalization in enumerate(personalizations):
         to = personalization.get("to") if isinstance(personalization, dict) else None
         if not isinstance(to, list) or not to:
-            errors.append((
-                "The to array is required for all personalization objects, and must have at least one email "
-                "object with a valid email address.", f"personalizations.{i}.to",
-            ))
+            errors.append(
+                (
+                    "The to array is required for all personalization objects, and must have at least one email "
+                    "object with a valid email address.",
+                    f"personalizations.{i}.to",
+                )
+            )
             continue
         for j, address in enumerate(to):
             email = address.get("email") if isinstance(address, dict) else None
             if not isinstance(email, str) or not EMAIL.match(email):
                 errors.append(("Does not contain a valid address.", f"personalizations.{i}.to.{j}.email"))
             elif email.lower() in seen:
-                errors.append((
-                    "Each unique email address in the personalizations array should only be included once. "
-                    "You have included email address more than once.", f"personalizations.{i}.to.{j}.email",
-                ))
+                errors.append(
+                    (
+                        "Each unique email address in the personalizations array should only be included once. "
+                        "You have included email address more than once.",
+                        f"personalizations.{i}.to.{j}.email",
+                    )
+                )
             else:
                 seen.add(email.lower())
         errors.extend(_personalization_errors(personalization, i))
@@ -586,11 +645,14 @@ def sendgrid_errors(payload: dict[str, Any]) -> list[tuple[str, str | None]]:
         errors.append(("There is a limit of 1000 total recipients (to + cc + bcc) per request.", "personalizations"))
     sender = payload.get("from")
     if not isinstance(sender, dict) or not sender.get("email"):
-        errors.append((
-            "The from object must be provided for every email send. It is an object that requires the email "
-            'parameter, but may also contain a name parameter.  e.g. {"email" : "example@example.com"}  or '
-            '{"email" : "example@example.com", "name" : "Example Recipient"}.', "from.email",
-        ))
+        errors.append(
+            (
+                "The from object must be provided for every email send. It is an object that requires the email "
+                'parameter, but may also contain a name parameter.  e.g. {"email" : "example@example.com"}  or '
+                '{"email" : "example@example.com", "name" : "Example Recipient"}.',
+                "from.email",
+            )
+        )
     elif not isinstance(sender["email"], str) or not EMAIL.match(sender["email"]):
         errors.append(("The from email does not contain a valid address.", "from.email"))
     every_has_subject = bool(personalizations) and all(
@@ -598,10 +660,13 @@ def sendgrid_errors(payload: dict[str, Any]) -> list[tuple[str, str | None]]:
     )
     subject = payload.get("subject")
     if not has_template and not every_has_subject and (not isinstance(subject, str) or not subject):
-        errors.append((
-            "The subject is required. You can get around this requirement if you use a template with a subject "
-            "defined or if every personalization has a subject defined.", "subject",
-        ))
+        errors.append(
+            (
+                "The subject is required. You can get around this requirement if you use a template with a subject "
+                "defined or if every personalization has a subject defined.",
+                "subject",
+            )
+        )
     errors.extend(_content_errors(payload.get("content"), has_template))
     errors.extend(_string_map_errors(payload.get("custom_args"), "custom_args"))
     errors.extend(_string_map_errors(payload.get("headers"), "headers"))
@@ -627,10 +692,13 @@ def _personalization_errors(personalization: dict[str, Any], i: int) -> list[tup
     if isinstance(substitutions, dict):
         size = sum(len(str(k).encode()) + len(v.encode()) for k, v in substitutions.items() if isinstance(v, str))
         if size > MAX_SUBSTITUTION_BYTES:
-            errors.append((
-                f"The total size of your substitutions may not exceed {MAX_SUBSTITUTION_BYTES:,} bytes per "
-                "personalization object.", f"{where}.substitutions",
-            ))
+            errors.append(
+                (
+                    f"The total size of your substitutions may not exceed {MAX_SUBSTITUTION_BYTES:,} bytes per "
+                    "personalization object.",
+                    f"{where}.substitutions",
+                )
+            )
     return errors
 
 
@@ -638,11 +706,14 @@ def _content_errors(content: Any, has_template: bool) -> list[tuple[str, str | N
     if content is None or content == []:
         if has_template:
             return []
-        return [(
-            "Unless a valid template_id is provided, the content parameter is required. There must be at least "
-            "one defined content block. We typically suggest both text/plain and text/html blocks are included, "
-            "but only one block is required.", "content",
-        )]
+        return [
+            (
+                "Unless a valid template_id is provided, the content parameter is required. There must be at least "
+                "one defined content block. We typically suggest both text/plain and text/html blocks are included, "
+                "but only one block is required.",
+                "content",
+            )
+        ]
     if not isinstance(content, list):
         return [("Invalid type. Expected: array, given: " + _json_type(content) + ".", "content")]
     errors: list[tuple[str, str | None]] = []
@@ -651,8 +722,10 @@ def _content_errors(content: Any, has_template: bool) -> list[tuple[str, str | N
         block = block if isinstance(block, dict) else {}
         kind, value = block.get("type"), block.get("value")
         if not isinstance(kind, str) or not kind or ";" in kind or "\r" in kind or "\n" in kind:
-            msg = ("The content type cannot contain ';', or CRLF characters. "
-                   "The content type must be at least one character in length.")
+            msg = (
+                "The content type cannot contain ';', or CRLF characters. "
+                "The content type must be at least one character in length."
+            )
             errors.append((msg, f"content.{i}.type"))
         if not isinstance(value, str) or not value:
             msg = "The content value must be a string at least one character in length."

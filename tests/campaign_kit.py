@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from definitions_kit import TEMPLATES, TRIGGERS, write_definitions
 
 SURVEY = """
@@ -54,7 +53,9 @@ steps:
     template: offer_note
 """
 
-CAMPAIGN_TRIGGERS = TRIGGERS + """
+CAMPAIGN_TRIGGERS = (
+    TRIGGERS
+    + """
   - name: delivered
     on: order_delivered
     campaign: survey
@@ -65,15 +66,16 @@ CAMPAIGN_TRIGGERS = TRIGGERS + """
     on: churn_risk_scored
     campaign: winback
 """
+)
 
 CAMPAIGN_TEMPLATES = {
     **TEMPLATES,
     "survey_note/sms.en.j2": "{{ tenant.sender_name }}: how likely are you to recommend us, 0-10? Reply STOP to opt out.",
     "survey_note/sms.ko.j2": "[{{ tenant.sender_name }}] 추천 의향을 0~10점으로 답장해 주세요.",
     "csat_note/email.en.j2": "{% block subject %}How did we do?{% endblock %}"
-                             "{% block text %}{% for n in range(1, 6) %}{{ n }}: {{ links.survey }}/{{ n }}\n{% endfor %}{% endblock %}",
+    "{% block text %}{% for n in range(1, 6) %}{{ n }}: {{ links.survey }}/{{ n }}\n{% endfor %}{% endblock %}",
     "offer_note/email.en.j2": "{% block subject %}We miss you{% endblock %}{% block text %}Code {{ offer.code }}. "
-                              "{{ tenant.postal_address }} Unsubscribe: {{ links.unsubscribe }}{% endblock %}",
+    "{{ tenant.postal_address }} Unsubscribe: {{ links.unsubscribe }}{% endblock %}",
     "offer_note/sms.en.j2": "Come back: code {{ offer.code }}. Reply STOP to opt out",
 }
 
@@ -95,13 +97,20 @@ def make_world_fixture(db_url, tmp_path, clock, outbox):
 
     runtimes = []
 
-    def _make(campaign_files: dict[str, str] | None = None, triggers: str = CAMPAIGN_TRIGGERS,
-              templates: dict[str, str] | None = None, providers=None):
-        root = write_definitions(tmp_path / f"defs{len(runtimes)}", campaign_files or campaigns(), triggers,
-                                 templates or CAMPAIGN_TEMPLATES)
-        runtime = build(Settings(database_url=db_url, definitions=root, base_url="https://ob.example",
-                                 secret_key="test-secret"),
-                        clock=clock, providers=providers or {"sms": outbox, "email": outbox})
+    def _make(
+        campaign_files: dict[str, str] | None = None,
+        triggers: str = CAMPAIGN_TRIGGERS,
+        templates: dict[str, str] | None = None,
+        providers=None,
+    ):
+        root = write_definitions(
+            tmp_path / f"defs{len(runtimes)}", campaign_files or campaigns(), triggers, templates or CAMPAIGN_TEMPLATES
+        )
+        runtime = build(
+            Settings(database_url=db_url, definitions=root, base_url="https://ob.example", secret_key="test-secret"),
+            clock=clock,
+            providers=providers or {"sms": outbox, "email": outbox},
+        )
         runtimes.append(runtime)
         return World(runtime, clock)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy.orm import Session
@@ -12,7 +12,7 @@ from sqlalchemy.pool import NullPool
 from outbound.clock import SimulatedClock
 from outbound.db.session import make_engine, session_factory, upgrade
 
-T0 = datetime(2026, 11, 20, 0, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 20, 0, 0, tzinfo=UTC)
 
 
 BACKEND = os.environ.get("OUTBOUND_TEST_BACKEND", "sqlite")
@@ -104,8 +104,9 @@ def make_tenant(session, clock):
             "optout_number": "080-123-4567",
         }
         defaults.update(settings)
-        return create_tenant(session, clock, slug, jurisdiction=jurisdiction, timezone=timezone,
-                             locale=locale, settings=defaults)
+        return create_tenant(
+            session, clock, slug, jurisdiction=jurisdiction, timezone=timezone, locale=locale, settings=defaults
+        )
 
     return _make
 
@@ -126,8 +127,11 @@ def runtime(db_url, tmp_path, clock, outbox):
     from outbound.config import Settings
 
     definitions = write_definitions(tmp_path / "definitions")
-    runtime = build(Settings(database_url=db_url, definitions=definitions, base_url="https://ob.example"),
-                    clock=clock, providers={"sms": outbox, "email": outbox})
+    runtime = build(
+        Settings(database_url=db_url, definitions=definitions, base_url="https://ob.example"),
+        clock=clock,
+        providers={"sms": outbox, "email": outbox},
+    )
     yield runtime
     runtime.close()
 
@@ -148,28 +152,51 @@ class World:
         from outbound.db.session import transaction
         from outbound.tenancy.tenants import create_tenant
 
-        defaults = {"sender_name": slug, "support_contact": "support@example.com",
-                    "postal_address": "1 Main St, Springfield, IL 62701, USA", "optout_number": "080-123-4567"}
+        defaults = {
+            "sender_name": slug,
+            "support_contact": "support@example.com",
+            "postal_address": "1 Main St, Springfield, IL 62701, USA",
+            "optout_number": "080-123-4567",
+        }
         defaults.update(settings)
         with transaction(self.runtime.factory) as session:
-            return create_tenant(session, self.clock, slug, jurisdiction=jurisdiction, timezone=timezone,
-                                 locale=locale, settings=defaults)
+            return create_tenant(
+                session,
+                self.clock,
+                slug,
+                jurisdiction=jurisdiction,
+                timezone=timezone,
+                locale=locale,
+                settings=defaults,
+            )
 
     def contact(self, tenant, external_id, *, consents=(), **fields):
         """Upsert a contact; consents are (channel, purpose) or (channel, purpose, night) grants dated an hour ago."""
         from datetime import timedelta
 
-        from outbound.ingest.contacts import ConsentIn, ContactIn, record_consent, upsert_contact
         from outbound.db.session import transaction
+        from outbound.ingest.contacts import ConsentIn, ContactIn, record_consent, upsert_contact
 
         with transaction(self.runtime.factory) as session:
             tenant = session.merge(tenant, load=False)
             contact = upsert_contact(session, tenant, ContactIn(external_id=external_id, **fields), self.clock)
             for consent in consents:
                 channel, purpose, *night = consent
-                record_consent(session, tenant, contact, ConsentIn(
-                    channel=channel, purpose=purpose, granted=True, night=bool(night and night[0]),
-                    at=self.clock.now() - timedelta(hours=1), source="test form", text="Yes"), self.clock)
+                record_consent(
+                    session,
+                    tenant,
+                    contact,
+                    ConsentIn(
+                        channel=channel,
+                        purpose=purpose,
+                        granted=True,
+                        night=bool(night and night[0]),
+                        at=self.clock.now() - timedelta(hours=1),
+                        source="test form",
+                        text="Yes",
+                    ),
+                    self.clock,
+                )
             return contact
 
     def event(self, tenant, type, external_id, data=None, *, id=None, occurred_at=None):
@@ -178,9 +205,13 @@ class World:
         from outbound.ingest.events import ingest_batch
 
         self._n = getattr(self, "_n", 0) + 1
-        envelope = {"id": id or f"evt-{self._n}", "type": type,
-                    "occurred_at": (occurred_at or self.clock.now()).isoformat(),
-                    "contact": {"external_id": external_id}, "data": data or {}}
+        envelope = {
+            "id": id or f"evt-{self._n}",
+            "type": type,
+            "occurred_at": (occurred_at or self.clock.now()).isoformat(),
+            "contact": {"external_id": external_id},
+            "data": data or {},
+        }
         with transaction(self.runtime.factory) as session:
             tenant = session.merge(tenant, load=False)
             return ingest_batch(session, tenant, [envelope], self.clock, on_event=self.runtime.on_event)
@@ -207,5 +238,11 @@ class World:
         from outbound.db.models import MessageTransition
 
         with self.runtime.factory() as session:
-            return [(t.to_status, t.rule) for t in session.scalars(
-                select(MessageTransition).where(MessageTransition.message_id == message_id).order_by(MessageTransition.id))]
+            return [
+                (t.to_status, t.rule)
+                for t in session.scalars(
+                    select(MessageTransition)
+                    .where(MessageTransition.message_id == message_id)
+                    .order_by(MessageTransition.id)
+                )
+            ]

@@ -71,18 +71,22 @@ triggers:
 
 TEMPLATES = {
     "cart_note/email.en.j2": "{% block subject %}Your cart {{ event.data.cart_id }}{% endblock %}"
-                             "{% block text %}Hi {{ contact.external_id }}, your cart is waiting. "
-                             "{{ tenant.postal_address }} Unsubscribe: {{ links.unsubscribe }}{% endblock %}",
+    "{% block text %}Hi {{ contact.external_id }}, your cart is waiting. "
+    "{{ tenant.postal_address }} Unsubscribe: {{ links.unsubscribe }}{% endblock %}",
     "cart_note/email.ko.j2": "{% block subject %}(광고) 장바구니 {{ event.data.cart_id }}{% endblock %}"
-                             "{% block text %}(광고) {{ tenant.sender_name }} 장바구니를 확인하세요. 무료수신거부 {{ tenant.optout_number }}{% endblock %}",
+    "{% block text %}(광고) {{ tenant.sender_name }} 장바구니를 확인하세요. 무료수신거부 {{ tenant.optout_number }}{% endblock %}",
     "cart_note/sms.en.j2": "Your cart {{ event.data.cart_id }} is waiting. Reply STOP to opt out",
     "cart_note/sms.ko.j2": "(광고) {{ tenant.sender_name }} 장바구니 {{ event.data.cart_id }} 무료수신거부 {{ tenant.optout_number }}",
     "delay_note/sms.en.j2": "Order {{ event.data.order_id }} is delayed; new date {{ event.data.new_eta }}.",
 }
 
 
-def write_definitions(root: Path, campaigns: dict[str, str] | None = None, triggers: str = TRIGGERS,
-                      templates: dict[str, str] | None = None) -> Path:
+def write_definitions(
+    root: Path,
+    campaigns: dict[str, str] | None = None,
+    triggers: str = TRIGGERS,
+    templates: dict[str, str] | None = None,
+) -> Path:
     """Write campaigns, triggers and templates under `root` and return it."""
     campaigns = campaigns if campaigns is not None else {"cart": CART, "delay": DELAY, "lead": LEAD}
     for folder in ("campaigns", "triggers", "templates"):

@@ -36,24 +36,40 @@ class PostgresServer:
         self.port = _free_port()
         self.url = f"postgresql+psycopg://outbound@127.0.0.1:{self.port}/outbound"
 
-    def start(self) -> "PostgresServer":
+    def start(self) -> PostgresServer:
         for tool in ("initdb", "pg_ctl"):
             if shutil.which(tool) is None:
                 raise RuntimeError(f"{tool} is not on PATH: install the PostgreSQL server binaries")
         if os.geteuid() == 0:
             user = pwd.getpwnam("postgres")
             os.chown(self.root, user.pw_uid, user.pw_gid)
-        subprocess.run(_as_server_user(["initdb", "-D", str(self.data), "-U", "outbound", "--auth=trust",
-                                        "--encoding=UTF8", "--locale=C"]), check=True, capture_output=True)
-        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off " \
-                  "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
-        subprocess.run(_as_server_user(["pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.root / "log"),
-                                        "-w", "start"]), check=True, capture_output=True)
-        subprocess.run(_as_server_user(["createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "outbound",
-                                        "outbound"]), check=True, capture_output=True)
+        subprocess.run(
+            _as_server_user(
+                ["initdb", "-D", str(self.data), "-U", "outbound", "--auth=trust", "--encoding=UTF8", "--locale=C"]
+            ),
+            check=True,
+            capture_output=True,
+        )
+        options = (
+            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
+            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+        )
+        subprocess.run(
+            _as_server_user(
+                ["pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.root / "log"), "-w", "start"]
+            ),
+            check=True,
+            capture_output=True,
+        )
+        subprocess.run(
+            _as_server_user(["createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "outbound", "outbound"]),
+            check=True,
+            capture_output=True,
+        )
         return self
 
     def stop(self) -> None:
-        subprocess.run(_as_server_user(["pg_ctl", "-D", str(self.data), "-m", "immediate", "stop"]),
-                       capture_output=True)
+        subprocess.run(
+            _as_server_user(["pg_ctl", "-D", str(self.data), "-m", "immediate", "stop"]), capture_output=True
+        )
         shutil.rmtree(self.root, ignore_errors=True)

@@ -18,15 +18,22 @@ import pytest
 import uvicorn
 from sqlalchemy import select
 
-from outbound.tenancy.agents import create_agent
+from outbound.config import Settings
 from outbound.db.models import CallbackAttempt, CallbackTask, Contact, DncImport, Enrollment, Message, SurveyResponse
 from outbound.db.session import transaction
-from outbound.config import Settings
+from outbound.tenancy.agents import create_agent
 from outbound.web.app import create_app
 
 CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run", "--disable-quic"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
 PASSWORD = "correct horse"
 
 
@@ -47,21 +54,43 @@ def shop(world, clock):
     tenant = world.tenant("maple", "US", "America/New_York")
     with transaction(world.runtime.factory) as session:
         merged = session.merge(tenant)
-        session.add(DncImport(tenant_id=tenant.id, source="registry", list_date=clock.now() - timedelta(days=3),
-                              imported_at=clock.now(), entries=0))
+        session.add(
+            DncImport(
+                tenant_id=tenant.id,
+                source="registry",
+                list_date=clock.now() - timedelta(days=3),
+                imported_at=clock.now(),
+                entries=0,
+            )
+        )
         create_agent(session, merged, "alice", name="Alice Agent", password=PASSWORD, clock=clock)
         create_agent(session, merged, "bob", name="Bob Agent", password=PASSWORD, clock=clock)
         create_agent(session, merged, "sue", name="Sue Supervisor", password=PASSWORD, role="supervisor", clock=clock)
     for n in (1, 2, 3):
-        world.contact(tenant, f"lead-{n}", phone=f"+1212555010{n}", email=f"lead{n}@example.com",
-                      timezone="America/New_York", consents=[("sms", "marketing"), ("email", "marketing")])
+        world.contact(
+            tenant,
+            f"lead-{n}",
+            phone=f"+1212555010{n}",
+            email=f"lead{n}@example.com",
+            timezone="America/New_York",
+            consents=[("sms", "marketing"), ("email", "marketing")],
+        )
         world.event(tenant, "lead_created", f"lead-{n}", {"source": f"webinar-{n}"})
         clock.advance(timedelta(minutes=1))
     with transaction(world.runtime.factory) as session:
         for contact in session.scalars(select(Contact)):
-            session.add(SurveyResponse(tenant_id=tenant.id, contact_id=contact.id, campaign="nps", scale="nps", score=4,
-                                       comment=f"slow delivery for {contact.external_id}", channel="sms",
-                                       received_at=clock.now()))
+            session.add(
+                SurveyResponse(
+                    tenant_id=tenant.id,
+                    contact_id=contact.id,
+                    campaign="nps",
+                    scale="nps",
+                    score=4,
+                    comment=f"slow delivery for {contact.external_id}",
+                    channel="sms",
+                    received_at=clock.now(),
+                )
+            )
     return tenant
 
 
@@ -71,8 +100,11 @@ def server(world, clock, shop):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    settings = Settings(database_url=str(world.runtime.engine.url), secret_key="test-secret-for-sessions",
-                        base_url=f"http://127.0.0.1:{port}")
+    settings = Settings(
+        database_url=str(world.runtime.engine.url),
+        secret_key="test-secret-for-sessions",
+        base_url=f"http://127.0.0.1:{port}",
+    )
     app = create_app(world.runtime.factory, clock, world.runtime.on_event, settings=settings)
     uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=uv.run, daemon=True)
@@ -153,8 +185,9 @@ def test_two_agents_log_in_claim_different_tasks_see_the_context_and_record_outc
         converted = session.get(CallbackTask, second)
         assert converted.status == "closed"
         assert session.get(Enrollment, converted.enrollment_id).status == "exited"
-        assert {m.status for m in session.scalars(
-            select(Message).where(Message.enrollment_id == converted.enrollment_id))} == {"cancelled"}
+        assert {
+            m.status for m in session.scalars(select(Message).where(Message.enrollment_id == converted.enrollment_id))
+        } == {"cancelled"}
 
     # The supervisor sees the queue, today's outcomes per agent and the hourly chart.
     sue = _log_in(browser, server, "sue")

@@ -2,12 +2,12 @@
 
 from datetime import timedelta
 
+from campaign_kit import make_world_fixture  # noqa: F401 - fixture
 from sqlalchemy import select
 
-from campaign_kit import make_world_fixture  # noqa: F401 - fixture
-from outbound.reporting.attribution import lift_report
 from outbound.db.models import Conversion
 from outbound.enrollment.planner import in_holdout
+from outbound.reporting.attribution import lift_report
 
 
 def _scored(world, tenant, names):
@@ -23,7 +23,10 @@ def _split(names):
 
 def _conversions(world):
     with world.runtime.factory() as session:
-        return [(c.campaign, c.holdout, c.revenue, c.currency) for c in session.scalars(select(Conversion).order_by(Conversion.id))]
+        return [
+            (c.campaign, c.holdout, c.revenue, c.currency)
+            for c in session.scalars(select(Conversion).order_by(Conversion.id))
+        ]
 
 
 def test_an_order_within_the_window_after_a_message_is_a_conversion_with_its_revenue(make_world, clock):
@@ -42,8 +45,13 @@ def test_an_order_before_the_enrollment_or_after_the_window_is_not_a_conversion(
     tenant = world.tenant()
     treated, _ = _split([f"c{n}" for n in range(10)])
     _scored(world, tenant, treated[:2])
-    world.event(tenant, "order_placed", treated[0], {"order_id": "early", "value": 10},
-                occurred_at=clock.now() - timedelta(minutes=5))
+    world.event(
+        tenant,
+        "order_placed",
+        treated[0],
+        {"order_id": "early", "value": 10},
+        occurred_at=clock.now() - timedelta(minutes=5),
+    )
     world.run(clock.now() + timedelta(hours=1))
     clock.advance(timedelta(days=8))  # the default window of a marketing campaign is 7 days
     world.event(tenant, "order_placed", treated[1], {"order_id": "late", "value": 10})

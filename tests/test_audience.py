@@ -3,13 +3,13 @@
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import event, select
-
 from campaign_kit import make_world_fixture  # noqa: F401 - fixture
 from definitions_kit import write_definitions
-from outbound.enrollment.audience import InvalidAudience, compile_audience
+from sqlalchemy import event, select
+
 from outbound.db.models import Contact
 from outbound.definitions import DefinitionErrors, load_definitions
+from outbound.enrollment.audience import InvalidAudience, compile_audience
 
 LAPSED = 'count("order_placed") >= 2 and count("order_placed", within="90d") == 0'
 
@@ -17,8 +17,13 @@ LAPSED = 'count("order_placed") >= 2 and count("order_placed", within="90d") == 
 def _orders(world, tenant, external_id, days_ago, **fields):
     world.contact(tenant, external_id, **fields)
     for n, days in enumerate(days_ago):
-        world.event(tenant, "order_placed", external_id, {"order_id": f"{external_id}-{n}", "value": 100 + n},
-                    occurred_at=world.clock.now() - timedelta(days=days))
+        world.event(
+            tenant,
+            "order_placed",
+            external_id,
+            {"order_id": f"{external_id}-{n}", "value": 100 + n},
+            occurred_at=world.clock.now() - timedelta(days=days),
+        )
 
 
 def _matching(world, rule, tenant):
@@ -55,7 +60,9 @@ def test_days_since_the_last_event_and_contact_fields_combine(shop):
     assert _matching(world, 'not count("order_placed")', tenant) == ["never-bought"]
     assert _matching(world, 'total("order_placed", "value") > 300', tenant) == ["lapsed-regular"]
     assert _matching(world, 'contact.locale in ["ko", "ja"] or count("order_placed", within="60d") >= 1', tenant) == [
-        "lapsed-pair", "recent-regular"]
+        "lapsed-pair",
+        "recent-regular",
+    ]
 
 
 def test_events_after_the_evaluation_time_do_not_count(shop):
@@ -98,16 +105,19 @@ def test_the_rule_runs_as_one_query_whatever_the_number_of_contacts(make_world, 
     assert len([s for s in statements if s.lstrip().upper().startswith("SELECT")]) == 1
 
 
-@pytest.mark.parametrize("rule, problem", [
-    ("count(order_placed) >= 2", "quoted text"),
-    ("orders >= 2", "unknown name 'orders'"),
-    ('days_since("order_placed") == 90', "compare days_since() with a number"),
-    ("contact.password == 'x'", "unknown contact field 'password'"),
-    ('count("order_placed", since="90d") > 0', "no argument 'since'"),
-    ('count("order_placed", within="3 months") > 0', "not a duration"),
-    ("__import__('os')", "unknown function"),
-    ('count("order_placed") >=', "syntax error"),
-])
+@pytest.mark.parametrize(
+    "rule, problem",
+    [
+        ("count(order_placed) >= 2", "quoted text"),
+        ("orders >= 2", "unknown name 'orders'"),
+        ('days_since("order_placed") == 90', "compare days_since() with a number"),
+        ("contact.password == 'x'", "unknown contact field 'password'"),
+        ('count("order_placed", since="90d") > 0', "no argument 'since'"),
+        ('count("order_placed", within="3 months") > 0', "not a duration"),
+        ("__import__('os')", "unknown function"),
+        ('count("order_placed") >=', "syntax error"),
+    ],
+)
 def test_a_bad_rule_is_refused_with_what_is_wrong(rule, problem):
     with pytest.raises(InvalidAudience) as error:
         compile_audience(rule)
@@ -144,8 +154,9 @@ def test_the_matching_contacts_come_in_id_order_a_chunk_at_a_time_and_all_of_the
     audience = compile_audience(LAPSED)
     with world.runtime.factory() as session:
         everyone = audience.contact_ids(session, tenant.id, world.clock.now())
-        chunks = list(audience.contact_chunks(session, tenant.id, world.clock.now(), 5,
-                                              columns=(Contact.id, Contact.external_id)))
+        chunks = list(
+            audience.contact_chunks(session, tenant.id, world.clock.now(), 5, columns=(Contact.id, Contact.external_id))
+        )
     assert [len(chunk) for chunk in chunks] == [5, 5, 5, 2]
     assert [row.id for chunk in chunks for row in chunk] == everyone and len(everyone) == 17
     assert all(row.external_id.startswith("c") for chunk in chunks for row in chunk)
@@ -159,6 +170,7 @@ def test_a_chunk_size_that_divides_the_audience_ends_without_an_empty_chunk(make
     audience = compile_audience(LAPSED)
     with world.runtime.factory() as session:
         chunks = list(audience.contact_chunks(session, tenant.id, world.clock.now(), 3))
-        nobody = list(compile_audience('count("order_placed") > 5').contact_chunks(session, tenant.id,
-                                                                                   world.clock.now(), 3))
+        nobody = list(
+            compile_audience('count("order_placed") > 5').contact_chunks(session, tenant.id, world.clock.now(), 3)
+        )
     assert [len(chunk) for chunk in chunks] == [3, 3] and nobody == []

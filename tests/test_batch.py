@@ -1,14 +1,14 @@
 """Batch win-back: an audience rule on a cron schedule, fired on the simulated clock and by APScheduler from our database."""
 
-from datetime import datetime, timedelta, timezone
-
-from sqlalchemy import select, text
+from datetime import UTC, datetime, timedelta
 
 from campaign_kit import WINBACK, campaigns, make_world_fixture  # noqa: F401 - fixture
-from outbound.enrollment.audience_runs import fire_batch, prune_batch_jobs, run_batch_job, schedule_batch_jobs
-from outbound.enrollment.campaign_state import pause
+from sqlalchemy import select, text
+
 from outbound.db.models import BatchRun, Enrollment, OfferCode, Tenant
 from outbound.db.session import transaction
+from outbound.enrollment.audience_runs import fire_batch, prune_batch_jobs, run_batch_job, schedule_batch_jobs
+from outbound.enrollment.campaign_state import pause
 
 LAPSED = """
 name: lapsed
@@ -36,11 +36,21 @@ def _lapsed_shop(make_world, **campaign_files):
     world = make_world(campaigns(lapsed=LAPSED, **campaign_files))
     tenant = world.tenant()  # America/New_York: 10:00 there is 15:00 UTC in November
     for name, days in (("lapsed-1", [200, 120]), ("lapsed-2", [300, 150, 100]), ("recent", [200, 10]), ("once", [300])):
-        world.contact(tenant, name, email=f"{name}@example.com", phone="+1202555" + str(1000 + len(name) * 7 + days[0] // 10),
-                      consents=[("email", "marketing"), ("sms", "marketing")])
+        world.contact(
+            tenant,
+            name,
+            email=f"{name}@example.com",
+            phone="+1202555" + str(1000 + len(name) * 7 + days[0] // 10),
+            consents=[("email", "marketing"), ("sms", "marketing")],
+        )
         for n, ago in enumerate(days):
-            world.event(tenant, "order_placed", name, {"order_id": f"{name}-{n}", "value": 50},
-                        occurred_at=world.clock.now() - timedelta(days=ago))
+            world.event(
+                tenant,
+                "order_placed",
+                name,
+                {"order_id": f"{name}-{n}", "value": 50},
+                occurred_at=world.clock.now() - timedelta(days=ago),
+            )
     return world, tenant
 
 
@@ -48,8 +58,10 @@ def test_a_cron_campaign_fires_at_its_local_times_on_the_simulated_clock(make_wo
     world, tenant = _lapsed_shop(make_world)
     world.run(clock.now() + timedelta(days=3))
     with world.runtime.factory() as session:
-        runs = session.execute(select(BatchRun.fire_time, BatchRun.audience, BatchRun.enrolled).order_by(BatchRun.fire_time)).all()
-    day = datetime(2026, 11, 20, 15, 0, tzinfo=timezone.utc)
+        runs = session.execute(
+            select(BatchRun.fire_time, BatchRun.audience, BatchRun.enrolled).order_by(BatchRun.fire_time)
+        ).all()
+    day = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)
     assert [tuple(r) for r in runs] == [(day, 2, 2), (day + timedelta(days=1), 2, 0), (day + timedelta(days=2), 2, 0)]
     emails = world.messages(campaign="lapsed", channel="email")
     assert sorted(m.status for m in emails) == ["sent", "sent"] and {m.sent_at for m in emails} == {day}
@@ -79,9 +91,11 @@ def test_a_paused_batch_campaign_does_not_fire(make_world, clock):
 
 def test_a_purchase_ends_the_win_back_and_cancels_what_is_still_to_come(make_world, clock):
     world, tenant = _lapsed_shop(make_world)
-    world.run(datetime(2026, 11, 20, 16, 0, tzinfo=timezone.utc))
+    world.run(datetime(2026, 11, 20, 16, 0, tzinfo=UTC))
     world.event(tenant, "order_placed", "lapsed-1", {"order_id": "back", "value": 80})
-    [email, sms] = [m for m in world.messages(campaign="lapsed") if m.contact_id == world.messages(campaign="lapsed")[0].contact_id]
+    [email, sms] = [
+        m for m in world.messages(campaign="lapsed") if m.contact_id == world.messages(campaign="lapsed")[0].contact_id
+    ]
     assert (email.status, sms.status, sms.rule) == ("sent", "cancelled", "exit")
 
 
@@ -109,8 +123,14 @@ def test_apscheduler_keeps_one_cron_job_per_tenant_and_campaign_in_our_database(
     # A job left in the store by an earlier start, for a campaign that has since been deleted.
     earlier = BackgroundScheduler(timezone="UTC")
     schedule_batch_jobs(earlier, runtime)
-    earlier.add_job("outbound.enrollment.audience_runs:run_batch_job", "cron", hour=3, args=["shop-us", "deleted"],
-                    id="batch:shop-us:deleted", jobstore="batch")
+    earlier.add_job(
+        "outbound.enrollment.audience_runs:run_batch_job",
+        "cron",
+        hour=3,
+        args=["shop-us", "deleted"],
+        id="batch:shop-us:deleted",
+        jobstore="batch",
+    )
     earlier.start(paused=True)
     earlier.shutdown(wait=False)
     scheduler = BackgroundScheduler(timezone="UTC")
@@ -126,16 +146,16 @@ def test_apscheduler_keeps_one_cron_job_per_tenant_and_campaign_in_our_database(
     assert wanted == {"batch:shop-us:lapsed"} and removed == 1
     assert [row[0] for row in rows] == ["batch:shop-us:lapsed"]
     # Stored with APScheduler's own schema: the next run as a UTC timestamp, at 10:00 New York time.
-    next_run = datetime.fromtimestamp(rows[0][1], tz=timezone.utc)
+    next_run = datetime.fromtimestamp(rows[0][1], tz=UTC)
     assert next_run.astimezone(job.trigger.timezone).hour == 10 and next_run.minute == 0
 
     # The stored job runs the batch for the minute it wakes in.
-    clock.set(datetime(2026, 11, 20, 15, 0, 7, tzinfo=timezone.utc))
+    clock.set(datetime(2026, 11, 20, 15, 0, 7, tzinfo=UTC))
     run_batch_job("shop-us", "lapsed")
     with runtime.factory() as session:
         [run] = session.scalars(select(BatchRun)).all()
         enrolled = session.scalars(select(Enrollment).where(Enrollment.campaign == "lapsed")).all()
-    assert run.fire_time == datetime(2026, 11, 20, 15, 0, tzinfo=timezone.utc) and len(enrolled) == 2
+    assert run.fire_time == datetime(2026, 11, 20, 15, 0, tzinfo=UTC) and len(enrolled) == 2
 
 
 # -- the set-based run writes what `enroll` writes, a chunk of contacts at a time ------------------
@@ -185,17 +205,57 @@ def _written(session):
     from outbound.db.models import CallbackTask, Contact, Message, MessageTransition
 
     names = dict(session.execute(select(Contact.id, Contact.external_id)).all())
-    enrollments = sorted((names[e.contact_id], e.campaign, e.dedupe_key, e.trigger, e.event_id, e.status,
-                          e.enrolled_at, e.ended_at, e.end_reason, e.holdout)
-                         for e in session.scalars(select(Enrollment)))
+    enrollments = sorted(
+        (
+            names[e.contact_id],
+            e.campaign,
+            e.dedupe_key,
+            e.trigger,
+            e.event_id,
+            e.status,
+            e.enrolled_at,
+            e.ended_at,
+            e.end_reason,
+            e.holdout,
+        )
+        for e in session.scalars(select(Enrollment))
+    )
     messages = {m.id: m for m in session.scalars(select(Message))}
-    rows = sorted((names[m.contact_id], m.enrollment_id is not None, m.step, m.channel, m.purpose, m.template,
-                   m.variant, m.status, m.due_at, m.created_at, m.updated_at, m.attempts) for m in messages.values())
-    trail = sorted((names[messages[t.message_id].contact_id], messages[t.message_id].step, t.from_status,
-                    t.to_status, t.source, t.rule, t.reason, t.detail, t.at)
-                   for t in session.scalars(select(MessageTransition)))
-    calls = sorted((names[c.contact_id], c.campaign, c.reason, c.priority, c.status, c.due_at, c.created_at)
-                   for c in session.scalars(select(CallbackTask)))
+    rows = sorted(
+        (
+            names[m.contact_id],
+            m.enrollment_id is not None,
+            m.step,
+            m.channel,
+            m.purpose,
+            m.template,
+            m.variant,
+            m.status,
+            m.due_at,
+            m.created_at,
+            m.updated_at,
+            m.attempts,
+        )
+        for m in messages.values()
+    )
+    trail = sorted(
+        (
+            names[messages[t.message_id].contact_id],
+            messages[t.message_id].step,
+            t.from_status,
+            t.to_status,
+            t.source,
+            t.rule,
+            t.reason,
+            t.detail,
+            t.at,
+        )
+        for t in session.scalars(select(MessageTransition))
+    )
+    calls = sorted(
+        (names[c.contact_id], c.campaign, c.reason, c.priority, c.status, c.due_at, c.created_at)
+        for c in session.scalars(select(CallbackTask))
+    )
     return enrollments, rows, trail, calls
 
 
@@ -207,8 +267,8 @@ def _forget_enrollments(session):
 
 
 def test_a_batch_run_writes_for_each_contact_exactly_the_rows_enroll_writes(make_world, clock, monkeypatch):
-    from outbound.enrollment import audience_runs as batch
     from outbound.db.models import Contact
+    from outbound.enrollment import audience_runs as batch
     from outbound.enrollment.planner import enroll
 
     world, tenant = _split_shop(make_world)
@@ -237,6 +297,7 @@ def test_a_batch_run_writes_for_each_contact_exactly_the_rows_enroll_writes(make
 
 def test_a_batch_run_skips_contacts_enrolled_within_the_window_in_every_chunk(make_world, clock, monkeypatch):
     from outbound.enrollment import audience_runs as batch
+
     world, tenant = _split_shop(make_world)
     campaign = world.runtime.definitions.campaigns["split"]
     monkeypatch.setattr(batch, "CHUNK", 4)
@@ -272,13 +333,20 @@ def test_a_batch_run_issues_the_same_number_of_queries_for_ten_contacts_as_for_a
 
 
 def test_a_batch_run_gives_pool_codes_in_contact_order_then_codes_from_the_pattern(make_world, clock):
-    from outbound.enrollment.audience_writer import pattern_code
     from outbound.db.models import Contact
+    from outbound.enrollment.audience_writer import pattern_code
 
-    pooled = LAPSED.replace('pattern: "BACK-{random:6}"', 'pool: [POOL-A, POOL-B, POOL-C]\n  pattern: "BACK-{random:6}"')
-    world = make_world(campaigns(lapsed=pooled.replace(
-        "audience: 'count(\"order_placed\") >= 2 and count(\"order_placed\", within=\"90d\") == 0'",
-        "audience: 'contact.email'")))
+    pooled = LAPSED.replace(
+        'pattern: "BACK-{random:6}"', 'pool: [POOL-A, POOL-B, POOL-C]\n  pattern: "BACK-{random:6}"'
+    )
+    world = make_world(
+        campaigns(
+            lapsed=pooled.replace(
+                'audience: \'count("order_placed") >= 2 and count("order_placed", within="90d") == 0\'',
+                "audience: 'contact.email'",
+            )
+        )
+    )
     tenant = world.tenant()
     for n in range(6):
         world.contact(tenant, f"p{n}", email=f"p{n}@example.com", consents=[("email", "marketing")])
@@ -287,8 +355,11 @@ def test_a_batch_run_gives_pool_codes_in_contact_order_then_codes_from_the_patte
         fire_batch(session, session.get(Tenant, tenant.id), campaign, clock.now(), clock)
     world.runtime.dispatcher.drain()
     with world.runtime.factory() as session:
-        codes = session.execute(select(Contact.external_id, OfferCode.code, OfferCode.assigned_at)
-                                .join(Contact, Contact.id == OfferCode.contact_id).order_by(Contact.id)).all()
+        codes = session.execute(
+            select(Contact.external_id, OfferCode.code, OfferCode.assigned_at)
+            .join(Contact, Contact.id == OfferCode.contact_id)
+            .order_by(Contact.id)
+        ).all()
     assert [code for _, code, _ in codes[:3]] == ["POOL-A", "POOL-B", "POOL-C"]
     assert all(code.startswith("BACK-") and len(code) == 11 for _, code, _ in codes[3:]) and len(codes) == 6
     assert len({code for _, code, _ in codes}) == 6 and {at for _, _, at in codes} == {clock.now()}
@@ -299,6 +370,7 @@ def test_a_batch_run_gives_pool_codes_in_contact_order_then_codes_from_the_patte
 
 
 # -- the writer's own parts: the holdout and codes by hash, codes redrawn by the database, one SQL text -----
+
 
 def test_the_batch_holdout_test_answers_exactly_as_in_holdout():
     from outbound.enrollment.audience_writer import holdout_test
@@ -316,7 +388,9 @@ def test_codes_drawn_for_a_whole_chunk_are_the_codes_pattern_code_draws():
     seeds = {n: f"shop:lapsed:c{n}:{n + 7}" for n in range(500)}
     for pattern in ("BACK-{random:4}", "{random:6}", "X-{random:16}-Y"):
         for draw in (0, 3):
-            assert pattern_codes(pattern, seeds, draw) == {n: pattern_code(pattern, seed, draw) for n, seed in seeds.items()}
+            assert pattern_codes(pattern, seeds, draw) == {
+                n: pattern_code(pattern, seed, draw) for n, seed in seeds.items()
+            }
 
 
 def _colliding_seeds(pattern):
@@ -334,8 +408,8 @@ def _colliding_seeds(pattern):
 
 
 def test_a_code_taken_before_or_drawn_twice_in_a_round_is_redrawn_and_eight_taken_draws_give_up(make_world, clock):
-    from outbound.enrollment.audience_writer import CODE_DRAWS, BatchEnrollment, pattern_code
     from outbound.db.models import Contact
+    from outbound.enrollment.audience_writer import CODE_DRAWS, BatchEnrollment, pattern_code
 
     pattern = "T-{random:4}"
     world = make_world(campaigns(lapsed=LAPSED.replace("BACK-{random:6}", pattern)))
@@ -348,15 +422,17 @@ def test_a_code_taken_before_or_drawn_twice_in_a_round_is_redrawn_and_eight_take
         ids = list(session.scalars(select(Contact.id).order_by(Contact.id)))
         seeds = dict(zip(ids, [twin_a, twin_b, "plain", "taken-once", "always-taken"], strict=True))
         # Codes given before (to nobody yet, as pool codes are): the first draw of one contact, all of another's.
-        taken = [pattern_code(pattern, "taken-once", 0)] + [pattern_code(pattern, "always-taken", d)
-                                                            for d in range(CODE_DRAWS)]
+        taken = [pattern_code(pattern, "taken-once", 0)] + [
+            pattern_code(pattern, "always-taken", d) for d in range(CODE_DRAWS)
+        ]
         session.add_all(OfferCode(tenant_id=tenant.id, campaign="lapsed", code=code) for code in taken)
         session.flush()
         writer = BatchEnrollment(session.get(Tenant, tenant.id), campaign, clock.now(), "test")
         writer._from_pattern(session.connection(), pattern, seeds)
     with world.runtime.factory() as session:
-        given = dict(session.execute(select(OfferCode.contact_id, OfferCode.code)
-                                     .where(OfferCode.contact_id.is_not(None))).all())
+        given = dict(
+            session.execute(select(OfferCode.contact_id, OfferCode.code).where(OfferCode.contact_id.is_not(None))).all()
+        )
     assert given[ids[2]] == pattern_code(pattern, "plain", 0)
     assert given[ids[3]] == pattern_code(pattern, "taken-once", 1)
     assert ids[4] not in given  # eight draws, all taken: no code, as `assign_offer_code`
@@ -370,6 +446,7 @@ def test_every_chunk_of_a_run_sends_the_same_sql_text_whatever_its_ids(make_worl
     from sqlalchemy import event
 
     from outbound.enrollment import audience_runs as batch
+
     def texts_for(count):
         world, tenant = _split_shop(make_world, count, slug=f"shop-{count}")
         campaign = world.runtime.definitions.campaigns["split"]
@@ -411,6 +488,7 @@ def test_a_list_bound_as_one_parameter_selects_exactly_its_ids_none_or_more_than
 
     numbers = union_all(*[select(literal(n).label("n")) for n in (3, 5, 8, 13, 40_000)]).subquery()
     with engine.connect() as connection:
+
         def picked(values):
             return sorted(connection.scalars(select(numbers.c.n).where(among(numbers.c.n, values))))
 

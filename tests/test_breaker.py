@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from typer.testing import CliRunner
 
-from outbound.dispatch.breaker import breaker_status, complaint_rate
 from outbound.cli import app
 from outbound.db.models import DeliveryEvent, Message
 from outbound.db.session import transaction
+from outbound.dispatch.breaker import breaker_status, complaint_rate
 
 runner = CliRunner()
 
@@ -20,11 +20,34 @@ def history(world, tenant, *, sent: int, complaints: int, days_ago: float = 1, n
     at = (now or world.clock.now()) - timedelta(days=days_ago)
     contact = world.contact(tenant, f"hist-{days_ago}", email=f"hist{int(days_ago * 10)}@example.com")
     with transaction(world.runtime.factory) as session:
-        session.add_all(Message(tenant_id=tenant.id, contact_id=contact.id, campaign="history", step="email",
-                                channel="email", purpose="marketing", template="cart_note", status="delivered",
-                                due_at=at, created_at=at, updated_at=at, sent_at=at) for _ in range(sent))
-        session.add_all(DeliveryEvent(tenant_id=tenant.id, provider="sendgrid", provider_event_id=f"sg-{days_ago}-{i}",
-                                      type="spamreport", at=at, received_at=at) for i in range(complaints))
+        session.add_all(
+            Message(
+                tenant_id=tenant.id,
+                contact_id=contact.id,
+                campaign="history",
+                step="email",
+                channel="email",
+                purpose="marketing",
+                template="cart_note",
+                status="delivered",
+                due_at=at,
+                created_at=at,
+                updated_at=at,
+                sent_at=at,
+            )
+            for _ in range(sent)
+        )
+        session.add_all(
+            DeliveryEvent(
+                tenant_id=tenant.id,
+                provider="sendgrid",
+                provider_event_id=f"sg-{days_ago}-{i}",
+                type="spamreport",
+                at=at,
+                received_at=at,
+            )
+            for i in range(complaints)
+        )
 
 
 def test_the_rate_counts_spam_reports_against_email_sent_in_the_last_30_days(world):
@@ -47,8 +70,13 @@ def test_three_per_thousand_is_ok_to_send_and_four_per_thousand_pauses_marketing
 
 def test_over_the_pause_rate_marketing_email_is_blocked_and_marketing_sms_still_goes(world, caplog):
     tenant = world.tenant()
-    world.contact(tenant, "c1", email="ann@example.com", phone="+15125550100",
-                  consents=[("email", "marketing"), ("sms", "marketing")])
+    world.contact(
+        tenant,
+        "c1",
+        email="ann@example.com",
+        phone="+15125550100",
+        consents=[("email", "marketing"), ("sms", "marketing")],
+    )
     history(world, tenant, sent=100, complaints=1)
     world.clock.set(world.clock.now().replace(hour=15))  # 10:00 in New York: inside SMS hours
     with caplog.at_level(logging.WARNING, logger="outbound.dispatch.breaker"):
@@ -64,7 +92,7 @@ def test_the_complaints_command_shows_each_tenants_level(world):
     us = world.tenant()
     world.tenant("calm", postal_address="2 Main St")
     # The command judges at the wall-clock time.
-    history(world, us, sent=1000, complaints=2, now=datetime.now(timezone.utc))
+    history(world, us, sent=1000, complaints=2, now=datetime.now(UTC))
     result = runner.invoke(app, ["contacts", "complaints", "--db", world.runtime.settings.database_url])
     assert result.exit_code == 0, result.output
     assert "shop-us: 0.200% spam complaints (2 of 1000 emails) → warn" in result.output

@@ -6,10 +6,10 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import insert, select
 
+from outbound.db.messages import IllegalTransition, claimed, move, record_transitions, write_changes
 from outbound.db.models import Message, MessageTransition
 from outbound.db.session import transaction
 from outbound.dispatch.dispatcher import claim_due, claim_due_rows
-from outbound.db.messages import IllegalTransition, claimed, move, record_transitions, write_changes
 
 
 def _messages(world, clock, plan):
@@ -17,17 +17,42 @@ def _messages(world, clock, plan):
     tenant = world.tenant()
     contact = world.contact(tenant, "c1", email="c1@example.com")
     now = clock.now()
-    rows = [{"tenant_id": tenant.id, "contact_id": contact.id, "campaign": "lead", "step": "email_now",
-             "channel": "email", "purpose": "marketing", "template": "cart_note", "status": status,
-             "due_at": now + timedelta(minutes=minutes), "created_at": now, "updated_at": now, "attempts": 0}
-            for status, minutes in plan]
+    rows = [
+        {
+            "tenant_id": tenant.id,
+            "contact_id": contact.id,
+            "campaign": "lead",
+            "step": "email_now",
+            "channel": "email",
+            "purpose": "marketing",
+            "template": "cart_note",
+            "status": status,
+            "due_at": now + timedelta(minutes=minutes),
+            "created_at": now,
+            "updated_at": now,
+            "attempts": 0,
+        }
+        for status, minutes in plan
+    ]
     with transaction(world.runtime.factory) as session:
         return list(session.scalars(insert(Message).returning(Message.id, sort_by_parameter_order=True), rows))
 
 
 def test_a_claim_takes_the_oldest_due_messages_across_scheduled_and_deferred_in_due_order(world, clock):
-    ids = _messages(world, clock, [("scheduled", -5), ("deferred", -9), ("scheduled", -1), ("deferred", -3),
-                                   ("scheduled", 10), ("sent", -20), ("deferred", 5), ("scheduled", -7)])
+    ids = _messages(
+        world,
+        clock,
+        [
+            ("scheduled", -5),
+            ("deferred", -9),
+            ("scheduled", -1),
+            ("deferred", -3),
+            ("scheduled", 10),
+            ("sent", -20),
+            ("deferred", 5),
+            ("scheduled", -7),
+        ],
+    )
     oldest_first = [ids[1], ids[7], ids[0], ids[3], ids[2]]
     with transaction(world.runtime.factory) as session:
         assert [m.id for m in claim_due_rows(session, clock.now(), 3)] == oldest_first[:3]
@@ -54,8 +79,14 @@ def test_written_changes_are_exactly_what_each_message_changed(world, clock):
         assert all(not m.changes for m in batch.values())
     with world.runtime.factory() as session:
         stored = {m.id: m for m in session.scalars(select(Message))}
-        trail = session.execute(select(MessageTransition.message_id, MessageTransition.from_status,
-                                       MessageTransition.to_status, MessageTransition.rule)).all()
+        trail = session.execute(
+            select(
+                MessageTransition.message_id,
+                MessageTransition.from_status,
+                MessageTransition.to_status,
+                MessageTransition.rule,
+            )
+        ).all()
     assert (stored[first].status, stored[first].due_at, stored[first].rule) == ("deferred", later, "quiet_hours")
     assert stored[first].subject is None and stored[first].attempts == 0
     assert (stored[second].status, stored[second].subject, stored[second].attempts) == ("scheduled", "Hello", 1)

@@ -2,9 +2,9 @@
 
 from datetime import timedelta
 
+from campaign_kit import CAMPAIGN_TEMPLATES, campaigns, make_world_fixture  # noqa: F401 - fixture
 from sqlalchemy import select
 
-from campaign_kit import CAMPAIGN_TEMPLATES, campaigns, make_world_fixture  # noqa: F401 - fixture
 from outbound.db.models import CallbackTask, Contact, Enrollment, Message, MessageTransition, Tenant
 from outbound.db.session import transaction
 from outbound.enrollment.planner import enroll, enroll_many
@@ -47,8 +47,10 @@ steps:
     channel: email
     template: news_note
 """
-NEWS_TEMPLATE = ("{% block subject %}News for {{ contact.external_id }}{% endblock %}{% block text %}Hi. "
-                 "{{ tenant.postal_address }} Unsubscribe: {{ links.unsubscribe }}{% endblock %}")
+NEWS_TEMPLATE = (
+    "{% block subject %}News for {{ contact.external_id }}{% endblock %}{% block text %}Hi. "
+    "{{ tenant.postal_address }} Unsubscribe: {{ links.unsubscribe }}{% endblock %}"
+)
 
 
 def _world(make_world):
@@ -59,27 +61,57 @@ def _contacts(world, count):
     tenant = world.tenant()
     for n in range(count):
         phone = {"phone": f"+1202555{n:04d}"} if n % 3 else {}  # every third has no phone: its SMS step drops
-        world.contact(tenant, f"c{n}", email=f"c{n}@example.com", attributes={"tier": "gold" if n % 2 else "silver"},
-                      **phone)
+        world.contact(
+            tenant, f"c{n}", email=f"c{n}@example.com", attributes={"tier": "gold" if n % 2 else "silver"}, **phone
+        )
 
 
 def _snapshot(session):
     """Every row enrollment writes, without database ids, so two runs can be compared."""
-    contact_of = dict(session.execute(select(Enrollment.id, Contact.external_id).join(
-        Contact, Contact.id == Enrollment.contact_id)).all())
+    contact_of = dict(
+        session.execute(
+            select(Enrollment.id, Contact.external_id).join(Contact, Contact.id == Enrollment.contact_id)
+        ).all()
+    )
     enrollments = sorted(
-        (contact_of[e.id], e.campaign, e.dedupe_key, e.trigger, e.status, e.enrolled_at, e.ended_at, e.end_reason,
-         e.holdout) for e in session.scalars(select(Enrollment)))
+        (
+            contact_of[e.id],
+            e.campaign,
+            e.dedupe_key,
+            e.trigger,
+            e.status,
+            e.enrolled_at,
+            e.ended_at,
+            e.end_reason,
+            e.holdout,
+        )
+        for e in session.scalars(select(Enrollment))
+    )
     messages = {m.id: (contact_of[m.enrollment_id], m.step) for m in session.scalars(select(Message))}
     message_rows = sorted(
-        (contact_of[m.enrollment_id], m.step, m.channel, m.purpose, m.template, m.variant, m.status, m.due_at,
-         m.created_at, m.updated_at, m.attempts) for m in session.scalars(select(Message)))
+        (
+            contact_of[m.enrollment_id],
+            m.step,
+            m.channel,
+            m.purpose,
+            m.template,
+            m.variant,
+            m.status,
+            m.due_at,
+            m.created_at,
+            m.updated_at,
+            m.attempts,
+        )
+        for m in session.scalars(select(Message))
+    )
     transitions = sorted(
         (messages[t.message_id], t.from_status, t.to_status, t.source, t.rule, t.reason, tuple(t.detail.items()), t.at)
-        for t in session.scalars(select(MessageTransition)))
+        for t in session.scalars(select(MessageTransition))
+    )
     callbacks = sorted(
         (contact_of[c.enrollment_id], c.campaign, c.reason, c.priority, c.status, c.due_at, c.created_at, c.attempts)
-        for c in session.scalars(select(CallbackTask)))
+        for c in session.scalars(select(CallbackTask))
+    )
     return enrollments, message_rows, transitions, callbacks
 
 
@@ -103,8 +135,9 @@ def test_bulk_enrollment_writes_the_same_rows_as_enrolling_one_contact_at_a_time
 
     expected = _one_by_one(world, campaign, lambda session: session.scalars(select(Contact).order_by(Contact.id)))
     with transaction(world.runtime.factory) as session:
-        ids = enroll_many(session, session.scalar(select(Tenant)), campaign, rows(session), world.clock,
-                          trigger="operator list")
+        ids = enroll_many(
+            session, session.scalar(select(Tenant)), campaign, rows(session), world.clock, trigger="operator list"
+        )
     with world.runtime.factory() as session:
         assert _snapshot(session) == expected
         assert len(ids) == 60 and len(set(ids)) == 60
@@ -142,22 +175,27 @@ def test_bulk_enrollment_skips_contacts_already_enrolled_with_that_key_within_th
     assert len(made) == 5
     clock.advance(timedelta(days=7))
     with transaction(world.runtime.factory) as session:
-        again = enroll_many(session, session.scalar(select(Tenant)), campaign,
-                            session.execute(select(Contact.__table__)).all(), clock)
+        again = enroll_many(
+            session, session.scalar(select(Tenant)), campaign, session.execute(select(Contact.__table__)).all(), clock
+        )
     assert len(again) == 6  # a week later the window has passed for everyone
 
 
 def test_bulk_enrolled_messages_are_dispatched_like_any_other(make_world, clock, outbox):
-    world = make_world(campaigns(news=NEWS), triggers=NO_TRIGGERS,
-                       templates={**CAMPAIGN_TEMPLATES, "news_note/email.en.j2": NEWS_TEMPLATE})
+    world = make_world(
+        campaigns(news=NEWS),
+        triggers=NO_TRIGGERS,
+        templates={**CAMPAIGN_TEMPLATES, "news_note/email.en.j2": NEWS_TEMPLATE},
+    )
     tenant = world.tenant()
     for n in range(5):
         world.contact(tenant, f"c{n}", email=f"c{n}@example.com", consents=[("email", "marketing")])
     world.contact(tenant, "c-none", email="none@example.com")  # no consent: blocked, never sent
     campaign = world.runtime.definitions.campaigns["news"]
     with transaction(world.runtime.factory) as session:
-        enroll_many(session, session.scalar(select(Tenant)), campaign,
-                    session.execute(select(Contact.__table__)).all(), clock)
+        enroll_many(
+            session, session.scalar(select(Tenant)), campaign, session.execute(select(Contact.__table__)).all(), clock
+        )
     report = world.runtime.dispatcher.drain()
     assert (report.sent, report.blocked) == (5, 1), report
     assert sorted(m.to for m in outbox.sent) == [f"c{n}@example.com" for n in range(5)]

@@ -10,14 +10,6 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from outbound.tenancy.agents import authenticate_agent, create_agent, disable_agent, hash_password, verify_password
-from outbound.engagement.callbacks import (
-    TaskNotHeld,
-    claim_next,
-    get_task,
-    record_outcome,
-    supervisor_summary,
-)
 from outbound.cli import app
 from outbound.db.models import (
     Agent,
@@ -30,7 +22,15 @@ from outbound.db.models import (
     Tenant,
 )
 from outbound.db.session import transaction
+from outbound.engagement.callbacks import (
+    TaskNotHeld,
+    claim_next,
+    get_task,
+    record_outcome,
+    supervisor_summary,
+)
 from outbound.errors import InvalidInput, NotFound
+from outbound.tenancy.agents import authenticate_agent, create_agent, disable_agent, hash_password, verify_password
 
 PASSWORD = "correct horse"
 
@@ -40,14 +40,28 @@ def shop(world, clock):
     """A US tenant with a fresh Do-Not-Call list, two agents, and three leads (one callback task each)."""
     tenant = world.tenant("maple", "US", "America/New_York")
     with transaction(world.runtime.factory) as session:
-        session.add(DncImport(tenant_id=tenant.id, source="registry", list_date=clock.now() - timedelta(days=2),
-                              imported_at=clock.now(), entries=0))
+        session.add(
+            DncImport(
+                tenant_id=tenant.id,
+                source="registry",
+                list_date=clock.now() - timedelta(days=2),
+                imported_at=clock.now(),
+                entries=0,
+            )
+        )
         for username in ("alice", "bob"):
-            create_agent(session, session.merge(tenant), username, name=username.title(), password=PASSWORD, clock=clock)
+            create_agent(
+                session, session.merge(tenant), username, name=username.title(), password=PASSWORD, clock=clock
+            )
     for n in (1, 2, 3):
-        world.contact(tenant, f"lead-{n}", phone=f"+1212555010{n}", email=f"lead{n}@example.com",
-                      timezone="America/New_York", consents=[("sms", "marketing"), ("sms", "transactional"),
-                                                              ("email", "marketing")])
+        world.contact(
+            tenant,
+            f"lead-{n}",
+            phone=f"+1212555010{n}",
+            email=f"lead{n}@example.com",
+            timezone="America/New_York",
+            consents=[("sms", "marketing"), ("sms", "transactional"), ("email", "marketing")],
+        )
         world.event(tenant, "lead_created", f"lead-{n}")
         clock.advance(timedelta(minutes=1))
     return tenant
@@ -67,12 +81,17 @@ def _claim(world, clock, username):
     def claim(session, tenant):
         task = claim_next(session, tenant, _agent(session, username), clock.now())
         return None if task is None else task.id
+
     return _work(world, claim)
 
 
 def _record(world, clock, username, task_id, outcome, **kwargs):
-    return _work(world, lambda session, tenant: record_outcome(
-        session, tenant, _agent(session, username), task_id, outcome, now=clock.now(), **kwargs).id)
+    return _work(
+        world,
+        lambda session, tenant: record_outcome(
+            session, tenant, _agent(session, username), task_id, outcome, now=clock.now(), **kwargs
+        ).id,
+    )
 
 
 def _task(world, task_id) -> CallbackTask:
@@ -131,8 +150,11 @@ def test_when_a_lease_runs_out_another_agent_takes_the_task_and_the_first_can_no
 
 def test_no_answer_retries_after_the_delay_and_closes_after_the_last_attempt(world, clock, shop):
     with transaction(world.runtime.factory) as session:
-        session.scalar(select(Tenant)).settings = {**shop.settings, "callback_retry_delay": "30m",
-                                                   "callback_max_attempts": 3}
+        session.scalar(select(Tenant)).settings = {
+            **shop.settings,
+            "callback_retry_delay": "30m",
+            "callback_max_attempts": 3,
+        }
     _only_first_task_open(world)
     task_id = _claim(world, clock, "alice")
     _record(world, clock, "alice", task_id, "no_answer")
@@ -198,8 +220,11 @@ def test_do_not_call_suppresses_calls_and_stops_marketing_sms_while_transactiona
     with world.runtime.factory() as session:
         contact_id = session.get(CallbackTask, task_id).contact_id
         assert session.scalar(select(Suppression.reason).where(Suppression.channel == "voice")) == "do_not_call"
-        last = session.scalars(select(Consent).where(Consent.contact_id == contact_id, Consent.channel == "sms",
-                                                     Consent.purpose == "marketing").order_by(Consent.id)).all()[-1]
+        last = session.scalars(
+            select(Consent)
+            .where(Consent.contact_id == contact_id, Consent.channel == "sms", Consent.purpose == "marketing")
+            .order_by(Consent.id)
+        ).all()[-1]
         assert last.granted is False
         from outbound.db.models import Contact
 
@@ -213,8 +238,18 @@ def test_do_not_call_suppresses_calls_and_stops_marketing_sms_while_transactiona
     # No other agent is ever offered that number again.
     with transaction(world.runtime.factory) as session:
         tenant = session.scalar(select(Tenant))
-        session.add(CallbackTask(tenant_id=tenant.id, contact_id=contact_id, campaign="lead", reason="again",
-                                 priority=99, status="open", due_at=clock.now(), created_at=clock.now()))
+        session.add(
+            CallbackTask(
+                tenant_id=tenant.id,
+                contact_id=contact_id,
+                campaign="lead",
+                reason="again",
+                priority=99,
+                status="open",
+                due_at=clock.now(),
+                created_at=clock.now(),
+            )
+        )
     assert _claim(world, clock, "bob") != task_id
     assert all(t.contact_id != contact_id or t.status == "closed" for t in world_tasks(world))
 
@@ -231,8 +266,9 @@ def test_an_agent_never_sees_or_claims_another_tenants_tasks(world, clock, shop)
     other = world.tenant("acme", "US", "America/New_York")
     with transaction(world.runtime.factory) as session:
         session.add(DncImport(tenant_id=other.id, source="registry", list_date=clock.now(), imported_at=clock.now()))
-        outsider = create_agent(session, session.merge(other), "alice", name="Other Alice", password=PASSWORD,
-                                clock=clock)
+        outsider = create_agent(
+            session, session.merge(other), "alice", name="Other Alice", password=PASSWORD, clock=clock
+        )
         assert claim_next(session, session.merge(other), outsider, clock.now()) is None
         with pytest.raises(NotFound):
             get_task(session, other.id, 1)
@@ -283,14 +319,36 @@ def test_supervisor_counts_the_queue_outcomes_per_agent_today_and_tasks_per_hour
 
 def test_agents_create_on_the_command_line_makes_an_account_that_can_log_in(tmp_path, db_url):
     runner = CliRunner()
-    runner.invoke(app, ["tenants", "create", "maple", "--jurisdiction", "US", "--timezone", "America/New_York",
-                        "--locale", "en", "--set", "support_contact=help@maple.example", "--set",
-                        "postal_address=1 Main St", "--db", db_url], catch_exceptions=False)
-    created = runner.invoke(app, ["agents", "create", "sue", "--tenant", "maple", "--name", "Sue", "--supervisor",
-                                  "--db", db_url], input=f"{PASSWORD}\n{PASSWORD}\n")
+    runner.invoke(
+        app,
+        [
+            "tenants",
+            "create",
+            "maple",
+            "--jurisdiction",
+            "US",
+            "--timezone",
+            "America/New_York",
+            "--locale",
+            "en",
+            "--set",
+            "support_contact=help@maple.example",
+            "--set",
+            "postal_address=1 Main St",
+            "--db",
+            db_url,
+        ],
+        catch_exceptions=False,
+    )
+    created = runner.invoke(
+        app,
+        ["agents", "create", "sue", "--tenant", "maple", "--name", "Sue", "--supervisor", "--db", db_url],
+        input=f"{PASSWORD}\n{PASSWORD}\n",
+    )
     assert created.exit_code == 0, created.output
-    again = runner.invoke(app, ["agents", "create", "sue", "--tenant", "maple", "--name", "Sue", "--password", PASSWORD,
-                                "--db", db_url])
+    again = runner.invoke(
+        app, ["agents", "create", "sue", "--tenant", "maple", "--name", "Sue", "--password", PASSWORD, "--db", db_url]
+    )
     assert again.exit_code == 1 and "already exists" in again.output
     from outbound.db.session import make_engine, session_factory
 
@@ -311,8 +369,12 @@ def test_callbacks_export_writes_every_task_as_csv_with_its_outcome_and_agent(wo
     rows = list(csv.DictReader(io.StringIO(out.read_text(encoding="utf-8"))))
     assert len(rows) == 3
     done = next(row for row in rows if row["id"] == str(task_id))
-    assert (done["status"], done["outcome"], done["agent"], done["notes"]) == ("closed", "reached", "alice",
-                                                                              "booked a demo, 3pm")
+    assert (done["status"], done["outcome"], done["agent"], done["notes"]) == (
+        "closed",
+        "reached",
+        "alice",
+        "booked a demo, 3pm",
+    )
     assert done["contact"].startswith("lead-") and done["tenant"] == "maple"
     printed = CliRunner().invoke(app, ["callbacks", "export", "--db", db_url])
     assert printed.output.splitlines()[0].startswith("id,tenant,campaign,contact")

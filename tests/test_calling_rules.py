@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta, timezone
+from datetime import UTC, datetime, time, timedelta
 
 import pytest
 from sqlalchemy import select
 
-from outbound.tenancy.agents import create_agent
-from outbound.engagement.callbacks import CallFacts, calling_rules, call_decisions, claim_next, decide_call
 from outbound.compliance import Allow, Block, Defer
 from outbound.db.models import CallbackTask, Contact, DncImport
-from outbound.errors import InvalidInput
 from outbound.delivery.suppressions import suppress
+from outbound.engagement.callbacks import CallFacts, call_decisions, calling_rules, claim_next, decide_call
+from outbound.errors import InvalidInput
+from outbound.tenancy.agents import create_agent
 
 NEW_YORK = "America/New_York"
 
@@ -20,7 +20,7 @@ NEW_YORK = "America/New_York"
 def _at(local: str, zone: str = NEW_YORK) -> datetime:
     from zoneinfo import ZoneInfo
 
-    return datetime.fromisoformat(local).replace(tzinfo=ZoneInfo(zone)).astimezone(timezone.utc)
+    return datetime.fromisoformat(local).replace(tzinfo=ZoneInfo(zone)).astimezone(UTC)
 
 
 def _us_facts(now: datetime, **overrides) -> CallFacts:
@@ -43,7 +43,7 @@ def test_a_us_customer_may_not_be_called_at_07_59_but_may_at_08_00():
 
 def test_calling_hours_follow_the_customers_zone_not_the_servers():
     # 02:30 UTC is 21:30 in New York and 18:30 in Los Angeles.
-    now = datetime(2026, 11, 21, 2, 30, tzinfo=timezone.utc)
+    now = datetime(2026, 11, 21, 2, 30, tzinfo=UTC)
     assert isinstance(decide_call(_us_facts(now)), Defer)
     assert isinstance(decide_call(_us_facts(now, zone="America/Los_Angeles")), Allow)
 
@@ -88,24 +88,41 @@ def maple(session, make_tenant):
 
 
 def _contact(session, tenant, external_id, phone, zone=None):
-    now = datetime(2026, 11, 1, tzinfo=timezone.utc)
-    contact = Contact(tenant_id=tenant.id, external_id=external_id, phone=phone, timezone=zone, attributes={},
-                      created_at=now, updated_at=now)
+    now = datetime(2026, 11, 1, tzinfo=UTC)
+    contact = Contact(
+        tenant_id=tenant.id,
+        external_id=external_id,
+        phone=phone,
+        timezone=zone,
+        attributes={},
+        created_at=now,
+        updated_at=now,
+    )
     session.add(contact)
     session.flush()
     return contact
 
 
 def _task(session, tenant, contact, *, priority=0, due_at):
-    task = CallbackTask(tenant_id=tenant.id, contact_id=contact.id, campaign="lead", reason="call", priority=priority,
-                        status="open", due_at=due_at, created_at=due_at)
+    task = CallbackTask(
+        tenant_id=tenant.id,
+        contact_id=contact.id,
+        campaign="lead",
+        reason="call",
+        priority=priority,
+        status="open",
+        due_at=due_at,
+        created_at=due_at,
+    )
     session.add(task)
     session.flush()
     return task
 
 
 def _dnc_list(session, tenant, published: datetime):
-    session.add(DncImport(tenant_id=tenant.id, source="registry", list_date=published, imported_at=published, entries=0))
+    session.add(
+        DncImport(tenant_id=tenant.id, source="registry", list_date=published, imported_at=published, entries=0)
+    )
     session.flush()
 
 

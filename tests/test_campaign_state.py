@@ -3,13 +3,13 @@
 from datetime import timedelta
 
 import pytest
-from typer.testing import CliRunner
-
 from campaign_kit import CAMPAIGN_TEMPLATES, CAMPAIGN_TRIGGERS, campaigns, make_world_fixture  # noqa: F401 - fixture
 from definitions_kit import CART, write_definitions
-from outbound.enrollment.campaign_state import campaign_state, pause, resume
+from typer.testing import CliRunner
+
 from outbound.cli import app
 from outbound.db.session import transaction
+from outbound.enrollment.campaign_state import campaign_state, pause, resume
 from outbound.errors import InvalidInput
 
 runner = CliRunner()
@@ -63,20 +63,43 @@ def test_a_campaign_past_its_end_is_finished_and_cannot_be_paused(make_world, cl
     tenant = world.tenant()
     _cart(world, tenant, 1)
     assert world.messages() == []
-    with transaction(world.runtime.factory) as session:
-        with pytest.raises(InvalidInput, match="finished"):
-            pause(session, tenant.id, world.runtime.definitions.campaigns["cart"], clock)
+    with transaction(world.runtime.factory) as session, pytest.raises(InvalidInput, match="finished"):
+        pause(session, tenant.id, world.runtime.definitions.campaigns["cart"], clock)
 
 
 def test_the_cli_pauses_resumes_and_lists_campaigns_with_their_state(tmp_path):
     db = f"sqlite:///{tmp_path / 'cli.db'}"
-    root = write_definitions(tmp_path / "defs", campaigns(later=CART.replace("name: cart", "name: later") + "state: draft\n"),
-                             CAMPAIGN_TRIGGERS, CAMPAIGN_TEMPLATES)
+    root = write_definitions(
+        tmp_path / "defs",
+        campaigns(later=CART.replace("name: cart", "name: later") + "state: draft\n"),
+        CAMPAIGN_TRIGGERS,
+        CAMPAIGN_TEMPLATES,
+    )
     env = {"OUTBOUND_DEFINITIONS": str(root), "COLUMNS": "200"}
     assert runner.invoke(app, ["db", "upgrade", "--db", db]).exit_code == 0
-    assert runner.invoke(app, ["tenants", "create", "maple", "--jurisdiction", "US", "--timezone", "America/New_York",
-                               "--locale", "en", "--set", "postal_address=1 Main St", "--set",
-                               "support_contact=help@maple.example", "--db", db]).exit_code == 0
+    assert (
+        runner.invoke(
+            app,
+            [
+                "tenants",
+                "create",
+                "maple",
+                "--jurisdiction",
+                "US",
+                "--timezone",
+                "America/New_York",
+                "--locale",
+                "en",
+                "--set",
+                "postal_address=1 Main St",
+                "--set",
+                "support_contact=help@maple.example",
+                "--db",
+                db,
+            ],
+        ).exit_code
+        == 0
+    )
     paused = runner.invoke(app, ["campaigns", "pause", "cart", "--db", db], env=env)
     assert paused.exit_code == 0 and "cart is paused for maple" in paused.output
     listed = runner.invoke(app, ["campaigns", "list", "--db", db], env=env)
@@ -90,10 +113,17 @@ def test_the_cli_pauses_resumes_and_lists_campaigns_with_their_state(tmp_path):
 
 def test_listing_campaigns_without_a_database_shows_the_files_and_creates_nothing(tmp_path):
     missing = tmp_path / "none.db"
-    root = write_definitions(tmp_path / "defs", campaigns(later=CART.replace("name: cart", "name: later") + "state: draft\n"),
-                             CAMPAIGN_TRIGGERS, CAMPAIGN_TEMPLATES)
-    listed = runner.invoke(app, ["campaigns", "list", "--db", f"sqlite:///{missing}"],
-                           env={"OUTBOUND_DEFINITIONS": str(root), "COLUMNS": "200"})
+    root = write_definitions(
+        tmp_path / "defs",
+        campaigns(later=CART.replace("name: cart", "name: later") + "state: draft\n"),
+        CAMPAIGN_TRIGGERS,
+        CAMPAIGN_TEMPLATES,
+    )
+    listed = runner.invoke(
+        app,
+        ["campaigns", "list", "--db", f"sqlite:///{missing}"],
+        env={"OUTBOUND_DEFINITIONS": str(root), "COLUMNS": "200"},
+    )
     assert listed.exit_code == 0
     assert "draft" in listed.output and "active" in listed.output
     assert not missing.exists()

@@ -9,9 +9,9 @@ from datetime import timedelta
 
 from sqlalchemy import func, select
 
-from outbound.engagement.callbacks import claim_next, record_outcome
 from outbound.db.models import Agent, CallbackAttempt, CallbackTask, Contact, DncImport, Tenant
 from outbound.db.session import transaction
+from outbound.engagement.callbacks import claim_next, record_outcome
 from outbound.tenancy.tenants import create_tenant
 
 THREADS, CLAIMS_EACH, TASKS = 8, 50, 300
@@ -19,21 +19,52 @@ THREADS, CLAIMS_EACH, TASKS = 8, 50, 300
 
 def _setup(factory, clock, agents: int):
     with transaction(factory) as session:
-        tenant = create_tenant(session, clock, "maple", jurisdiction="US", timezone="America/New_York", locale="en",
-                               settings={"support_contact": "help@maple.example", "postal_address": "1 Main St"})
+        tenant = create_tenant(
+            session,
+            clock,
+            "maple",
+            jurisdiction="US",
+            timezone="America/New_York",
+            locale="en",
+            settings={"support_contact": "help@maple.example", "postal_address": "1 Main St"},
+        )
         session.add(DncImport(tenant_id=tenant.id, source="registry", list_date=clock.now(), imported_at=clock.now()))
         for n in range(agents):
             # No password: these accounts only claim, they never log in (a malformed hash verifies nothing).
-            session.add(Agent(tenant_id=tenant.id, username=f"agent{n}", name=f"Agent {n}", password_hash="-",
-                              role="agent", created_at=clock.now()))
+            session.add(
+                Agent(
+                    tenant_id=tenant.id,
+                    username=f"agent{n}",
+                    name=f"Agent {n}",
+                    password_hash="-",
+                    role="agent",
+                    created_at=clock.now(),
+                )
+            )
         for n in range(TASKS):
-            contact = Contact(tenant_id=tenant.id, external_id=f"c{n}", phone=f"+1212555{n:04d}",
-                              timezone="America/New_York", attributes={}, created_at=clock.now(), updated_at=clock.now())
+            contact = Contact(
+                tenant_id=tenant.id,
+                external_id=f"c{n}",
+                phone=f"+1212555{n:04d}",
+                timezone="America/New_York",
+                attributes={},
+                created_at=clock.now(),
+                updated_at=clock.now(),
+            )
             session.add(contact)
             session.flush()
-            session.add(CallbackTask(tenant_id=tenant.id, contact_id=contact.id, campaign="lead", reason="call",
-                                     priority=n % 5, status="open", due_at=clock.now() - timedelta(minutes=n % 7),
-                                     created_at=clock.now()))
+            session.add(
+                CallbackTask(
+                    tenant_id=tenant.id,
+                    contact_id=contact.id,
+                    campaign="lead",
+                    reason="call",
+                    priority=n % 5,
+                    status="open",
+                    due_at=clock.now() - timedelta(minutes=n % 7),
+                    created_at=clock.now(),
+                )
+            )
     return tenant.id
 
 
@@ -104,7 +135,6 @@ def test_agents_claiming_the_last_task_at_the_same_moment_leave_exactly_one_hold
         assert (task.status, task.claimed_by) == ("claimed", winners[0][1])
 
 
-
 def _agent_process(url: str, tenant_id: int, username: str, now, start, results) -> None:
     """One agent in its own process with its own engine: claim and close tasks until none is left."""
     from outbound.db.session import make_engine, session_factory
@@ -135,8 +165,10 @@ def test_agents_in_separate_processes_never_get_the_same_task(db_url, factory, c
     tenant_id = _setup(factory, clock, processes_count)
     context = multiprocessing.get_context("spawn")
     start, results = context.Barrier(processes_count), context.Queue()
-    processes = [context.Process(target=_agent_process, args=(db_url, tenant_id, f"agent{n}", clock.now(), start, results))
-                 for n in range(processes_count)]
+    processes = [
+        context.Process(target=_agent_process, args=(db_url, tenant_id, f"agent{n}", clock.now(), start, results))
+        for n in range(processes_count)
+    ]
     for process in processes:
         process.start()
     handed_out = dict(results.get(timeout=300) for _ in processes)

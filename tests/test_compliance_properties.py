@@ -4,7 +4,7 @@ COMPLIANCE.md allows, explains every refusal, and its deferrals make progress.""
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from hypothesis import HealthCheck, event, given, settings
@@ -20,19 +20,43 @@ from outbound.compliance import (
     policy_for,
 )
 
-UTC = timezone.utc
-ZONES = ["America/Chicago", "America/New_York", "America/Los_Angeles", "America/Phoenix", "Pacific/Honolulu",
-         "America/Sao_Paulo", "Asia/Seoul", "Asia/Kolkata", "Europe/Berlin", "Europe/London",
-         "Australia/Lord_Howe", "Pacific/Chatham", "UTC"]
+UTC = UTC
+ZONES = [
+    "America/Chicago",
+    "America/New_York",
+    "America/Los_Angeles",
+    "America/Phoenix",
+    "Pacific/Honolulu",
+    "America/Sao_Paulo",
+    "Asia/Seoul",
+    "Asia/Kolkata",
+    "Europe/Berlin",
+    "Europe/London",
+    "Australia/Lord_Howe",
+    "Pacific/Chatham",
+    "UTC",
+]
 REASONS = ["opt_out", "hard_bounce", "spam_report", "undeliverable", "unsubscribe"]
-RULE_NAMES = {"no_address", "suppression", "consent", "quiet_hours", "kr_night", "frequency_cap", "kr_reconfirmation",
-              "postal_address", "complaint_breaker", "dnc", "dnc_stale"}
+RULE_NAMES = {
+    "no_address",
+    "suppression",
+    "consent",
+    "quiet_hours",
+    "kr_night",
+    "frequency_cap",
+    "kr_reconfirmation",
+    "postal_address",
+    "complaint_breaker",
+    "dnc",
+    "dnc_stale",
+}
 # Local times on either side of the quiet-hours and night-window edges, and some in the middle of the night.
 EDGES = [(7, 59), (8, 0), (20, 59), (21, 0), (0, 0), (2, 30), (12, 0)]
 FAST = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 # -- the oracle: COMPLIANCE.md read plainly, without the rule functions --------------------------------------
+
 
 def newest(records):
     """The ledger entry that counts; at the same instant a revocation is taken as the later one."""
@@ -85,8 +109,9 @@ def oracle_allows(f: MessageFacts) -> bool:
     # Marketing from here on.
     marketing_here = [c for c in on_channel if c.purpose == "marketing"]
     if f.jurisdiction == "EU":
-        marketing_here += [c for c in f.consents if c.purpose == "marketing" and not c.granted
-                           and c.channel != f.channel]
+        marketing_here += [
+            c for c in f.consents if c.purpose == "marketing" and not c.granted and c.channel != f.channel
+        ]
     latest = newest(marketing_here)
     if latest is None:
         if f.jurisdiction not in ("KR", "EU") or f.last_purchase_at is None:
@@ -113,6 +138,7 @@ def oracle_allows(f: MessageFacts) -> bool:
 
 # -- random facts ---------------------------------------------------------------------------------------------
 
+
 @st.composite
 def message_facts(draw) -> MessageFacts:
     zone_name = draw(st.sampled_from(ZONES))
@@ -122,32 +148,61 @@ def message_facts(draw) -> MessageFacts:
         hour, minute = draw(st.sampled_from(EDGES))
         now = datetime(day.year, day.month, day.day, hour, minute, tzinfo=zone).astimezone(UTC)
     else:
-        now = draw(st.datetimes(min_value=datetime(2025, 1, 1), max_value=datetime(2028, 12, 31),
-                                timezones=st.just(UTC)))
+        now = draw(
+            st.datetimes(min_value=datetime(2025, 1, 1), max_value=datetime(2028, 12, 31), timezones=st.just(UTC))
+        )
     channel = draw(st.sampled_from(["sms", "email"]))
     # Marketing is where most rules apply, so it comes up more often.
     purpose = draw(st.sampled_from(["transactional", "survey", "marketing", "marketing", "marketing"]))
     # A small pool of instants, so grants and revocations often tie.
     ago = st.one_of(st.sampled_from([0, 1, 60, 1440, 10_080]), st.integers(0, 2_000_000)).map(
-        lambda minutes: now - timedelta(minutes=minutes))
-    record = st.builds(ConsentRecord, channel=st.sampled_from(["sms", "email"]),
-                       purpose=st.sampled_from(["marketing", "survey", "transactional"]),
-                       granted=st.booleans(), night=st.booleans(), at=ago, source=st.none())
+        lambda minutes: now - timedelta(minutes=minutes)
+    )
+    record = st.builds(
+        ConsentRecord,
+        channel=st.sampled_from(["sms", "email"]),
+        purpose=st.sampled_from(["marketing", "survey", "transactional"]),
+        granted=st.booleans(),
+        night=st.booleans(),
+        at=ago,
+        source=st.none(),
+    )
     consents = draw(st.lists(record, max_size=4))
     if draw(st.booleans()):
         # Often a grant for this very message, so that the later rules get their turn.
-        consents.append(draw(st.builds(ConsentRecord, channel=st.just(channel), purpose=st.just(purpose),
-                                       granted=st.just(True), night=st.booleans(), at=ago, source=st.none())))
-    purchase = draw(st.one_of(
-        st.none(),
-        st.integers(0, 400 * 1440).map(lambda minutes: now - timedelta(minutes=minutes)),
-        st.sampled_from([-timedelta(days=1), -timedelta(minutes=1), timedelta(0), timedelta(minutes=1)]).map(
-            lambda shift: six_months_before(now, zone) + shift),
-    ))
-    sent = draw(st.lists(st.tuples(
-        st.sampled_from(["sms", "email"]),
-        st.one_of(st.integers(0, 20 * 1440), st.sampled_from([1440, 7 * 1440])).map(
-            lambda minutes: now - timedelta(minutes=minutes))), max_size=4))
+        consents.append(
+            draw(
+                st.builds(
+                    ConsentRecord,
+                    channel=st.just(channel),
+                    purpose=st.just(purpose),
+                    granted=st.just(True),
+                    night=st.booleans(),
+                    at=ago,
+                    source=st.none(),
+                )
+            )
+        )
+    purchase = draw(
+        st.one_of(
+            st.none(),
+            st.integers(0, 400 * 1440).map(lambda minutes: now - timedelta(minutes=minutes)),
+            st.sampled_from([-timedelta(days=1), -timedelta(minutes=1), timedelta(0), timedelta(minutes=1)]).map(
+                lambda shift: six_months_before(now, zone) + shift
+            ),
+        )
+    )
+    sent = draw(
+        st.lists(
+            st.tuples(
+                st.sampled_from(["sms", "email"]),
+                st.one_of(st.integers(0, 20 * 1440), st.sampled_from([1440, 7 * 1440])).map(
+                    lambda minutes: now - timedelta(minutes=minutes)
+                ),
+            ),
+            max_size=4,
+        )
+    )
     suppressed = draw(st.sampled_from([False, False, False, True]))
     return MessageFacts(
         channel=channel,
@@ -169,6 +224,7 @@ def gate(f: MessageFacts):
 
 
 # -- properties -----------------------------------------------------------------------------------------------
+
 
 @FAST
 @given(message_facts())

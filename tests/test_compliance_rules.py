@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -21,7 +21,7 @@ from outbound.compliance import (
 from outbound.compliance.gate import RULES
 from outbound.errors import InvalidInput
 
-UTC = timezone.utc
+UTC = UTC
 CHICAGO = ZoneInfo("America/Chicago")
 SEOUL = ZoneInfo("Asia/Seoul")
 LONG_AGO = datetime(2025, 1, 1, tzinfo=UTC)
@@ -38,16 +38,23 @@ def consent(channel="sms", purpose="marketing", *, granted=True, night=False, at
 
 def facts(**changes) -> MessageFacts:
     """A US marketing SMS at noon in Chicago to a contact who granted SMS marketing long ago."""
-    values = dict(channel="sms", purpose="marketing", essential=False, to="+15125550100", jurisdiction="US",
-                  timezone="America/Chicago", now=local(CHICAGO, 2026, 11, 20, 12, 0), consents=(consent(),))
+    values = dict(
+        channel="sms",
+        purpose="marketing",
+        essential=False,
+        to="+15125550100",
+        jurisdiction="US",
+        timezone="America/Chicago",
+        now=local(CHICAGO, 2026, 11, 20, 12, 0),
+        consents=(consent(),),
+    )
     values.update(changes)
     return MessageFacts(**values)
 
 
 def kr_facts(**changes) -> MessageFacts:
     """A KR marketing SMS at noon in Seoul to a contact with day-time SMS marketing consent."""
-    values = dict(jurisdiction="KR", timezone="Asia/Seoul", to="+821012345678",
-                  now=local(SEOUL, 2026, 11, 20, 12, 0))
+    values = dict(jurisdiction="KR", timezone="Asia/Seoul", to="+821012345678", now=local(SEOUL, 2026, 11, 20, 12, 0))
     values.update(changes)
     return facts(**values)
 
@@ -58,6 +65,7 @@ def gate(f: MessageFacts, **overrides) -> Allow | Defer | Block:
 
 # -- no_address ---------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("to", [None, "", "   "])
 def test_a_message_without_an_address_is_blocked(to):
     decision = gate(facts(to=to))
@@ -65,6 +73,7 @@ def test_a_message_without_an_address_is_blocked(to):
 
 
 # -- suppression --------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("purpose", ["marketing", "survey"])
 @pytest.mark.parametrize("reason", ["opt_out", "spam_report", "unsubscribe"])
@@ -91,11 +100,13 @@ def test_an_unreachable_address_blocks_even_essential_transactional_messages(rea
 
 @pytest.mark.parametrize("reason", ["unsubscribe", "spam_report"])
 def test_an_email_unsubscribe_does_not_stop_transactional_email(reason):
-    assert isinstance(gate(facts(channel="email", to="a@example.com", purpose="transactional",
-                                 suppressions=(reason,))), Allow)
+    assert isinstance(
+        gate(facts(channel="email", to="a@example.com", purpose="transactional", suppressions=(reason,))), Allow
+    )
 
 
 # -- consent ------------------------------------------------------------------------------------------------
+
 
 def test_marketing_without_consent_is_blocked():
     decision = gate(facts(consents=()))
@@ -150,22 +161,38 @@ def test_us_marketing_does_not_accept_a_purchase_instead_of_consent():
 
 
 def test_eu_soft_opt_in_allows_marketing_email_to_a_recent_customer():
-    f = facts(jurisdiction="EU", timezone="Europe/Berlin", channel="email", to="a@example.com", consents=(),
-              last_purchase_at=facts().now - timedelta(days=30))
+    f = facts(
+        jurisdiction="EU",
+        timezone="Europe/Berlin",
+        channel="email",
+        to="a@example.com",
+        consents=(),
+        last_purchase_at=facts().now - timedelta(days=30),
+    )
     assert isinstance(gate(f), Allow)
 
 
 def test_eu_objection_on_sms_blocks_marketing_email_too():
     ledger = (consent("email"), consent("sms", granted=False, at=LONG_AGO + timedelta(days=1)))
-    decision = gate(facts(jurisdiction="EU", timezone="Europe/Berlin", channel="email", to="a@example.com",
-                          consents=ledger, last_purchase_at=facts().now))
+    decision = gate(
+        facts(
+            jurisdiction="EU",
+            timezone="Europe/Berlin",
+            channel="email",
+            to="a@example.com",
+            consents=ledger,
+            last_purchase_at=facts().now,
+        )
+    )
     assert isinstance(decision, Block) and decision.rule == "consent" and "GDPR" in decision.reason
 
 
 def test_eu_email_consent_newer_than_an_sms_objection_allows_email():
     ledger = (consent("sms", granted=False), consent("email", at=LONG_AGO + timedelta(days=1)))
-    assert isinstance(gate(facts(jurisdiction="EU", timezone="Europe/Berlin", channel="email",
-                                 to="a@example.com", consents=ledger)), Allow)
+    assert isinstance(
+        gate(facts(jurisdiction="EU", timezone="Europe/Berlin", channel="email", to="a@example.com", consents=ledger)),
+        Allow,
+    )
 
 
 def test_outside_the_eu_a_revocation_on_sms_leaves_email_consent_alone():
@@ -199,6 +226,7 @@ def test_a_revoked_transactional_consent_blocks_until_granted_again():
 
 
 # -- quiet_hours (US) ---------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("hour, minute, allowed", [(20, 59, True), (21, 0, False), (7, 59, False), (8, 0, True)])
 def test_us_marketing_sms_goes_only_between_eight_and_nine_local(hour, minute, allowed):
@@ -242,6 +270,7 @@ def test_a_tenant_can_narrow_the_quiet_hours_window():
 
 # -- kr_night -----------------------------------------------------------------------------------------------
 
+
 def test_kr_marketing_sms_at_nine_pm_without_night_consent_defers_to_eight():
     decision = gate(kr_facts(now=local(SEOUL, 2026, 11, 20, 21, 0)))
     assert isinstance(decision, Defer) and decision.rule == "kr_night"
@@ -259,8 +288,9 @@ def test_kr_night_window_edges(hour, minute, allowed):
 
 
 def test_kr_marketing_email_at_night_is_exempt():
-    f = kr_facts(now=local(SEOUL, 2026, 11, 20, 23, 0), channel="email", to="a@example.kr",
-                 consents=(consent("email"),))
+    f = kr_facts(
+        now=local(SEOUL, 2026, 11, 20, 23, 0), channel="email", to="a@example.kr", consents=(consent("email"),)
+    )
     assert isinstance(gate(f), Allow)
 
 
@@ -276,6 +306,7 @@ def test_a_purchase_basis_is_not_night_consent():
 
 
 # -- frequency_cap ------------------------------------------------------------------------------------------
+
 
 def test_two_marketing_messages_in_a_week_leave_room_for_a_third():
     now = facts().now
@@ -331,6 +362,7 @@ def test_transactional_ignores_quiet_hours_and_caps():
 
 # -- the gate, policies, zones ------------------------------------------------------------------------------
 
+
 def test_a_further_rule_plugs_in_after_the_shipped_ones():
     def postal_address(f, policy):
         return Block(rule="postal_address", reason="the tenant has no postal address") if f.channel == "email" else None
@@ -353,12 +385,15 @@ def test_decisions_refuse_naive_times_and_missing_reasons():
         Block(rule="suppression", reason=" ")
 
 
-@pytest.mark.parametrize("overrides, field", [
-    ({"quiet_hours": "8am-9pm"}, "compliance.quiet_hours"),
-    ({"cap_per_window": 0}, "compliance.cap_per_window"),
-    ({"US": {"frequency": 2}}, "compliance.US.frequency"),
-    ({"over_cap": "ignore"}, "compliance.over_cap"),
-])
+@pytest.mark.parametrize(
+    "overrides, field",
+    [
+        ({"quiet_hours": "8am-9pm"}, "compliance.quiet_hours"),
+        ({"cap_per_window": 0}, "compliance.cap_per_window"),
+        ({"US": {"frequency": 2}}, "compliance.US.frequency"),
+        ({"over_cap": "ignore"}, "compliance.over_cap"),
+    ],
+)
 def test_a_bad_tenant_override_names_its_field(overrides, field):
     with pytest.raises(InvalidInput) as error:
         policy_for("US", overrides)
@@ -371,22 +406,31 @@ def test_jurisdiction_specific_overrides_apply_only_to_that_jurisdiction():
     assert policy_for("KR", overrides).cap_per_window == 2
 
 
-@pytest.mark.parametrize("stored, phone, tenant, expected", [
-    ("Asia/Seoul", "+15125550100", "UTC", "Asia/Seoul"),
-    (None, "+15125550100", "Asia/Seoul", "America/Chicago"),
-    ("Not/AZone", "+821012345678", "UTC", "Asia/Seoul"),
-    (None, "+18005550100", "America/Denver", "America/Denver"),  # toll-free: the tenant's zone is a candidate
-    (None, "+18005550100", "Asia/Seoul", "America/Adak"),  # else the first candidate listed
-    (None, "not a number", "Europe/Berlin", "Europe/Berlin"),
-    (None, None, "Nowhere/Atall", "UTC"),
-])
+@pytest.mark.parametrize(
+    "stored, phone, tenant, expected",
+    [
+        ("Asia/Seoul", "+15125550100", "UTC", "Asia/Seoul"),
+        (None, "+15125550100", "Asia/Seoul", "America/Chicago"),
+        ("Not/AZone", "+821012345678", "UTC", "Asia/Seoul"),
+        (None, "+18005550100", "America/Denver", "America/Denver"),  # toll-free: the tenant's zone is a candidate
+        (None, "+18005550100", "Asia/Seoul", "America/Adak"),  # else the first candidate listed
+        (None, "not a number", "Europe/Berlin", "Europe/Berlin"),
+        (None, None, "Nowhere/Atall", "UTC"),
+    ],
+)
 def test_the_contact_time_zone_is_stored_else_from_the_phone_else_the_tenants(stored, phone, tenant, expected):
     assert resolve_timezone(stored, phone, tenant) == expected
 
 
-@pytest.mark.parametrize("contact, tenant, expected", [
-    ("kr", "US", "KR"), (None, "EU", "EU"), ("mars", "US", "US"), ("", "nowhere", "default"),
-    ("Default", "US", "default"),
-])
+@pytest.mark.parametrize(
+    "contact, tenant, expected",
+    [
+        ("kr", "US", "KR"),
+        (None, "EU", "EU"),
+        ("mars", "US", "US"),
+        ("", "nowhere", "default"),
+        ("Default", "US", "default"),
+    ],
+)
 def test_the_contact_jurisdiction_overrides_the_tenants(contact, tenant, expected):
     assert resolve_jurisdiction(contact, tenant) == expected

@@ -3,7 +3,7 @@ Do-Not-Call freshness; and the order in which the gate asks them."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -12,7 +12,7 @@ from outbound.compliance import Allow, Block, ConsentRecord, MessageFacts, decid
 from outbound.compliance.gate import RULES
 from outbound.errors import InvalidInput
 
-UTC = timezone.utc
+UTC = UTC
 SEOUL = ZoneInfo("Asia/Seoul")
 CHICAGO = ZoneInfo("America/Chicago")
 
@@ -23,10 +23,17 @@ def local(zone, *parts) -> datetime:
 
 def facts(**changes) -> MessageFacts:
     """A KR marketing SMS at noon in Seoul, 20 Nov 2026, to a contact who granted SMS marketing on 20 Nov 2024 noon."""
-    values = dict(channel="sms", purpose="marketing", to="+821012345678", jurisdiction="KR", timezone="Asia/Seoul",
-                  now=local(SEOUL, 2026, 11, 20, 12, 0),
-                  consents=(ConsentRecord(channel="sms", purpose="marketing", granted=True,
-                                          at=local(SEOUL, 2024, 11, 20, 12, 1)),))
+    values = dict(
+        channel="sms",
+        purpose="marketing",
+        to="+821012345678",
+        jurisdiction="KR",
+        timezone="Asia/Seoul",
+        now=local(SEOUL, 2026, 11, 20, 12, 0),
+        consents=(
+            ConsentRecord(channel="sms", purpose="marketing", granted=True, at=local(SEOUL, 2024, 11, 20, 12, 1)),
+        ),
+    )
     values.update(changes)
     return MessageFacts(**values)
 
@@ -40,6 +47,7 @@ def grant(at: datetime, channel="sms") -> ConsentRecord:
 
 
 # -- kr_reconfirmation --------------------------------------------------------------------------------------
+
 
 def test_kr_advertising_consent_a_minute_short_of_two_years_still_counts():
     assert isinstance(gate(facts()), Allow)
@@ -68,9 +76,16 @@ def test_reconfirmation_leaves_transactional_messages_alone():
 
 # -- postal_address (US rule 10) ----------------------------------------------------------------------------
 
+
 def us_email(**changes) -> MessageFacts:
-    values = dict(channel="email", to="a@example.com", jurisdiction="US", timezone="America/Chicago",
-                  now=local(CHICAGO, 2026, 11, 20, 12, 0), consents=(grant(local(CHICAGO, 2026, 1, 1, 9, 0), "email"),))
+    values = dict(
+        channel="email",
+        to="a@example.com",
+        jurisdiction="US",
+        timezone="America/Chicago",
+        now=local(CHICAGO, 2026, 11, 20, 12, 0),
+        consents=(grant(local(CHICAGO, 2026, 1, 1, 9, 0), "email"),),
+    )
     values.update(changes)
     return facts(**values)
 
@@ -90,6 +105,7 @@ def test_a_transactional_email_needs_no_postal_address():
 
 # -- complaint_breaker (rule 12) ----------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("rate, blocked", [(0.0, False), (0.001, False), (0.003, False), (0.0031, True), (0.5, True)])
 def test_marketing_email_pauses_only_above_three_per_thousand_complaints(rate, blocked):
     decision = gate(us_email(complaint_rate=rate))
@@ -98,9 +114,14 @@ def test_marketing_email_pauses_only_above_three_per_thousand_complaints(rate, b
 
 def test_the_breaker_leaves_sms_and_transactional_email_alone():
     assert isinstance(gate(us_email(purpose="transactional", complaint_rate=0.9)), Allow)
-    sms = facts(jurisdiction="US", timezone="America/Chicago", to="+15125550100",
-                now=local(CHICAGO, 2026, 11, 20, 12, 0), consents=(grant(local(CHICAGO, 2026, 1, 1)),),
-                complaint_rate=0.9)
+    sms = facts(
+        jurisdiction="US",
+        timezone="America/Chicago",
+        to="+15125550100",
+        now=local(CHICAGO, 2026, 11, 20, 12, 0),
+        consents=(grant(local(CHICAGO, 2026, 1, 1)),),
+        complaint_rate=0.9,
+    )
     assert isinstance(gate(sms), Allow)
 
 
@@ -115,8 +136,9 @@ def test_a_tenant_can_move_the_breaker_threshold():
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
 
-@pytest.mark.parametrize("age, rule", [(timedelta(days=31), "allow"), (timedelta(days=31, seconds=1), "dnc_stale"),
-                                       (timedelta(0), "allow")])
+@pytest.mark.parametrize(
+    "age, rule", [(timedelta(days=31), "allow"), (timedelta(days=31, seconds=1), "dnc_stale"), (timedelta(0), "allow")]
+)
 def test_a_us_call_needs_a_dnc_list_no_older_than_31_days(age, rule):
     assert dnc_decision(listed=False, list_date=NOW - age, now=NOW, policy=policy_for("US")).rule == rule
 
@@ -132,9 +154,16 @@ def test_a_listed_number_is_never_called():
 
 
 def test_the_gate_blocks_a_voice_message_to_a_listed_number_with_the_dnc_rule():
-    f = facts(channel="voice", jurisdiction="US", timezone="America/Chicago", to="+15125550100",
-              now=local(CHICAGO, 2026, 11, 20, 12, 0), consents=(grant(local(CHICAGO, 2026, 1, 1), "voice"),),
-              suppressions=("dnc",), dnc_list_date=NOW - timedelta(days=3))
+    f = facts(
+        channel="voice",
+        jurisdiction="US",
+        timezone="America/Chicago",
+        to="+15125550100",
+        now=local(CHICAGO, 2026, 11, 20, 12, 0),
+        consents=(grant(local(CHICAGO, 2026, 1, 1), "voice"),),
+        suppressions=("dnc",),
+        dnc_list_date=NOW - timedelta(days=3),
+    )
     decision = gate(f)
     assert isinstance(decision, Block) and decision.rule == "dnc"
     stale = gate(MessageFacts(**{**f.__dict__, "suppressions": (), "dnc_list_date": NOW - timedelta(days=40)}))
@@ -142,6 +171,7 @@ def test_the_gate_blocks_a_voice_message_to_a_listed_number_with_the_dnc_rule():
 
 
 # -- order --------------------------------------------------------------------------------------------------
+
 
 def test_blocks_come_before_deferrals_in_the_rule_order():
     names = [rule.__name__ for rule in RULES]

@@ -7,10 +7,19 @@ import pytest
 from outbound.conditions import Condition, InvalidCondition, compile_condition
 from outbound.errors import InvalidInput
 
-EVENT = {"type": "cart_abandoned", "data": {"cart_id": "c-9", "value": 129000, "score": 0.8, "tags": ["vip"]},
-         "occurred_at": "2026-11-20T00:00:00+00:00"}
-CONTACT = {"external_id": "cust-42", "phone": "+821012345678", "email": None, "locale": "ko",
-           "timezone": "Asia/Seoul", "attributes": {"tier": "gold"}}
+EVENT = {
+    "type": "cart_abandoned",
+    "data": {"cart_id": "c-9", "value": 129000, "score": 0.8, "tags": ["vip"]},
+    "occurred_at": "2026-11-20T00:00:00+00:00",
+}
+CONTACT = {
+    "external_id": "cust-42",
+    "phone": "+821012345678",
+    "email": None,
+    "locale": "ko",
+    "timezone": "Asia/Seoul",
+    "attributes": {"tier": "gold"},
+}
 
 
 def holds(source: str, event=EVENT, contact=CONTACT) -> bool:
@@ -85,11 +94,14 @@ def test_an_unknown_top_level_name_is_refused_so_a_typo_is_not_a_silent_false():
     assert isinstance(compile_condition("anything > 3", names=None), Condition)
 
 
-@pytest.mark.parametrize("source", [
-    "event.__class__",
-    "event.data['__class__']",
-    "event._private",
-])
+@pytest.mark.parametrize(
+    "source",
+    [
+        "event.__class__",
+        "event.data['__class__']",
+        "event._private",
+    ],
+)
 def test_underscore_attributes_are_refused_at_compile_time(source):
     with pytest.raises(InvalidCondition, match="not allowed"):
         compile_condition(source)

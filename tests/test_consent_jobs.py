@@ -7,17 +7,17 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import select
-
 from conftest import World
 from definitions_kit import CART, DELAY, LEAD, TEMPLATES, write_definitions
+from sqlalchemy import select
+
 from outbound.bootstrap import build
-from outbound.jobs.consent import run_consent_jobs
-from outbound.ingest.contacts import ConsentIn, record_consent
+from outbound.config import Settings
 from outbound.db.models import Consent, Contact, Enrollment
 from outbound.db.session import transaction
 from outbound.delivery.inbound import receive_inbound_sms
-from outbound.config import Settings
+from outbound.ingest.contacts import ConsentIn, record_consent
+from outbound.jobs.consent import run_consent_jobs
 
 REPO = Path(__file__).resolve().parents[1]
 SEOUL = ZoneInfo("Asia/Seoul")
@@ -34,8 +34,11 @@ def kr_world(db_url, tmp_path, clock, outbox):
         for path in (REPO / "templates" / name).iterdir():
             templates[f"{name}/{path.name}"] = path.read_text()
     root = write_definitions(tmp_path / "definitions", campaigns=campaigns, templates=templates)
-    runtime = build(Settings(database_url=db_url, definitions=root, base_url="https://ob.example"), clock=clock,
-                    providers={"sms": outbox, "email": outbox})
+    runtime = build(
+        Settings(database_url=db_url, definitions=root, base_url="https://ob.example"),
+        clock=clock,
+        providers={"sms": outbox, "email": outbox},
+    )
     yield World(runtime, clock)
     runtime.close()
 
@@ -43,14 +46,26 @@ def kr_world(db_url, tmp_path, clock, outbox):
 def grant(world, tenant, external_id, *, at, channel="sms", granted=True, source="signup form"):
     with transaction(world.runtime.factory) as session:
         contact = session.scalar(select(Contact).where(Contact.external_id == external_id))
-        record_consent(session, session.merge(tenant, load=False), contact, ConsentIn(
-            channel=channel, purpose="marketing", granted=granted, at=at, source=source, text="광고 수신 동의"),
-            world.clock)
+        record_consent(
+            session,
+            session.merge(tenant, load=False),
+            contact,
+            ConsentIn(
+                channel=channel, purpose="marketing", granted=granted, at=at, source=source, text="광고 수신 동의"
+            ),
+            world.clock,
+        )
 
 
 def kr_shop(world):
-    return world.tenant("shop-kr", jurisdiction="KR", timezone="Asia/Seoul", locale="ko", sender_name="서울상점",
-                        support_contact="02-123-4567")
+    return world.tenant(
+        "shop-kr",
+        jurisdiction="KR",
+        timezone="Asia/Seoul",
+        locale="ko",
+        sender_name="서울상점",
+        support_contact="02-123-4567",
+    )
 
 
 def jobs(world):
@@ -82,9 +97,16 @@ def test_no_notice_for_changes_already_confirmed_or_older_than_14_days_or_outsid
     grant(world, tenant, "k1", at=world.clock.now() - timedelta(days=15))
     grant(world, us, "u1", at=world.clock.now() - timedelta(days=1))
     with transaction(world.runtime.factory) as session:
-        receive_inbound_sms(session, session.merge(tenant, load=False), from_number="+821012345678",
-                            to_number="+8215881234", body="수신거부", provider_id="SM1", clock=world.clock,
-                            settings=world.runtime.settings)
+        receive_inbound_sms(
+            session,
+            session.merge(tenant, load=False),
+            from_number="+821012345678",
+            to_number="+8215881234",
+            body="수신거부",
+            provider_id="SM1",
+            clock=world.clock,
+            settings=world.runtime.settings,
+        )
     assert jobs(world).notices == 0
 
 
@@ -105,9 +127,16 @@ def test_reconfirmation_is_asked_four_weeks_before_the_lapse_and_a_yes_renews_co
     assert "YES" in request.body and given.astimezone(SEOUL).strftime("%Y-%m-%d") in request.body
     world.clock.advance(timedelta(hours=1))
     with transaction(world.runtime.factory) as session:
-        outcome = receive_inbound_sms(session, session.merge(tenant, load=False), from_number="+821012345678",
-                                      to_number="+8215881234", body="네", provider_id="SM9", clock=world.clock,
-                                      settings=world.runtime.settings)
+        outcome = receive_inbound_sms(
+            session,
+            session.merge(tenant, load=False),
+            from_number="+821012345678",
+            to_number="+8215881234",
+            body="네",
+            provider_id="SM9",
+            clock=world.clock,
+            settings=world.runtime.settings,
+        )
     assert outcome.kind == "opt_in" and "갱신" in outcome.reply
     with world.runtime.factory() as session:
         newest = session.scalars(select(Consent).order_by(Consent.id.desc())).first()
@@ -118,16 +147,22 @@ def test_only_a_standing_grant_is_reconfirmed_not_one_revoked_or_renewed_since(k
     world = kr_world
     tenant = kr_shop(world)
     old = world.clock.now() - timedelta(days=2 * 365 - 20)  # inside the four weeks before the lapse
-    for external_id, phone in (("standing", "+821011110001"), ("revoked", "+821011110002"),
-                               ("renewed", "+821011110003")):
+    for external_id, phone in (
+        ("standing", "+821011110001"),
+        ("revoked", "+821011110002"),
+        ("renewed", "+821011110003"),
+    ):
         world.contact(tenant, external_id, phone=phone, locale="ko")
         grant(world, tenant, external_id, at=old)
     grant(world, tenant, "revoked", at=old + timedelta(days=30), granted=False)
     grant(world, tenant, "renewed", at=old + timedelta(days=300))
     assert jobs(world).reconfirmations == 1
     with world.runtime.factory() as session:
-        asked = session.scalars(select(Contact.external_id).join(Enrollment, Enrollment.contact_id == Contact.id)
-                                .where(Enrollment.campaign == "kr_consent_reconfirmation"))
+        asked = session.scalars(
+            select(Contact.external_id)
+            .join(Enrollment, Enrollment.contact_id == Contact.id)
+            .where(Enrollment.campaign == "kr_consent_reconfirmation")
+        )
         assert list(asked) == ["standing"]
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import select
 
+from outbound.db.models import Consent, Contact
+from outbound.errors import InvalidInput
 from outbound.ingest.contacts import (
     ConsentIn,
     ContactIn,
@@ -19,8 +21,6 @@ from outbound.ingest.contacts import (
     record_consent,
     upsert_contact,
 )
-from outbound.db.models import Consent, Contact
-from outbound.errors import InvalidInput
 
 KST = timezone(timedelta(hours=9))
 
@@ -35,13 +35,19 @@ def ledger(session, contact):
 
 def test_upsert_overwrites_given_fields_and_keeps_absent_ones(session, clock, make_tenant):
     tenant = make_tenant()
-    first = upsert_contact(session, tenant, ContactIn(external_id="c1", phone="+12015550123",
-                                                      email="a@example.com", locale="en",
-                                                      attributes={"tier": "gold"}), clock)
+    first = upsert_contact(
+        session,
+        tenant,
+        ContactIn(
+            external_id="c1", phone="+12015550123", email="a@example.com", locale="en", attributes={"tier": "gold"}
+        ),
+        clock,
+    )
     created_at = first.updated_at
     clock.advance(timedelta(hours=1))
-    again = upsert_contact(session, tenant, ContactIn(external_id="c1", email="B@Example.com ",
-                                                      attributes={"city": "Austin"}), clock)
+    again = upsert_contact(
+        session, tenant, ContactIn(external_id="c1", email="B@Example.com ", attributes={"city": "Austin"}), clock
+    )
     assert again.id == first.id
     assert again.email == "b@example.com"
     assert again.phone == "+12015550123"
@@ -68,8 +74,12 @@ def test_upsert_without_changes_leaves_updated_at(session, clock, make_tenant):
 def test_a_phone_without_plus_is_read_in_the_tenants_region(session, clock, make_tenant):
     kr = make_tenant("shop-kr", jurisdiction="KR", timezone="Asia/Seoul", locale="ko")
     us = make_tenant("shop-us")
-    assert upsert_contact(session, kr, ContactIn(external_id="k", phone="010-1234-5678"), clock).phone == "+821012345678"
-    assert upsert_contact(session, us, ContactIn(external_id="u", phone="(201) 555-0123"), clock).phone == "+12015550123"
+    assert (
+        upsert_contact(session, kr, ContactIn(external_id="k", phone="010-1234-5678"), clock).phone == "+821012345678"
+    )
+    assert (
+        upsert_contact(session, us, ContactIn(external_id="u", phone="(201) 555-0123"), clock).phone == "+12015550123"
+    )
 
 
 def test_a_contacts_own_jurisdiction_decides_the_region_of_a_national_number(session, clock, make_tenant):
@@ -141,14 +151,34 @@ def test_consents_are_appended_to_the_ledger_and_old_entries_never_change(sessio
     tenant = make_tenant()
     contact = upsert_contact(session, tenant, ContactIn(external_id="c1"), clock)
     granted_at = datetime(2026, 1, 5, 9, 0, tzinfo=KST)
-    record_consent(session, tenant, contact, ConsentIn(channel="sms", purpose="marketing", granted=True,
-                                                       at=granted_at, source="checkout form",
-                                                       text="Yes, send me offers by SMS"), clock)
-    record_consent(session, tenant, contact, ConsentIn(channel="sms", purpose="marketing", granted=False,
-                                                       at=granted_at + timedelta(days=30), source="STOP"), clock)
+    record_consent(
+        session,
+        tenant,
+        contact,
+        ConsentIn(
+            channel="sms",
+            purpose="marketing",
+            granted=True,
+            at=granted_at,
+            source="checkout form",
+            text="Yes, send me offers by SMS",
+        ),
+        clock,
+    )
+    record_consent(
+        session,
+        tenant,
+        contact,
+        ConsentIn(channel="sms", purpose="marketing", granted=False, at=granted_at + timedelta(days=30), source="STOP"),
+        clock,
+    )
     first, second = ledger(session, contact)
     assert (first.granted, first.at, first.source, first.text) == (
-        True, granted_at.astimezone(timezone.utc), "checkout form", "Yes, send me offers by SMS")
+        True,
+        granted_at.astimezone(UTC),
+        "checkout form",
+        "Yes, send me offers by SMS",
+    )
     assert (second.granted, second.source) == (False, "STOP")
     assert first.recorded_at == clock.now()
 
@@ -157,8 +187,10 @@ def test_the_same_consent_recorded_twice_is_one_ledger_entry(session, clock, mak
     tenant = make_tenant()
     contact = upsert_contact(session, tenant, ContactIn(external_id="c1"), clock)
     consent = ConsentIn(channel="email", purpose="marketing", granted=True, at=clock.now(), source="form")
-    assert record_consent(session, tenant, contact, consent, clock).id == \
+    assert (
         record_consent(session, tenant, contact, consent, clock).id
+        == record_consent(session, tenant, contact, consent, clock).id
+    )
     assert len(ledger(session, contact)) == 1
 
 
@@ -174,16 +206,26 @@ def write_lines(path, rows):
 
 def test_jsonl_import_reports_the_bad_line_and_imports_the_rest(session, clock, make_tenant, tmp_path):
     tenant = make_tenant("shop-kr", jurisdiction="KR", timezone="Asia/Seoul", locale="ko")
-    consent = {"channel": "sms", "purpose": "marketing", "granted": True, "night": True,
-               "at": "2026-01-05T09:00:00+09:00", "source": "signup", "text": "광고 수신 동의"}
-    path = write_lines(tmp_path / "contacts.jsonl", [
-        {"external_id": "c1", "phone": "01012345678", "consents": [consent]},
-        {"external_id": "c2", "phone": "12"},
-        "{not json",
-        "",
-        {"external_id": "c3", "email": "c3@example.com", "timezone": "Asia/Seoul"},
-        {"phone": "01012345678"},
-    ])
+    consent = {
+        "channel": "sms",
+        "purpose": "marketing",
+        "granted": True,
+        "night": True,
+        "at": "2026-01-05T09:00:00+09:00",
+        "source": "signup",
+        "text": "광고 수신 동의",
+    }
+    path = write_lines(
+        tmp_path / "contacts.jsonl",
+        [
+            {"external_id": "c1", "phone": "01012345678", "consents": [consent]},
+            {"external_id": "c2", "phone": "12"},
+            "{not json",
+            "",
+            {"external_id": "c3", "email": "c3@example.com", "timezone": "Asia/Seoul"},
+            {"phone": "01012345678"},
+        ],
+    )
     report = import_contacts(session, tenant, path, clock)
     assert report.created == 2 and report.updated == 0
     assert report.errors[0] == "line 2: phone: not a valid phone number: '12'"
@@ -194,17 +236,34 @@ def test_jsonl_import_reports_the_bad_line_and_imports_the_rest(session, clock, 
     assert set(stored) == {"c1", "c3"}
     (entry,) = ledger(session, stored["c1"])
     assert (entry.channel, entry.purpose, entry.granted, entry.night, entry.text) == (
-        "sms", "marketing", True, True, "광고 수신 동의")
+        "sms",
+        "marketing",
+        True,
+        True,
+        "광고 수신 동의",
+    )
 
 
 def test_a_line_with_a_bad_consent_leaves_neither_the_contact_nor_its_consents(session, clock, make_tenant, tmp_path):
     tenant = make_tenant()
-    path = write_lines(tmp_path / "contacts.jsonl", [
-        {"external_id": "c1", "phone": "+1 201 555 01", "consents": [
-            {"channel": "sms", "purpose": "marketing", "granted": True, "at": "2026-01-05T09:00:00+00:00"}]},
-        {"external_id": "c2", "consents": [{"channel": "fax", "purpose": "marketing", "granted": True,
-                                            "at": "2026-01-05T09:00:00+00:00"}]},
-    ])
+    path = write_lines(
+        tmp_path / "contacts.jsonl",
+        [
+            {
+                "external_id": "c1",
+                "phone": "+1 201 555 01",
+                "consents": [
+                    {"channel": "sms", "purpose": "marketing", "granted": True, "at": "2026-01-05T09:00:00+00:00"}
+                ],
+            },
+            {
+                "external_id": "c2",
+                "consents": [
+                    {"channel": "fax", "purpose": "marketing", "granted": True, "at": "2026-01-05T09:00:00+00:00"}
+                ],
+            },
+        ],
+    )
     report = import_contacts(session, tenant, path, clock)
     assert report.created == 0
     assert report.errors[0].startswith("line 1: phone:")
@@ -213,8 +272,7 @@ def test_a_line_with_a_bad_consent_leaves_neither_the_contact_nor_its_consents(s
     assert session.scalars(select(Consent)).all() == []
 
 
-def test_importing_again_updates_instead_of_creating_and_keeps_one_ledger_entry(session, clock, make_tenant,
-                                                                               tmp_path):
+def test_importing_again_updates_instead_of_creating_and_keeps_one_ledger_entry(session, clock, make_tenant, tmp_path):
     tenant = make_tenant()
     consent = {"channel": "email", "purpose": "marketing", "granted": True, "at": "2026-01-05T09:00:00+00:00"}
     path = write_lines(tmp_path / "contacts.jsonl", [{"external_id": "c1", "locale": "en", "consents": [consent]}])
@@ -229,10 +287,13 @@ def test_importing_again_updates_instead_of_creating_and_keeps_one_ledger_entry(
 
 def test_a_bad_line_changes_nothing_of_a_contact_stored_before(session, clock, make_tenant, tmp_path):
     tenant = make_tenant()
-    path = write_lines(tmp_path / "contacts.jsonl", [
-        {"external_id": "c1", "email": "old@example.com"},
-        {"external_id": "c1", "email": "new@example.com", "phone": "+1 555"},
-    ])
+    path = write_lines(
+        tmp_path / "contacts.jsonl",
+        [
+            {"external_id": "c1", "email": "old@example.com"},
+            {"external_id": "c1", "email": "new@example.com", "phone": "+1 555"},
+        ],
+    )
     report = import_contacts(session, tenant, path, clock)
     assert (report.created, report.updated) == (1, 0)
     assert report.errors[0].startswith("line 2: phone:")
@@ -260,13 +321,16 @@ def test_csv_import_records_consent_columns_and_reports_the_bad_lines(session, c
     stored = contacts_of(session, tenant)
     assert set(stored) == {"c1", "c4"}
     assert (stored["c1"].phone, stored["c1"].email, stored["c1"].timezone) == (
-        "+12015550123", "one@example.com", "America/Chicago")
+        "+12015550123",
+        "one@example.com",
+        "America/Chicago",
+    )
     assert stored["c1"].attributes == {"tier": "gold"}
     entries = {(e.channel, e.purpose): e for e in ledger(session, stored["c1"])}
     assert entries[("sms", "marketing")].granted is True
     assert entries[("email", "marketing")].granted is False
     assert entries[("sms", "marketing")].source == "web form"
-    assert entries[("sms", "marketing")].at == datetime(2026, 1, 5, 14, 0, tzinfo=timezone.utc)
+    assert entries[("sms", "marketing")].at == datetime(2026, 1, 5, 14, 0, tzinfo=UTC)
     assert ledger(session, stored["c4"]) == []
 
 

@@ -5,23 +5,32 @@ from __future__ import annotations
 import json
 
 from sqlalchemy import select
-
-from outbound.ingest.contacts import IMPORT_CHUNK, import_contacts
-from outbound.db.models import Consent, Contact
 from statements_kit import Statements
+
+from outbound.db.models import Consent, Contact
+from outbound.ingest.contacts import IMPORT_CHUNK, import_contacts
 
 
 def consent(day, granted=True, source="form"):
-    return {"channel": "sms", "purpose": "marketing", "granted": granted, "at": f"2026-01-{day:02d}T09:00:00+00:00",
-            "source": source}
+    return {
+        "channel": "sms",
+        "purpose": "marketing",
+        "granted": granted,
+        "at": f"2026-01-{day:02d}T09:00:00+00:00",
+        "source": source,
+    }
 
 
 def lines():
     """More than a chunk: ids repeated within and across chunks, repeated and changed consents, bad lines."""
     rows = []
     for i in range(IMPORT_CHUNK + 40):
-        row = {"external_id": f"c{i % (IMPORT_CHUNK // 2)}", "email": f"C{i}@Example.com",
-               "attributes": {"n": i}, "consents": [consent(1 + i % 3)]}
+        row = {
+            "external_id": f"c{i % (IMPORT_CHUNK // 2)}",
+            "email": f"C{i}@Example.com",
+            "attributes": {"n": i},
+            "consents": [consent(1 + i % 3)],
+        }
         if i % 7 == 0:
             row["phone"] = "12"  # refused: the whole line changes nothing
         if i % 11 == 0:
@@ -29,8 +38,9 @@ def lines():
         rows.append(json.dumps(row))
     rows[5] = "{not json"
     rows[IMPORT_CHUNK + 3] = json.dumps({"phone": "+12125550123"})
-    rows[IMPORT_CHUNK + 9] = json.dumps({"external_id": "new-late", "phone": "+12125550124",
-                                         "consents": [consent(4), consent(4)]})
+    rows[IMPORT_CHUNK + 9] = json.dumps(
+        {"external_id": "new-late", "phone": "+12125550124", "consents": [consent(4), consent(4)]}
+    )
     return rows
 
 
@@ -38,8 +48,10 @@ def stored(session, tenant):
     contacts = {c.id: c for c in session.scalars(select(Contact).where(Contact.tenant_id == tenant.id))}
     return (
         sorted((c.external_id, c.phone, c.email, c.attributes) for c in contacts.values()),
-        sorted((contacts[c.contact_id].external_id, c.channel, c.purpose, c.granted, c.at, c.source)
-               for c in session.scalars(select(Consent).where(Consent.tenant_id == tenant.id))),
+        sorted(
+            (contacts[c.contact_id].external_id, c.channel, c.purpose, c.granted, c.at, c.source)
+            for c in session.scalars(select(Consent).where(Consent.tenant_id == tenant.id))
+        ),
     )
 
 
@@ -67,9 +79,19 @@ def test_the_queries_of_an_import_do_not_grow_with_its_lines(session, clock, mak
 
     def run(name, count):
         path = tmp_path / f"{name}.jsonl"
-        path.write_text("".join(json.dumps({"external_id": f"{name}{i}", "email": f"{name}{i}@example.com",
-                                            "consents": [consent(1), consent(2, granted=False)]}) + "\n"
-                                for i in range(count)))
+        path.write_text(
+            "".join(
+                json.dumps(
+                    {
+                        "external_id": f"{name}{i}",
+                        "email": f"{name}{i}@example.com",
+                        "consents": [consent(1), consent(2, granted=False)],
+                    }
+                )
+                + "\n"
+                for i in range(count)
+            )
+        )
         with Statements(engine) as statements:
             report = import_contacts(session, tenant, path, clock)
         assert (report.created, report.errors) == (count, [])

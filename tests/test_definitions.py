@@ -48,12 +48,15 @@ def write(root: Path, files: dict[str, str]) -> Path:
 
 @pytest.fixture
 def root(tmp_path) -> Path:
-    return write(tmp_path, {
-        "campaigns/reminder.yaml": CAMPAIGN,
-        "triggers/main.yaml": TRIGGERS,
-        # A marketing SMS: it offers an opt-out, as every EU marketing message must (definitions/formats.py).
-        "templates/hello/sms.en.j2": "Hi {{ contact.external_id }}. Reply STOP to opt out\n",
-    })
+    return write(
+        tmp_path,
+        {
+            "campaigns/reminder.yaml": CAMPAIGN,
+            "triggers/main.yaml": TRIGGERS,
+            # A marketing SMS: it offers an opt-out, as every EU marketing message must (definitions/formats.py).
+            "templates/hello/sms.en.j2": "Hi {{ contact.external_id }}. Reply STOP to opt out\n",
+        },
+    )
 
 
 def errors_of(root: Path) -> list:
@@ -70,11 +73,25 @@ def only_error(root: Path):
 
 def test_every_shipped_definition_loads():
     loaded = load_definitions(REPO)
-    assert set(loaded.campaigns) == {"shipping_delay", "cart_abandonment", "delivery_survey", "churn_winback",
-                                     "lead_followup", "lapsed_winback", "support_csat", "kr_consent_notice",
-                                     "kr_consent_reconfirmation"}
-    assert {t.on for t in loaded.triggers} == {"shipping_delayed", "cart_abandoned", "order_delivered", "ticket_closed",
-                                               "churn_risk_scored", "lead_created"}
+    assert set(loaded.campaigns) == {
+        "shipping_delay",
+        "cart_abandonment",
+        "delivery_survey",
+        "churn_winback",
+        "lead_followup",
+        "lapsed_winback",
+        "support_csat",
+        "kr_consent_notice",
+        "kr_consent_reconfirmation",
+    }
+    assert {t.on for t in loaded.triggers} == {
+        "shipping_delayed",
+        "cart_abandoned",
+        "order_delivered",
+        "ticket_closed",
+        "churn_risk_scored",
+        "lead_created",
+    }
 
 
 def test_every_shipped_template_has_korean_and_english():
@@ -90,9 +107,14 @@ def test_shipped_campaigns_have_the_steps_and_rules_the_demo_relies_on():
     assert [(s.channel, s.delay) for s in cart.steps] == [("email", timedelta(hours=1)), ("sms", timedelta(hours=24))]
     assert cart.enrollment.window == timedelta(days=7)
     assert [(c.name, r.key.source) for c, r in loaded.exits_for("order_placed") if c.name == "cart_abandonment"] == [
-        ("cart_abandonment", "event.data.cart_id")]
-    assert {c.name for c, _ in loaded.exits_for("order_placed")} == {"cart_abandonment", "churn_winback", "lapsed_winback",
-                                                                     "lead_followup"}
+        ("cart_abandonment", "event.data.cart_id")
+    ]
+    assert {c.name for c, _ in loaded.exits_for("order_placed")} == {
+        "cart_abandonment",
+        "churn_winback",
+        "lapsed_winback",
+        "lead_followup",
+    }
     assert loaded.campaigns["shipping_delay"].purpose == "transactional"
     assert loaded.campaigns["lead_followup"].callback.priority == 10
     (winback,) = loaded.triggers_for("churn_risk_scored")
@@ -176,7 +198,10 @@ def test_a_yaml_syntax_error_is_reported_with_its_line(root):
 
 
 def test_a_key_given_twice_is_reported_rather_than_silently_overwritten(root):
-    write(root, {"campaigns/reminder.yaml": CAMPAIGN.replace("purpose: marketing\n", "purpose: marketing\npurpose: survey\n")})
+    write(
+        root,
+        {"campaigns/reminder.yaml": CAMPAIGN.replace("purpose: marketing\n", "purpose: marketing\npurpose: survey\n")},
+    )
     error = only_error(root)
     assert (error.line, error.field) == (4, "purpose")
 
@@ -236,13 +261,18 @@ def test_a_misnamed_template_file_is_reported(root):
 
 
 def test_several_broken_files_are_all_reported_in_one_go(root):
-    write(root, {
-        "campaigns/reminder.yaml": CAMPAIGN.replace("kind: reminder", "kind: nagging").replace("delay: 1h", "delay: soon"),
-        "campaigns/broken.yaml": "name: broken\nsteps: [\n",
-        "triggers/main.yaml": TRIGGERS + "  - name: two\n    on: x\n    campaign: nowhere\n"
-                                         "  - name: three\n    on: x\n    campaign: reminder\n    extra: 1\n",
-        "templates/hello/sms.ko.j2": "{% if %}\n",
-    })
+    write(
+        root,
+        {
+            "campaigns/reminder.yaml": CAMPAIGN.replace("kind: reminder", "kind: nagging").replace(
+                "delay: 1h", "delay: soon"
+            ),
+            "campaigns/broken.yaml": "name: broken\nsteps: [\n",
+            "triggers/main.yaml": TRIGGERS + "  - name: two\n    on: x\n    campaign: nowhere\n"
+            "  - name: three\n    on: x\n    campaign: reminder\n    extra: 1\n",
+            "templates/hello/sms.ko.j2": "{% if %}\n",
+        },
+    )
     found = {(e.file, e.line, e.field) for e in errors_of(root)}
     assert found == {
         ("campaigns/broken.yaml", 3, None),

@@ -10,9 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
+from outbound.db.messages import IllegalTransition, transition
 from outbound.db.models import Contact, DeliveryEvent, Message
 from outbound.delivery.status import DeliveryReport, Effect, apply_report, attach_pending, effect_of, retry_delay
-from outbound.db.messages import IllegalTransition, transition
 
 
 @pytest.fixture
@@ -25,14 +25,34 @@ def tenant(session, make_tenant):
 def new_message(session, tenant, clock, *, status="sent", channel="email", provider="sendgrid", provider_id=None):
     """A message as dispatch leaves it after a send, with its trail."""
     n = session.scalar(select(func.count(Contact.id))) + 1
-    contact = Contact(tenant_id=tenant.id, external_id=f"c{n}", email=f"c{n}@example.com", phone=f"+1202555{n:04d}",
-                      attributes={}, created_at=clock.now(), updated_at=clock.now())
+    contact = Contact(
+        tenant_id=tenant.id,
+        external_id=f"c{n}",
+        email=f"c{n}@example.com",
+        phone=f"+1202555{n:04d}",
+        attributes={},
+        created_at=clock.now(),
+        updated_at=clock.now(),
+    )
     session.add(contact)
     session.flush()
-    message = Message(tenant_id=tenant.id, contact_id=contact.id, campaign="delay", step="s", channel=channel,
-                      purpose="transactional", template="t", status="scheduled", due_at=clock.now(),
-                      created_at=clock.now(), updated_at=clock.now(), attempts=1, provider=provider,
-                      provider_id=provider_id, to_address=contact.email if channel == "email" else contact.phone)
+    message = Message(
+        tenant_id=tenant.id,
+        contact_id=contact.id,
+        campaign="delay",
+        step="s",
+        channel=channel,
+        purpose="transactional",
+        template="t",
+        status="scheduled",
+        due_at=clock.now(),
+        created_at=clock.now(),
+        updated_at=clock.now(),
+        attempts=1,
+        provider=provider,
+        provider_id=provider_id,
+        to_address=contact.email if channel == "email" else contact.phone,
+    )
     session.add(message)
     session.flush()
     for step in ("sending", status) if status != "sending" else ("sending",):
@@ -41,31 +61,41 @@ def new_message(session, tenant, clock, *, status="sent", channel="email", provi
 
 
 def report(message, name, clock, n=0, **extra):
-    return DeliveryReport(provider="sendgrid", event_id=f"{message.id}-{name}-{n}", type=name, at=clock.now(),
-                          tenant_id=message.tenant_id, message_id=message.id, **extra)
+    return DeliveryReport(
+        provider="sendgrid",
+        event_id=f"{message.id}-{name}-{n}",
+        type=name,
+        at=clock.now(),
+        tenant_id=message.tenant_id,
+        message_id=message.id,
+        **extra,
+    )
 
 
-@pytest.mark.parametrize("provider, name, code, expected", [
-    ("twilio", "queued", None, Effect(status="sent")),
-    ("twilio", "delivered", None, Effect(status="delivered")),
-    ("twilio", "read", None, Effect(status="delivered")),
-    ("twilio", "undelivered", "21610", Effect(status="undelivered", suppress="opt_out")),
-    ("twilio", "failed", "21211", Effect(status="failed", suppress="undeliverable")),
-    ("twilio", "undelivered", "30006", Effect(status="undelivered", suppress="undeliverable")),
-    ("twilio", "undelivered", "30003", Effect(status="undelivered", retry=True)),
-    ("twilio", "failed", "30005", Effect(status="failed", retry=True)),
-    ("twilio", "partially_delivered", None, Effect()),
-    ("sendgrid", "processed", None, Effect(status="sent")),
-    ("sendgrid", "deferred", None, Effect(status="sent")),
-    ("sendgrid", "delivered", None, Effect(status="delivered")),
-    ("sendgrid", "dropped", None, Effect(status="failed")),
-    ("sendgrid", "spamreport", None, Effect(status="delivered", suppress="spam_report")),
-    ("sendgrid", "unsubscribe", None, Effect(status="delivered", suppress="unsubscribe")),
-    ("sendgrid", "group_unsubscribe", None, Effect(status="delivered", suppress="group_unsubscribe")),
-    ("sendgrid", "group_resubscribe", None, Effect(lift="group_unsubscribe")),
-    ("sendgrid", "open", None, Effect(status="delivered")),
-    ("sendgrid", "click", None, Effect(status="delivered")),
-])
+@pytest.mark.parametrize(
+    "provider, name, code, expected",
+    [
+        ("twilio", "queued", None, Effect(status="sent")),
+        ("twilio", "delivered", None, Effect(status="delivered")),
+        ("twilio", "read", None, Effect(status="delivered")),
+        ("twilio", "undelivered", "21610", Effect(status="undelivered", suppress="opt_out")),
+        ("twilio", "failed", "21211", Effect(status="failed", suppress="undeliverable")),
+        ("twilio", "undelivered", "30006", Effect(status="undelivered", suppress="undeliverable")),
+        ("twilio", "undelivered", "30003", Effect(status="undelivered", retry=True)),
+        ("twilio", "failed", "30005", Effect(status="failed", retry=True)),
+        ("twilio", "partially_delivered", None, Effect()),
+        ("sendgrid", "processed", None, Effect(status="sent")),
+        ("sendgrid", "deferred", None, Effect(status="sent")),
+        ("sendgrid", "delivered", None, Effect(status="delivered")),
+        ("sendgrid", "dropped", None, Effect(status="failed")),
+        ("sendgrid", "spamreport", None, Effect(status="delivered", suppress="spam_report")),
+        ("sendgrid", "unsubscribe", None, Effect(status="delivered", suppress="unsubscribe")),
+        ("sendgrid", "group_unsubscribe", None, Effect(status="delivered", suppress="group_unsubscribe")),
+        ("sendgrid", "group_resubscribe", None, Effect(lift="group_unsubscribe")),
+        ("sendgrid", "open", None, Effect(status="delivered")),
+        ("sendgrid", "click", None, Effect(status="delivered")),
+    ],
+)
 def test_each_provider_report_means_one_status_and_suppression(provider, name, code, expected):
     assert effect_of(provider, name, code) == expected
 
@@ -79,9 +109,14 @@ EVENTS = ["processed", "deferred", "delivered", "open"]
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(order=st.permutations(EVENTS), repeats=st.lists(st.sampled_from(EVENTS), max_size=4),
-       start=st.sampled_from(["sending", "sent", "unknown"]))
-def test_reports_in_any_order_and_repeated_end_delivered_and_are_stored_once(session, tenant, clock, order, repeats, start):
+@given(
+    order=st.permutations(EVENTS),
+    repeats=st.lists(st.sampled_from(EVENTS), max_size=4),
+    start=st.sampled_from(["sending", "sent", "unknown"]),
+)
+def test_reports_in_any_order_and_repeated_end_delivered_and_are_stored_once(
+    session, tenant, clock, order, repeats, start
+):
     message = new_message(session, tenant, clock, status=start)
     for name in list(order) + repeats:
         apply_report(session, report(message, name, clock), clock.now())
@@ -103,8 +138,17 @@ def test_a_final_state_is_never_left_by_a_later_report(session, tenant, clock):
     assert message.status == "undelivered" and not applied.changed and applied.stored
 
 
-@pytest.mark.parametrize("start, to", [("delivered", "sent"), ("failed", "scheduled"), ("undelivered", "delivered"),
-                                       ("sent", "sending"), ("scheduled", "sent"), ("unknown", "sending")])
+@pytest.mark.parametrize(
+    "start, to",
+    [
+        ("delivered", "sent"),
+        ("failed", "scheduled"),
+        ("undelivered", "delivered"),
+        ("sent", "sending"),
+        ("scheduled", "sent"),
+        ("unknown", "sending"),
+    ],
+)
 def test_illegal_transitions_are_refused(session, tenant, clock, start, to):
     message = new_message(session, tenant, clock, status="sent")
     message.status = start
@@ -113,8 +157,15 @@ def test_illegal_transitions_are_refused(session, tenant, clock, start, to):
 
 
 def test_a_twilio_report_that_came_before_the_provider_id_is_attached_once_it_is_known(session, tenant, clock):
-    early = DeliveryReport(provider="twilio", event_id="SM123:delivered", type="delivered", at=clock.now(),
-                           tenant_id=tenant.id, provider_message_id="SM123", address="+12025559999")
+    early = DeliveryReport(
+        provider="twilio",
+        event_id="SM123:delivered",
+        type="delivered",
+        at=clock.now(),
+        tenant_id=tenant.id,
+        provider_message_id="SM123",
+        address="+12025559999",
+    )
     assert apply_report(session, early, clock.now()).message_id is None
     message = new_message(session, tenant, clock, status="sent", channel="sms", provider="twilio", provider_id="SM123")
     other = new_message(session, tenant, clock, status="sent", channel="sms", provider="twilio", provider_id="SM1234")
@@ -126,8 +177,14 @@ def test_a_twilio_report_that_came_before_the_provider_id_is_attached_once_it_is
 
 def test_a_twilio_report_matches_the_one_message_to_that_number_waiting_for_its_id(session, tenant, clock):
     message = new_message(session, tenant, clock, status="unknown", channel="sms", provider="twilio")
-    found = DeliveryReport(provider="twilio", event_id="SM9:sent", type="sent", at=clock.now(),
-                           provider_message_id="SM9", address=message.to_address)
+    found = DeliveryReport(
+        provider="twilio",
+        event_id="SM9:sent",
+        type="sent",
+        at=clock.now(),
+        provider_message_id="SM9",
+        address=message.to_address,
+    )
     apply_report(session, found, clock.now())
     assert (message.status, message.provider_id) == ("sent", "SM9")
 
@@ -136,9 +193,19 @@ def test_a_twilio_report_is_not_guessed_onto_one_of_two_messages_to_the_same_num
     one = new_message(session, tenant, clock, status="unknown", channel="sms", provider="twilio")
     two = new_message(session, tenant, clock, status="unknown", channel="sms", provider="twilio")
     two.to_address = one.to_address
-    applied = apply_report(session, DeliveryReport(provider="twilio", event_id="SM7:delivered", type="delivered",
-                                                   at=clock.now(), tenant_id=tenant.id, provider_message_id="SM7",
-                                                   address=one.to_address), clock.now())
+    applied = apply_report(
+        session,
+        DeliveryReport(
+            provider="twilio",
+            event_id="SM7:delivered",
+            type="delivered",
+            at=clock.now(),
+            tenant_id=tenant.id,
+            provider_message_id="SM7",
+            address=one.to_address,
+        ),
+        clock.now(),
+    )
     assert applied.message_id is None and (one.status, two.status) == ("unknown", "unknown")
 
 
@@ -146,8 +213,18 @@ def test_a_report_naming_another_tenants_message_does_not_touch_it(session, tena
     other = make_tenant("shop-other")
     session.flush()
     message = new_message(session, tenant, clock)
-    applied = apply_report(session, DeliveryReport(provider="sendgrid", event_id="x", type="delivered", at=clock.now(),
-                                                   tenant_id=other.id, message_id=message.id), clock.now())
+    applied = apply_report(
+        session,
+        DeliveryReport(
+            provider="sendgrid",
+            event_id="x",
+            type="delivered",
+            at=clock.now(),
+            tenant_id=other.id,
+            message_id=message.id,
+        ),
+        clock.now(),
+    )
     assert applied.message_id is None and message.status == "sent"
 
 

@@ -20,7 +20,9 @@ def test_the_demo_report_shows_survey_scores_conversions_against_the_holdout_and
     # Treated contacts against the holdout, with revenue, for the campaigns that hold some out.
     held = {key: row for key, row in figures["conversions"].items() if row["holdout"]}
     assert {key.split("/")[1] for key in held} >= {"churn_winback", "lapsed_winback", "cart_abandonment"}
-    assert sum(row["revenue"] for row in held.values()) > 0 and sum(row["holdout_converted"] for row in held.values()) > 0
+    assert (
+        sum(row["revenue"] for row in held.values()) > 0 and sum(row["holdout_converted"] for row in held.values()) > 0
+    )
     assert "Conversions and revenue against the holdout" in text and "lift" in text
     # Both arms of the A/B test sent, some SMS fell back to email, agents ended some lead nurtures.
     assert {key.rsplit("/", 1)[1] for key in figures["variants"]} == {"a", "b"}

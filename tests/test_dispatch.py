@@ -1,6 +1,6 @@
 """Dispatch: due messages pass the compliance gate, are rendered and sent, and every step is recorded."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -53,7 +53,9 @@ def test_suppression_added_after_enrollment_blocks_at_send_time(world, clock, ou
 
 
 @pytest.mark.parametrize("stored_hash", [True, False], ids=["hash kept by the model", "row written without it"])
-def test_a_suppressed_number_is_blocked_whether_or_not_its_contact_row_holds_the_hash(world, clock, outbox, stored_hash):
+def test_a_suppressed_number_is_blocked_whether_or_not_its_contact_row_holds_the_hash(
+    world, clock, outbox, stored_hash
+):
     tenant = world.tenant()
     world.contact(tenant, "c1", phone="+12025550143", timezone="America/New_York", consents=[("sms", "marketing")])
     world.contact(tenant, "c2", phone="+12025550144", timezone="America/New_York", consents=[("sms", "marketing")])
@@ -75,8 +77,14 @@ def test_a_suppressed_number_is_blocked_whether_or_not_its_contact_row_holds_the
 
 def test_marketing_sms_due_at_night_waits_until_eight_local_then_sends(world, clock, outbox):
     tenant = world.tenant()
-    world.contact(tenant, "c1", phone="+12025550143", email="a@example.com", timezone="America/New_York",
-                  consents=[("sms", "marketing"), ("email", "marketing")])
+    world.contact(
+        tenant,
+        "c1",
+        phone="+12025550143",
+        email="a@example.com",
+        timezone="America/New_York",
+        consents=[("sms", "marketing"), ("email", "marketing")],
+    )
     # Abandoned at 22:30 New York: the SMS is due 22:30 the next day, after 21:00.
     abandoned = datetime(2026, 11, 20, 22, 30, tzinfo=NY)
     clock.set(abandoned)
@@ -106,9 +114,10 @@ def test_transactional_sms_goes_at_night_without_marketing_consent(world, clock,
 
 def test_korean_contact_gets_the_korean_template_and_falls_back_to_english_when_none(world, clock, outbox):
     tenant = world.tenant("shop-kr", jurisdiction="KR", timezone="Asia/Seoul", locale="ko", sender_name="서울상점")
-    world.contact(tenant, "k1", phone="+821012345678", email="k@example.com", locale="ko",
-                  consents=[("email", "marketing")])
-    clock.set(datetime(2026, 11, 20, 3, 0, tzinfo=timezone.utc))  # 12:00 in Seoul
+    world.contact(
+        tenant, "k1", phone="+821012345678", email="k@example.com", locale="ko", consents=[("email", "marketing")]
+    )
+    clock.set(datetime(2026, 11, 20, 3, 0, tzinfo=UTC))  # 12:00 in Seoul
     world.event(tenant, "cart_abandoned", "k1", {"cart_id": "c-9", "value": 129000})
     world.event(tenant, "shipping_delayed", "k1", {"order_id": "o-9", "new_eta": "2026-11-25"})
     world.run(clock.now() + timedelta(hours=2))
@@ -176,8 +185,9 @@ def test_draining_hands_one_batch_to_the_provider_while_the_next_is_decided_and_
     provider = Watching()
     runtime = world.runtime
     one_at_a_time = runtime.settings.model_copy(update={"dispatch_batch_size": 1})
-    report = Dispatcher(runtime.factory, runtime.definitions, {"email": provider, "sms": provider}, clock,
-                        one_at_a_time).drain()
+    report = Dispatcher(
+        runtime.factory, runtime.definitions, {"email": provider, "sms": provider}, clock, one_at_a_time
+    ).drain()
     emails = world.messages(channel="email")
     assert sorted(m.status for m in emails) == ["deferred", "sent"]
     [deferred] = [m for m in emails if m.status == "deferred"]

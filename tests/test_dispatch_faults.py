@@ -7,15 +7,15 @@ import time
 from datetime import timedelta
 
 import pytest
+from definitions_kit import write_definitions
 from fastapi.testclient import TestClient
 from twilio.request_validator import RequestValidator
 
-from definitions_kit import write_definitions
 from outbound.bootstrap import build
-from outbound.dispatch.dispatcher import MAX_ATTEMPTS
-from outbound.providers import SendGridEmail, TwilioSms
 from outbound.config import Settings
 from outbound.delivery.suppressions import is_suppressed
+from outbound.dispatch.dispatcher import MAX_ATTEMPTS
+from outbound.providers import SendGridEmail, TwilioSms
 from outbound.testing import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, DEFAULT_SENDGRID_API_KEY, FakeProviderServer
 from outbound.web.app import create_app
 
@@ -34,12 +34,17 @@ def _world(db_url, tmp_path, clock, twilio_base, sendgrid_base):
     from conftest import World
 
     providers = {
-        "sms": TwilioSms(DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, from_number="+12155550123", api_base=twilio_base,
-                         timeout=1.5),
+        "sms": TwilioSms(
+            DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, from_number="+12155550123", api_base=twilio_base, timeout=1.5
+        ),
         "email": SendGridEmail(DEFAULT_SENDGRID_API_KEY, "hello@shop.example", api_base=sendgrid_base, timeout=1.5),
     }
-    settings = Settings(database_url=db_url, definitions=write_definitions(tmp_path / "defs"), base_url=BASE,
-                        twilio_auth_token=DEFAULT_AUTH_TOKEN)
+    settings = Settings(
+        database_url=db_url,
+        definitions=write_definitions(tmp_path / "defs"),
+        base_url=BASE,
+        twilio_auth_token=DEFAULT_AUTH_TOKEN,
+    )
     return World(build(settings, clock=clock, providers=providers), clock)
 
 
@@ -119,7 +124,9 @@ def test_a_provider_that_keeps_failing_ends_failed_with_the_reason_after_the_lim
 
 @pytest.mark.parametrize("fault", [{"delay": 5.0}, {"drop": True}])
 @pytest.mark.parametrize("service", ["twilio", "sendgrid"])
-def test_a_slow_or_dropped_answer_leaves_the_message_unknown_and_it_is_never_sent_again(world, clock, fake, service, fault):
+def test_a_slow_or_dropped_answer_leaves_the_message_unknown_and_it_is_never_sent_again(
+    world, clock, fake, service, fault
+):
     sms(world) if service == "twilio" else email(world, clock)
     fake.fail_next(service, **fault)
     world.run(clock.now() + timedelta(days=2))
@@ -139,12 +146,20 @@ def test_a_timed_out_sms_the_provider_took_is_settled_by_its_delivered_callback(
     while not fake.accepted("twilio") and time.monotonic() < deadline:
         time.sleep(0.02)
     [taken] = fake.accepted("twilio")
-    params = {"MessageSid": taken["provider_id"], "MessageStatus": "delivered", "To": PHONE, "From": "+12155550123",
-              "AccountSid": DEFAULT_ACCOUNT_SID}
+    params = {
+        "MessageSid": taken["provider_id"],
+        "MessageStatus": "delivered",
+        "To": PHONE,
+        "From": "+12155550123",
+        "AccountSid": DEFAULT_ACCOUNT_SID,
+    }
     signature = RequestValidator(DEFAULT_AUTH_TOKEN).compute_signature(BASE + "/webhooks/twilio/status", params)
     runtime = world.runtime
     with TestClient(create_app(runtime.factory, clock, settings=runtime.settings)) as client:
-        assert client.post("/webhooks/twilio/status", data=params, headers={"X-Twilio-Signature": signature}).status_code == 200
+        assert (
+            client.post("/webhooks/twilio/status", data=params, headers={"X-Twilio-Signature": signature}).status_code
+            == 200
+        )
     [message] = world.messages()
     assert (message.status, message.provider_id) == ("delivered", taken["provider_id"])
     assert len(twilio_attempts(fake)) == 1
@@ -163,8 +178,10 @@ def test_a_refused_connection_is_retried_because_the_provider_never_saw_it(db_ur
         world.runtime.close()
 
 
-@pytest.mark.parametrize("code, suppression", [(21610, "opt_out"), (21211, "undeliverable"), (30006, "undeliverable"),
-                                               (21614, "undeliverable")])
+@pytest.mark.parametrize(
+    "code, suppression",
+    [(21610, "opt_out"), (21211, "undeliverable"), (30006, "undeliverable"), (21614, "undeliverable")],
+)
 def test_a_twilio_error_code_for_a_bad_address_fails_at_once_and_suppresses_it(world, clock, fake, code, suppression):
     tenant = sms(world)
     fake.twilio_error_for(PHONE, code=code)

@@ -3,12 +3,12 @@
 from datetime import timedelta
 
 import pytest
-
 from definitions_kit import write_definitions
+
 from outbound.bootstrap import build
-from outbound.providers import SendGridEmail, TwilioSms
 from outbound.config import Settings
 from outbound.delivery.suppressions import is_suppressed
+from outbound.providers import SendGridEmail, TwilioSms
 from outbound.testing import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, DEFAULT_SENDGRID_API_KEY, FakeProviderServer
 
 PHONE = "+12025550143"
@@ -26,11 +26,16 @@ def sdk_world(db_url, tmp_path, clock, fake):
     from conftest import World
 
     providers = {
-        "sms": TwilioSms(DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, from_number="+12155550123", api_base=fake.url, timeout=1),
+        "sms": TwilioSms(
+            DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, from_number="+12155550123", api_base=fake.url, timeout=1
+        ),
         "email": SendGridEmail(DEFAULT_SENDGRID_API_KEY, "hello@shop.example", api_base=fake.url, timeout=1),
     }
-    runtime = build(Settings(database_url=db_url, definitions=write_definitions(tmp_path / "defs")),
-                    clock=clock, providers=providers)
+    runtime = build(
+        Settings(database_url=db_url, definitions=write_definitions(tmp_path / "defs")),
+        clock=clock,
+        providers=providers,
+    )
     yield World(runtime, clock)
     runtime.close()
 

@@ -23,11 +23,24 @@ def write_list(tmp_path, *lines):
 
 def test_an_imported_list_suppresses_its_numbers_for_calls_and_reports_bad_lines(world, tmp_path):
     tenant = world.tenant()
-    path = write_list(tmp_path, "phone_number", "# national registry extract", "+1 512 555 0100", "(512) 555-0101",
-                      "not a number", "+15125550100")
+    path = write_list(
+        tmp_path,
+        "phone_number",
+        "# national registry extract",
+        "+1 512 555 0100",
+        "(512) 555-0101",
+        "not a number",
+        "+15125550100",
+    )
     with transaction(world.runtime.factory) as session:
-        report = import_dnc(session, session.merge(tenant, load=False), path, list_date=date(2026, 11, 15),
-                            source="registry", clock=world.clock)
+        report = import_dnc(
+            session,
+            session.merge(tenant, load=False),
+            path,
+            list_date=date(2026, 11, 15),
+            source="registry",
+            clock=world.clock,
+        )
     assert (report.added, report.already) == (2, 0)
     assert report.errors == ["line 5: not a valid phone number: 'not a number'"]
     with world.runtime.factory() as session:
@@ -39,8 +52,14 @@ def test_an_imported_list_suppresses_its_numbers_for_calls_and_reports_bad_lines
 def test_may_call_blocks_listed_numbers_and_allows_others_while_the_list_is_fresh(world, tmp_path):
     tenant = world.tenant()
     with transaction(world.runtime.factory) as session:
-        import_dnc(session, session.merge(tenant, load=False), write_list(tmp_path, "+15125550100"),
-                   list_date=world.clock.now() - timedelta(days=1), source="registry", clock=world.clock)
+        import_dnc(
+            session,
+            session.merge(tenant, load=False),
+            write_list(tmp_path, "+15125550100"),
+            list_date=world.clock.now() - timedelta(days=1),
+            source="registry",
+            clock=world.clock,
+        )
     now = world.clock.now()
     with world.runtime.factory() as session:
         assert may_call(session, tenant.id, "+1 (512) 555-0100", now).rule == "dnc"
@@ -51,8 +70,14 @@ def test_a_list_31_days_old_still_allows_calls_and_a_day_later_blocks_them_all(w
     tenant = world.tenant()
     published = world.clock.now() - timedelta(days=2)
     with transaction(world.runtime.factory) as session:
-        import_dnc(session, session.merge(tenant, load=False), write_list(tmp_path, "+15125550100"),
-                   list_date=published, source="registry", clock=world.clock)
+        import_dnc(
+            session,
+            session.merge(tenant, load=False),
+            write_list(tmp_path, "+15125550100"),
+            list_date=published,
+            source="registry",
+            clock=world.clock,
+        )
     with world.runtime.factory() as session:
         fresh = dnc_status(session, tenant.id, published + timedelta(days=31))
         stale = dnc_status(session, tenant.id, published + timedelta(days=31, hours=1))
@@ -74,8 +99,14 @@ def test_a_kr_tenant_needs_no_list_but_listed_numbers_stay_blocked(world, tmp_pa
     with world.runtime.factory() as session:
         assert may_call(session, tenant.id, "+821012345678", world.clock.now()).rule == "allow"
     with transaction(world.runtime.factory) as session:
-        import_dnc(session, session.merge(tenant, load=False), write_list(tmp_path, "010-1234-5678"),
-                   list_date=date(2020, 1, 1), source="own list", clock=world.clock)
+        import_dnc(
+            session,
+            session.merge(tenant, load=False),
+            write_list(tmp_path, "010-1234-5678"),
+            list_date=date(2020, 1, 1),
+            source="own list",
+            clock=world.clock,
+        )
     with world.runtime.factory() as session:
         assert may_call(session, tenant.id, "+821012345678", world.clock.now()).rule == "dnc"
 

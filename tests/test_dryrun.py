@@ -1,19 +1,19 @@
 """Dry run: the real pipeline over recorded events in a rolled-back transaction; who would get what, when and why not."""
 
 import json
-from datetime import datetime, timedelta, timezone
-
-from sqlalchemy import func, select
-from typer.testing import CliRunner
+from datetime import UTC, datetime, timedelta
 
 from campaign_kit import CAMPAIGN_TEMPLATES, CAMPAIGN_TRIGGERS, campaigns, make_world_fixture  # noqa: F401 - fixture
 from definitions_kit import CART, write_definitions
+from sqlalchemy import func, select
+from typer.testing import CliRunner
+
+from outbound.authoring.dryrun import dry_run
 from outbound.cli import app
 from outbound.db.models import Contact, Enrollment, Event, Message, MessageTransition
-from outbound.authoring.dryrun import dry_run
 
 # 22:30 in New York: the 1h email is fine at night, the 24h SMS falls at 22:30 the next day and must wait.
-NIGHT = datetime(2026, 11, 21, 3, 30, tzinfo=timezone.utc)
+NIGHT = datetime(2026, 11, 21, 3, 30, tzinfo=UTC)
 
 
 def _recorded(tmp_path, lines):
@@ -23,30 +23,51 @@ def _recorded(tmp_path, lines):
 
 
 def _event(n, who, at):
-    return json.dumps({"id": f"evt-{n}", "type": "cart_abandoned", "occurred_at": at.isoformat(),
-                       "contact": {"external_id": who}, "data": {"cart_id": f"k{n}", "value": 150}})
+    return json.dumps(
+        {
+            "id": f"evt-{n}",
+            "type": "cart_abandoned",
+            "occurred_at": at.isoformat(),
+            "contact": {"external_id": who},
+            "data": {"cart_id": f"k{n}", "value": 150},
+        }
+    )
 
 
 def _shop(world):
     tenant = world.tenant()
-    world.contact(tenant, "opted-in", email="in@example.com", phone="+12025550143",
-                  consents=[("email", "marketing"), ("sms", "marketing")])
+    world.contact(
+        tenant,
+        "opted-in",
+        email="in@example.com",
+        phone="+12025550143",
+        consents=[("email", "marketing"), ("sms", "marketing")],
+    )
     world.contact(tenant, "no-consent", email="none@example.com")
     return tenant
 
 
 def _counts(world):
     with world.runtime.factory() as session:
-        return tuple(session.scalar(select(func.count()).select_from(t)) for t in (Message, Enrollment, Event, Contact,
-                                                                                    MessageTransition))
+        return tuple(
+            session.scalar(select(func.count()).select_from(t))
+            for t in (Message, Enrollment, Event, Contact, MessageTransition)
+        )
 
 
 def test_a_dry_run_says_who_would_get_what_and_when_and_what_the_rules_defer_or_block(make_world, tmp_path, outbox):
     world = make_world()
     _shop(world)
     before = _counts(world)
-    path = _recorded(tmp_path, [_event(1, "opted-in", NIGHT), _event(2, "no-consent", NIGHT), "{not json",
-                                _event(3, "newcomer", NIGHT + timedelta(minutes=5))])
+    path = _recorded(
+        tmp_path,
+        [
+            _event(1, "opted-in", NIGHT),
+            _event(2, "no-consent", NIGHT),
+            "{not json",
+            _event(3, "newcomer", NIGHT + timedelta(minutes=5)),
+        ],
+    )
     report = dry_run(world.runtime.engine, world.runtime.settings, world.runtime.definitions, "cart", path)
     plan = {(m.contact, m.step): m for m in report.messages}
     assert (report.events, report.enrolled, len(report.errors)) == (3, 3, 1) and "line 3" in str(report.errors[0])
@@ -55,7 +76,7 @@ def test_a_dry_run_says_who_would_get_what_and_when_and_what_the_rules_defer_or_
     assert email.subject == "Your cart k1" and "Unsubscribe" in email.body
     sms = plan[("opted-in", "sms_24h")]
     assert sms.outcome == "would wait then send" and sms.waited[0][0] == "quiet_hours"
-    assert sms.at == datetime(2026, 11, 22, 13, 0, tzinfo=timezone.utc)  # 08:00 in New York
+    assert sms.at == datetime(2026, 11, 22, 13, 0, tzinfo=UTC)  # 08:00 in New York
     blocked = plan[("no-consent", "email_1h")]
     assert (blocked.outcome, blocked.rule) == ("blocked", "consent")
     assert ("no-consent", "sms_24h") not in plan  # no phone: the step's condition leaves it out
@@ -80,13 +101,18 @@ def test_the_dry_run_command_prints_the_plan_and_changes_nothing(make_world, tmp
     before = _counts(world)
     root = write_definitions(tmp_path / "cli-defs", campaigns(), CAMPAIGN_TRIGGERS, CAMPAIGN_TEMPLATES)
     path = _recorded(tmp_path, [_event(1, "opted-in", NIGHT), _event(2, "no-consent", NIGHT)])
-    result = CliRunner().invoke(app, ["campaigns", "dry-run", "cart", "--events", str(path), "--db", db_url,
-                                      "--definitions", str(root)], env={"COLUMNS": "250"})
+    result = CliRunner().invoke(
+        app,
+        ["campaigns", "dry-run", "cart", "--events", str(path), "--db", db_url, "--definitions", str(root)],
+        env={"COLUMNS": "250"},
+    )
     assert result.exit_code == 0, result.output
     assert "2 enrolled" in result.output and "nothing was sent or kept" in result.output
     assert "would send" in result.output and "blocked" in result.output and "quiet_hours" in result.output
-    as_json = CliRunner().invoke(app, ["campaigns", "dry-run", "cart", "--events", str(path), "--json", "--db", db_url,
-                                       "--definitions", str(root)])
+    as_json = CliRunner().invoke(
+        app,
+        ["campaigns", "dry-run", "cart", "--events", str(path), "--json", "--db", db_url, "--definitions", str(root)],
+    )
     outcomes = sorted(json.loads(line)["outcome"] for line in as_json.output.splitlines() if line.strip())
     assert outcomes == ["blocked", "would send", "would wait then send"]
     assert _counts(world) == before

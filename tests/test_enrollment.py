@@ -21,7 +21,9 @@ def test_cart_abandoned_schedules_email_after_one_hour_and_sms_after_a_day(world
     world.event(tenant, "cart_abandoned", "c1", {"cart_id": "cart-1", "value": 150})
     messages = world.messages()
     assert [(m.step, m.channel, m.status) for m in messages] == [
-        ("email_1h", "email", "scheduled"), ("sms_24h", "sms", "scheduled")]
+        ("email_1h", "email", "scheduled"),
+        ("sms_24h", "sms", "scheduled"),
+    ]
     assert messages[0].due_at == clock.now() + timedelta(hours=1)
     assert messages[1].due_at == clock.now() + timedelta(hours=24)
     assert all(m.purpose == "marketing" for m in messages)

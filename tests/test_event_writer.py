@@ -9,18 +9,23 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import event as sa_event
 from sqlalchemy import select
+from waiting_kit import wait_until
 
 from outbound.db.models import Enrollment, Event
 from outbound.tenancy.keys import create_api_key
 from outbound.web.app import create_app
-from waiting_kit import wait_until
 
 HOLD = "evt-hold"
 
 
 def envelope(event_id, external_id="cust-1", **extra):
-    body = {"id": event_id, "type": "cart_abandoned", "occurred_at": "2026-11-22T10:15:00+09:00",
-            "contact": {"external_id": external_id, "phone": "+821012345678"}, "data": {"cart_id": "c-9"}}
+    body = {
+        "id": event_id,
+        "type": "cart_abandoned",
+        "occurred_at": "2026-11-22T10:15:00+09:00",
+        "contact": {"external_id": external_id, "phone": "+821012345678"},
+        "data": {"cart_id": "c-9"},
+    }
     body.update(extra)
     return body
 
@@ -33,8 +38,17 @@ class Gate:
         self.entered, self.release = threading.Event(), threading.Event()
 
     def __call__(self, session, tenant, event, contact):
-        session.add(Enrollment(tenant_id=tenant.id, campaign="win-back", contact_id=contact.id, dedupe_key="",
-                               event_id=event.id, status="active", enrolled_at=event.received_at))
+        session.add(
+            Enrollment(
+                tenant_id=tenant.id,
+                campaign="win-back",
+                contact_id=contact.id,
+                dedupe_key="",
+                event_id=event.id,
+                status="active",
+                enrolled_at=event.received_at,
+            )
+        )
         session.flush()
         if event.event_id == HOLD:
             self.entered.set()
@@ -84,8 +98,11 @@ class Requests:
         waiting = self.writer.waiting
 
         def post():
-            self.answers[name] = self.client.post("/v1/events", content=content, headers={
-                "Authorization": f"Bearer {key or self.key}", "Content-Type": "application/json"})
+            self.answers[name] = self.client.post(
+                "/v1/events",
+                content=content,
+                headers={"Authorization": f"Bearer {key or self.key}", "Content-Type": "application/json"},
+            )
 
         thread = threading.Thread(target=post)
         thread.start()
@@ -111,7 +128,9 @@ def test_requests_waiting_together_are_one_transaction_and_each_gets_its_own_ans
         assert gate.entered.wait(10)
         commits.clear()
         requests.send("single", envelope("evt-b", "cust-b"))
-        requests.send("batch", {"events": [envelope("evt-c", "cust-c"), {"id": "evt-bad"}, envelope("evt-b", "cust-b")]})
+        requests.send(
+            "batch", {"events": [envelope("evt-c", "cust-c"), {"id": "evt-bad"}, envelope("evt-b", "cust-b")]}
+        )
         requests.send("wrong key", envelope("evt-d", "cust-d"), key="ob_wrong")
         requests.send("not json", b"{not json")
         requests.send("bad single", {"id": "evt-e", "contact": {"external_id": "cust-e"}})
@@ -138,7 +157,8 @@ def test_requests_waiting_together_are_one_transaction_and_each_gets_its_own_ans
 
 
 def test_a_group_whose_commit_fails_is_written_request_by_request_and_only_the_failing_one_is_lost(
-        factory, clock, gate, key):
+    factory, clock, gate, key
+):
     app = create_app(factory, clock, on_event=gate)
     with TestClient(app, raise_server_exceptions=False) as client:
         requests = Requests(client, app, key)
@@ -151,7 +171,11 @@ def test_a_group_whose_commit_fails_is_written_request_by_request_and_only_the_f
         answers = requests.wait()
 
     assert {name: answer.status_code for name, answer in answers.items()} == {
-        "held": 200, "before": 200, "poison": 500, "after": 200}
+        "held": 200,
+        "before": 200,
+        "poison": 500,
+        "after": 200,
+    }
     assert answers["after"].json()["stored"] == 2
     assert stored(factory) == {HOLD, "evt-ok-1", "evt-ok-2", "evt-ok-3"}
     with factory() as session:  # nothing of the poisoned request remains, not even its hook's rows
@@ -161,7 +185,9 @@ def test_a_group_whose_commit_fails_is_written_request_by_request_and_only_the_f
 def test_a_lone_request_is_written_at_once_in_its_own_transaction(app, key, commits):
     with TestClient(app) as client:
         for number in range(3):
-            answer = client.post("/v1/events", json=envelope(f"evt-{number}"), headers={"Authorization": f"Bearer {key}"})
+            answer = client.post(
+                "/v1/events", json=envelope(f"evt-{number}"), headers={"Authorization": f"Bearer {key}"}
+            )
             assert answer.json()["stored"] == 1
     assert len(commits) == 3
     assert app.state.events.groups == 3

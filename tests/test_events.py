@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import func, select
@@ -40,8 +40,17 @@ class Recorder:
     def __call__(self, session, tenant, event, contact):
         self.seen.append((tenant.slug, event.event_id, contact.external_id))
         # Write a row, as the trigger engine does, so a failure must undo it.
-        session.add(Enrollment(tenant_id=tenant.id, campaign="win-back", contact_id=contact.id, dedupe_key="",
-                               event_id=event.id, status="active", enrolled_at=event.received_at))
+        session.add(
+            Enrollment(
+                tenant_id=tenant.id,
+                campaign="win-back",
+                contact_id=contact.id,
+                dedupe_key="",
+                event_id=event.id,
+                status="active",
+                enrolled_at=event.received_at,
+            )
+        )
         session.flush()
         if event.event_id == self.fail_on:
             raise RuntimeError("trigger engine failed")
@@ -53,7 +62,7 @@ def test_an_event_is_stored_with_its_contact_in_utc(session, clock, make_tenant)
     assert outcome.status == "stored"
     event = outcome.event
     assert (event.event_id, event.type, event.data["cart_id"]) == ("evt-1", "cart_abandoned", "c-9")
-    assert event.occurred_at == datetime(2026, 11, 22, 1, 15, tzinfo=timezone.utc)
+    assert event.occurred_at == datetime(2026, 11, 22, 1, 15, tzinfo=UTC)
     assert event.received_at == clock.now()
     contact = session.get(Contact, event.contact_id)
     assert (contact.external_id, contact.phone, contact.timezone) == ("cust-42", "+821012345678", "Asia/Seoul")
@@ -92,8 +101,13 @@ def test_the_same_event_id_for_two_tenants_is_stored_for_each(session, clock, ma
         ({"colour": "red"}, "colour"),
         ({"type": "churn_risk_scored", "data": {"score": 1.5}}, "data.score"),
         ({"type": "churn_risk_scored", "data": {}}, "data.score"),
-        ({"type": "consent_changed", "data": {"channel": "fax", "purpose": "marketing", "granted": True,
-                                              "at": "2026-01-05T09:00:00+09:00"}}, "data.channel"),
+        (
+            {
+                "type": "consent_changed",
+                "data": {"channel": "fax", "purpose": "marketing", "granted": True, "at": "2026-01-05T09:00:00+09:00"},
+            },
+            "data.channel",
+        ),
     ],
 )
 def test_a_malformed_envelope_names_the_bad_field(change, field):
@@ -111,14 +125,25 @@ def test_events_of_unknown_types_are_stored(session, clock, make_tenant):
 
 def test_a_consent_changed_event_records_the_consent(session, clock, make_tenant):
     tenant = make_tenant("shop-kr", jurisdiction="KR", timezone="Asia/Seoul", locale="ko")
-    data = {"channel": "sms", "purpose": "marketing", "granted": False, "night": False,
-            "at": "2026-11-21T09:00:00+09:00", "source": "preference center", "text": "No more offers"}
+    data = {
+        "channel": "sms",
+        "purpose": "marketing",
+        "granted": False,
+        "night": False,
+        "at": "2026-11-21T09:00:00+09:00",
+        "source": "preference center",
+        "text": "No more offers",
+    }
     outcome = ingest_event(session, tenant, parse_envelope(envelope(type="consent_changed", data=data)), clock)
     (consent,) = session.scalars(select(Consent)).all()
     assert consent.contact_id == outcome.event.contact_id
     assert (consent.channel, consent.purpose, consent.granted, consent.source) == (
-        "sms", "marketing", False, "preference center")
-    assert consent.at == datetime(2026, 11, 21, 0, 0, tzinfo=timezone.utc)
+        "sms",
+        "marketing",
+        False,
+        "preference center",
+    )
+    assert consent.at == datetime(2026, 11, 21, 0, 0, tzinfo=UTC)
 
 
 def test_the_hook_is_called_once_per_stored_event_and_not_for_duplicates(session, clock, make_tenant):
@@ -145,8 +170,13 @@ def test_a_failing_hook_leaves_no_row_of_its_event_and_the_rest_is_stored(sessio
 
 def test_a_batch_reports_each_bad_item_by_index_and_stores_the_good(session, clock, make_tenant):
     tenant = make_tenant()
-    items = [envelope("e1"), {"id": "e2", "type": "order_placed"}, "not json", envelope("e3"),
-             envelope("e4", contact={"external_id": "x", "phone": "12"})]
+    items = [
+        envelope("e1"),
+        {"id": "e2", "type": "order_placed"},
+        "not json",
+        envelope("e3"),
+        envelope("e4", contact={"external_id": "x", "phone": "12"}),
+    ]
     report = ingest_batch(session, tenant, items, clock)
     assert report.stored == 2
     fields = {(e.index, e.field) for e in report.errors}
@@ -156,8 +186,14 @@ def test_a_batch_reports_each_bad_item_by_index_and_stores_the_good(session, clo
 
 def test_jsonl_import_reports_lines_and_imports_the_rest(session, clock, make_tenant, tmp_path):
     tenant = make_tenant()
-    lines = [json.dumps(envelope("e1")), "{\"id\": \"e2\", oops", "", json.dumps(envelope("e3", occurred_at="soon")),
-             json.dumps(envelope("e4")), json.dumps(envelope("e1"))]
+    lines = [
+        json.dumps(envelope("e1")),
+        '{"id": "e2", oops',
+        "",
+        json.dumps(envelope("e3", occurred_at="soon")),
+        json.dumps(envelope("e4")),
+        json.dumps(envelope("e1")),
+    ]
     path = tmp_path / "events.jsonl"
     path.write_text("\n".join(lines) + "\n")
     report = import_events(session, tenant, path, clock)

@@ -85,7 +85,10 @@ def test_twilio_rejects_wrong_credentials_with_its_401_error_shape(server):
 
     assert response.status_code == 401
     assert response.json() == {
-        "code": 20003, "message": "Authenticate", "more_info": "https://www.twilio.com/docs/errors/20003", "status": 401,
+        "code": 20003,
+        "message": "Authenticate",
+        "more_info": "https://www.twilio.com/docs/errors/20003",
+        "status": 401,
     }
     assert server.requests == []
 
@@ -114,7 +117,16 @@ def test_twilio_answers_404_for_another_accounts_messages(server):
         ({"To": "+14155550100", "MessagingServiceSid": "MGshort", "Body": "hi"}, 21701),
         ({"To": "+14155550100", "From": "+15005550006", "Body": "x" * 1601}, 21617),
     ],
-    ids=["missing To", "missing Body", "empty Body", "no sender", "invalid To", "invalid From", "bad service", "too long"],
+    ids=[
+        "missing To",
+        "missing Body",
+        "empty Body",
+        "no sender",
+        "invalid To",
+        "invalid From",
+        "bad service",
+        "too long",
+    ],
 )
 def test_twilio_rejects_malformed_messages_with_its_error_codes(server, form, code):
     response = post_sms(server, form)
@@ -151,7 +163,10 @@ def test_sendgrid_accepts_valid_mail_with_202_and_a_message_id(server):
     assert response.headers["X-Message-Id"] == server.requests[0]["provider_id"]
     recorded = server.requests[0]
     assert (recorded["to"], recorded["subject"], recorded["body"], recorded["html"]) == (
-        "kim@example.com", "Your order", "Hello", "<p>Hello</p>",
+        "kim@example.com",
+        "Your order",
+        "Hello",
+        "<p>Hello</p>",
     )
 
 
@@ -192,8 +207,17 @@ def test_sendgrid_reports_every_missing_field_at_once(server):
         ({"custom_args": "message 42"}, "custom_args"),
         ({"headers": {"Subject": "sneaky"}}, "headers.Subject"),
     ],
-    ids=["no personalization", "bad to", "bad from", "empty subject", "empty content", "html first",
-         "numeric custom arg", "custom args not an object", "reserved header"],
+    ids=[
+        "no personalization",
+        "bad to",
+        "bad from",
+        "empty subject",
+        "empty content",
+        "html first",
+        "numeric custom arg",
+        "custom args not an object",
+        "reserved header",
+    ],
 )
 def test_sendgrid_rejects_invalid_mail_naming_the_field(server, change, field):
     response = post_mail(server, {**VALID_MAIL, **change})
@@ -204,7 +228,11 @@ def test_sendgrid_rejects_invalid_mail_naming_the_field(server, change, field):
 
 
 def test_sendgrid_takes_subjects_from_every_personalization_instead_of_the_top_level(server):
-    mail = {**VALID_MAIL, "subject": None, "personalizations": [{"to": [{"email": "kim@example.com"}], "subject": "Hi"}]}
+    mail = {
+        **VALID_MAIL,
+        "subject": None,
+        "personalizations": [{"to": [{"email": "kim@example.com"}], "subject": "Hi"}],
+    }
 
     assert post_mail(server, mail).status_code == 202
     assert server.requests[0]["subject"] == "Hi"

@@ -3,13 +3,13 @@
 from datetime import timedelta
 
 import pytest
-
 from campaign_kit import CAMPAIGN_TEMPLATES, campaigns, make_world_fixture  # noqa: F401 - fixture
+
+from outbound.db.messages import transition
 from outbound.db.models import Message
 from outbound.db.session import transaction
-from outbound.db.messages import transition
-from outbound.providers import SendGridEmail, TwilioSms
 from outbound.delivery.suppressions import suppress
+from outbound.providers import SendGridEmail, TwilioSms
 from outbound.testing import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, DEFAULT_SENDGRID_API_KEY, FakeProviderServer
 
 NOTICE = """
@@ -24,9 +24,11 @@ steps:
     template: delay_note
     fallback: email
 """
-TEMPLATES = {**CAMPAIGN_TEMPLATES,
-             "delay_note/email.en.j2": "{% block subject %}Order {{ event.data.order_id }} is late{% endblock %}"
-                                       "{% block text %}New date {{ event.data.new_eta }}.{% endblock %}"}
+TEMPLATES = {
+    **CAMPAIGN_TEMPLATES,
+    "delay_note/email.en.j2": "{% block subject %}Order {{ event.data.order_id }} is late{% endblock %}"
+    "{% block text %}New date {{ event.data.new_eta }}.{% endblock %}",
+}
 PHONE = "+12025550143"
 CONSENTS = [("sms", "transactional"), ("email", "transactional")]
 
@@ -67,7 +69,9 @@ def fake():
 
 def test_a_number_the_provider_calls_invalid_falls_back_to_email_through_the_real_sdks(make_world, clock, fake):
     providers = {
-        "sms": TwilioSms(DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, from_number="+12155550123", api_base=fake.url, timeout=1),
+        "sms": TwilioSms(
+            DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, from_number="+12155550123", api_base=fake.url, timeout=1
+        ),
         "email": SendGridEmail(DEFAULT_SENDGRID_API_KEY, "hello@shop.example", api_base=fake.url, timeout=1),
     }
     world = make_world(campaigns(delay=NOTICE), templates=TEMPLATES, providers=providers)
@@ -84,9 +88,19 @@ def test_an_sms_the_carrier_reports_undelivered_falls_back_once(make_world, cloc
     assert [t[:2] for t in trail] == [("sms", "sent")]
     with transaction(world.runtime.factory) as session:
         [sms] = session.query(Message).all()
-        transition(session, sms, "undelivered", at=clock.now(), source="webhook", rule="carrier",
-                   reason="carrier: unreachable handset (30003)")
+        transition(
+            session,
+            sms,
+            "undelivered",
+            at=clock.now(),
+            source="webhook",
+            rule="carrier",
+            reason="carrier: unreachable handset (30003)",
+        )
     world.run(clock.now() + timedelta(minutes=5))
     world.run(clock.now() + timedelta(minutes=5))
-    assert [(m.channel, m.status) for m in world.messages(campaign="delay")] == [("sms", "undelivered"), ("email", "sent")]
+    assert [(m.channel, m.status) for m in world.messages(campaign="delay")] == [
+        ("sms", "undelivered"),
+        ("email", "sent"),
+    ]
     assert [m.channel for m in outbox.sent] == ["sms", "email"]

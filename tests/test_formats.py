@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from definitions_kit import TEMPLATES, write_definitions
 from typer.testing import CliRunner
 
-from definitions_kit import TEMPLATES, write_definitions
 from outbound.cli import app
 from outbound.definitions import DefinitionErrors, load_definitions
 
@@ -35,14 +35,20 @@ def test_a_kr_sms_starting_with_the_kr_ad_mark_and_ending_with_a_free_080_number
     assert problems(tmp_path, **{"cart_note__sms.ko_j2": KR_SMS}) == []
 
 
-@pytest.mark.parametrize("text, expected", [
-    (KR_SMS.replace("(광고)", "[광고]"), "must start with '(광고)' exactly (found '[광고]')"),
-    (KR_SMS.replace("(광고)", "(광 고)"), "must start with '(광고)' exactly (found '(광 고)')"),
-    (KR_SMS.replace("(광고) ", ""), "must start with '(광고)'"),
-    (KR_SMS.replace("{{ tenant.sender_name }} ", ""), "must name the sender"),
-    (KR_SMS + " 감사합니다", "must end with a free opt-out"),
-    (KR_SMS.replace("무료수신거부 {{ tenant.optout_number }}", "수신거부는 고객센터로"), "must end with a free opt-out"),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (KR_SMS.replace("(광고)", "[광고]"), "must start with '(광고)' exactly (found '[광고]')"),
+        (KR_SMS.replace("(광고)", "(광 고)"), "must start with '(광고)' exactly (found '(광 고)')"),
+        (KR_SMS.replace("(광고) ", ""), "must start with '(광고)'"),
+        (KR_SMS.replace("{{ tenant.sender_name }} ", ""), "must name the sender"),
+        (KR_SMS + " 감사합니다", "must end with a free opt-out"),
+        (
+            KR_SMS.replace("무료수신거부 {{ tenant.optout_number }}", "수신거부는 고객센터로"),
+            "must end with a free opt-out",
+        ),
+    ],
+)
 def test_a_kr_advertisement_that_breaks_the_format_fails_naming_the_file(tmp_path, text, expected):
     found = problems(tmp_path, **{"cart_note__sms.ko_j2": text})
     assert any(error.startswith("templates/cart_note/sms.ko.j2: ") and expected in error for error in found), found
@@ -51,15 +57,18 @@ def test_a_kr_advertisement_that_breaks_the_format_fails_naming_the_file(tmp_pat
 def test_a_kr_email_subject_must_start_with_the_ad_mark(tmp_path):
     broken = TEMPLATES["cart_note/email.ko.j2"].replace("(광고) 장바구니", "[광고] 장바구니")
     found = problems(tmp_path, **{"cart_note__email.ko_j2": broken})
-    assert any("templates/cart_note/email.ko.j2" in e and "the email subject must start with '(광고)'" in e
-               for e in found), found
+    assert any(
+        "templates/cart_note/email.ko.j2" in e and "the email subject must start with '(광고)'" in e for e in found
+    ), found
 
 
 def test_a_us_marketing_email_needs_the_postal_address_and_the_unsubscribe_link(tmp_path):
     text = "{% block subject %}Hi{% endblock %}{% block text %}Your cart. Unsubscribe: {{ links.unsubscribe }}{% endblock %}"
     found = problems(tmp_path, **{"cart_note__email.en_j2": text})
-    assert any("templates/cart_note/email.en.j2" in e and "US marketing email must carry the sender's postal address"
-               in e for e in found), found
+    assert any(
+        "templates/cart_note/email.en.j2" in e and "US marketing email must carry the sender's postal address" in e
+        for e in found
+    ), found
     text = "{% block subject %}Hi{% endblock %}{% block text %}Your cart. {{ tenant.postal_address }}{% endblock %}"
     found = problems(tmp_path, **{"cart_note__email.en_j2": text})
     assert any("must carry the unsubscribe link" in e for e in found), found
@@ -67,8 +76,10 @@ def test_a_us_marketing_email_needs_the_postal_address_and_the_unsubscribe_link(
 
 def test_an_eu_marketing_sms_must_offer_an_opt_out(tmp_path):
     found = problems(tmp_path, **{"cart_note__sms.en_j2": "Your cart {{ event.data.cart_id }} is waiting."})
-    assert found == ["templates/cart_note/sms.en.j2: EU marketing must offer an opt-out in every message "
-                     "(links.unsubscribe, or 'Reply STOP') (rendered for a EU tenant)"]
+    assert found == [
+        "templates/cart_note/sms.en.j2: EU marketing must offer an opt-out in every message "
+        "(links.unsubscribe, or 'Reply STOP') (rendered for a EU tenant)"
+    ]
 
 
 def test_an_english_template_that_adapts_to_kr_is_held_to_the_kr_format(tmp_path):

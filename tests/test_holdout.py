@@ -2,13 +2,13 @@
 
 from datetime import timedelta
 
+from campaign_kit import WINBACK, campaigns, make_world_fixture  # noqa: F401 - fixture
+from definitions_kit import write_definitions
 from sqlalchemy import select
 
-from campaign_kit import WINBACK, campaigns, make_world_fixture  # noqa: F401 - fixture
 from outbound.db.models import Enrollment
 from outbound.definitions import load_definitions
 from outbound.enrollment.planner import in_holdout
-from definitions_kit import write_definitions
 
 
 def test_the_held_out_share_is_within_tolerance_over_many_contacts():
@@ -40,8 +40,9 @@ def test_held_out_enrollments_are_recorded_and_get_no_messages(make_world, clock
     assert 10 <= len(held) <= 30 and len(enrollments) == 40
     assert messaged == {e.contact_id for e in enrollments if not e.holdout}
     assert all(e.status == "completed" and "held out" in e.end_reason for e in held)
-    assert {message.to for message in outbox.sent} == {f"c{n}@example.com" for n in range(40)
-                                                         if not in_holdout("shop-us", "winback", f"c{n}", 0.5)}
+    assert {message.to for message in outbox.sent} == {
+        f"c{n}@example.com" for n in range(40) if not in_holdout("shop-us", "winback", f"c{n}", 0.5)
+    }
 
 
 def test_a_transactional_campaign_cannot_hold_anyone_out(tmp_path):
@@ -49,8 +50,7 @@ def test_a_transactional_campaign_cannot_hold_anyone_out(tmp_path):
 
     from outbound.definitions import DefinitionErrors
 
-    root = write_definitions(tmp_path, {"delay": campaigns()["delay"] + "holdout: 0.1\n"},
-                             triggers="triggers: []\n")
+    root = write_definitions(tmp_path, {"delay": campaigns()["delay"] + "holdout: 0.1\n"}, triggers="triggers: []\n")
     with pytest.raises(DefinitionErrors) as raised:
         load_definitions(root)
     assert "transactional campaign cannot hold contacts out" in str(raised.value)

@@ -5,17 +5,22 @@ from __future__ import annotations
 import json
 
 from sqlalchemy import select
+from statements_kit import Statements
 
-from outbound.ingest.contacts import ContactIn, upsert_contacts
 from outbound.db.models import Consent, Contact, Enrollment, Event
 from outbound.errors import InvalidInput
+from outbound.ingest.contacts import ContactIn, upsert_contacts
 from outbound.ingest.events import RUN_SIZE, import_events, ingest_batch, ingest_event, parse_envelope
-from statements_kit import Statements
 
 
 def envelope(event_id, external_id="cust-1", type="cart_abandoned", **contact):
-    return {"id": event_id, "type": type, "occurred_at": "2026-11-22T10:15:00+09:00",
-            "contact": {"external_id": external_id, **contact}, "data": {"cart_id": f"cart-{event_id}"}}
+    return {
+        "id": event_id,
+        "type": type,
+        "occurred_at": "2026-11-22T10:15:00+09:00",
+        "contact": {"external_id": external_id, **contact},
+        "data": {"cart_id": f"cart-{event_id}"},
+    }
 
 
 class Recorder:
@@ -26,8 +31,17 @@ class Recorder:
 
     def __call__(self, session, tenant, event, contact):
         self.seen.append((event.event_id, contact.external_id, contact.locale, contact.email))
-        session.add(Enrollment(tenant_id=tenant.id, campaign="win-back", contact_id=contact.id, dedupe_key="",
-                               event_id=event.id, status="active", enrolled_at=event.received_at))
+        session.add(
+            Enrollment(
+                tenant_id=tenant.id,
+                campaign="win-back",
+                contact_id=contact.id,
+                dedupe_key="",
+                event_id=event.id,
+                status="active",
+                enrolled_at=event.received_at,
+            )
+        )
         session.flush()
         if event.event_id == self.fail_on:
             raise RuntimeError("trigger engine failed")
@@ -37,24 +51,36 @@ def rows_of(session, tenant):
     """Everything ingest writes for a tenant, in id order, without ids and tenant ids."""
     contacts = {c.id: c.external_id for c in session.scalars(select(Contact).where(Contact.tenant_id == tenant.id))}
     return {
-        "contacts": [(c.external_id, c.phone, c.email, c.locale, c.timezone, c.jurisdiction, c.attributes)
-                     for c in session.scalars(select(Contact).where(Contact.tenant_id == tenant.id)
-                                              .order_by(Contact.id))],
-        "events": [(e.event_id, e.type, contacts[e.contact_id], e.data, e.occurred_at)
-                   for e in session.scalars(select(Event).where(Event.tenant_id == tenant.id).order_by(Event.id))],
-        "consents": [(contacts[c.contact_id], c.channel, c.purpose, c.granted, c.at, c.source)
-                     for c in session.scalars(select(Consent).where(Consent.tenant_id == tenant.id)
-                                              .order_by(Consent.id))],
-        "enrollments": [(contacts[e.contact_id], e.campaign)
-                        for e in session.scalars(select(Enrollment).where(Enrollment.tenant_id == tenant.id)
-                                                 .order_by(Enrollment.id))],
+        "contacts": [
+            (c.external_id, c.phone, c.email, c.locale, c.timezone, c.jurisdiction, c.attributes)
+            for c in session.scalars(select(Contact).where(Contact.tenant_id == tenant.id).order_by(Contact.id))
+        ],
+        "events": [
+            (e.event_id, e.type, contacts[e.contact_id], e.data, e.occurred_at)
+            for e in session.scalars(select(Event).where(Event.tenant_id == tenant.id).order_by(Event.id))
+        ],
+        "consents": [
+            (contacts[c.contact_id], c.channel, c.purpose, c.granted, c.at, c.source)
+            for c in session.scalars(select(Consent).where(Consent.tenant_id == tenant.id).order_by(Consent.id))
+        ],
+        "enrollments": [
+            (contacts[e.contact_id], e.campaign)
+            for e in session.scalars(
+                select(Enrollment).where(Enrollment.tenant_id == tenant.id).order_by(Enrollment.id)
+            )
+        ],
     }
 
 
 def mixed_items():
     """Repeated contacts and ids, consents on the contact and by event, a bad phone and a bad envelope."""
-    consent = {"channel": "sms", "purpose": "marketing", "granted": True, "at": "2026-11-01T09:00:00+00:00",
-               "source": "checkout"}
+    consent = {
+        "channel": "sms",
+        "purpose": "marketing",
+        "granted": True,
+        "at": "2026-11-01T09:00:00+00:00",
+        "source": "checkout",
+    }
     return [
         envelope("e1", "cust-1", locale="en", email="One@Example.com"),
         envelope("e2", "cust-2", phone="2125550123", consents=[consent]),
@@ -62,8 +88,11 @@ def mixed_items():
         envelope("e2", "cust-2", locale="fr"),
         envelope("e4", "cust-3", phone="12"),
         {"id": "e5", "type": "order_placed"},
-        {**envelope("e6", "cust-3"), "type": "consent_changed",
-         "data": {**consent, "granted": False, "at": "2026-11-02T09:00:00+00:00"}},
+        {
+            **envelope("e6", "cust-3"),
+            "type": "consent_changed",
+            "data": {**consent, "granted": False, "at": "2026-11-02T09:00:00+00:00"},
+        },
         envelope("e4", "cust-3", phone="+12125550199"),
         envelope("e7", "cust-4", email="four@example.com"),
     ]
@@ -83,11 +112,19 @@ def test_a_batch_writes_the_same_rows_as_one_event_at_a_time(session, clock, mak
 def test_each_hook_sees_the_contact_as_its_own_event_left_it(session, clock, make_tenant):
     tenant = make_tenant()
     hook = Recorder()
-    items = [envelope("e1", "cust-1", locale="en"), envelope("e2", "cust-2", locale="de"),
-             envelope("e3", "cust-1", locale="ko"), envelope("e4", "cust-1", email="late@example.com")]
+    items = [
+        envelope("e1", "cust-1", locale="en"),
+        envelope("e2", "cust-2", locale="de"),
+        envelope("e3", "cust-1", locale="ko"),
+        envelope("e4", "cust-1", email="late@example.com"),
+    ]
     ingest_batch(session, tenant, items, clock, on_event=hook)
-    assert hook.seen == [("e1", "cust-1", "en", None), ("e2", "cust-2", "de", None),
-                         ("e3", "cust-1", "ko", None), ("e4", "cust-1", "ko", "late@example.com")]
+    assert hook.seen == [
+        ("e1", "cust-1", "en", None),
+        ("e2", "cust-2", "de", None),
+        ("e3", "cust-1", "ko", None),
+        ("e4", "cust-1", "ko", "late@example.com"),
+    ]
 
 
 def test_a_batch_looks_up_stored_ids_and_contacts_once_not_once_per_event(session, clock, make_tenant, engine):
@@ -155,11 +192,16 @@ def test_an_import_longer_than_a_chunk_keeps_line_numbers_and_file_order(session
 
 def test_upsert_contacts_applies_items_in_turn_and_puts_each_refusal_in_its_place(session, clock, make_tenant):
     tenant = make_tenant()
-    results = upsert_contacts(session, tenant, [
-        ContactIn(external_id="a", jurisdiction="KR"),
-        ContactIn(external_id="b", phone="12"),
-        ContactIn(external_id="a", phone="01012345678", attributes={"tier": "gold"}),
-    ], clock)
+    results = upsert_contacts(
+        session,
+        tenant,
+        [
+            ContactIn(external_id="a", jurisdiction="KR"),
+            ContactIn(external_id="b", phone="12"),
+            ContactIn(external_id="a", phone="01012345678", attributes={"tier": "gold"}),
+        ],
+        clock,
+    )
     first, refused, again = results
     assert isinstance(refused, InvalidInput) and refused.field == "contact.phone"
     assert first is again and (again.phone, again.attributes) == ("+821012345678", {"tier": "gold"})
@@ -177,8 +219,12 @@ def test_a_contact_the_session_holds_reads_what_a_batch_changed(session, clock, 
     ingest_batch(session, tenant, [envelope("e1", "cust-1", locale="en", email="old@example.com")], clock)
     held = session.scalar(select(Contact).where(Contact.external_id == "cust-1"))
     assert (held.locale, held.email) == ("en", "old@example.com")
-    report = ingest_batch(session, tenant, [envelope("e2", "cust-1", locale="ko", email="New@Example.com",
-                                                     attributes={"tier": "gold"})], clock)
+    report = ingest_batch(
+        session,
+        tenant,
+        [envelope("e2", "cust-1", locale="ko", email="New@Example.com", attributes={"tier": "gold"})],
+        clock,
+    )
     assert report.stored == 1
     # The batch read and wrote the row itself; the session's copy is read again, not kept as it was.
     assert (held.locale, held.email, held.attributes) == ("ko", "new@example.com", {"tier": "gold"})

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import select, update
-
 from conftest import BACKEND
+from sqlalchemy import select, update
 
 from outbound.db.models import ApiKey
 from outbound.errors import InvalidInput
@@ -91,8 +90,9 @@ def test_a_key_revoked_in_the_same_process_is_refused_at_once(factory, session, 
         assert cache.authenticate(request, new) is not None
 
 
-def test_a_key_revoked_by_another_process_is_refused_once_its_check_is_older_than_the_ttl(factory, session, clock,
-                                                                                        make_tenant):
+def test_a_key_revoked_by_another_process_is_refused_once_its_check_is_older_than_the_ttl(
+    factory, session, clock, make_tenant
+):
     key = create_api_key(session, make_tenant(), clock=clock)
     session.commit()
     timer = Timer()
@@ -121,8 +121,7 @@ def test_a_refusal_is_not_cached_so_a_new_key_works_at_once(factory, session, cl
 
 
 @pytest.mark.skipif(BACKEND == "sqlite", reason="SQLite readers wait for the revoking transaction (BEGIN IMMEDIATE)")
-def test_a_key_checked_before_its_revocation_commits_is_refused_after_the_commit(factory, session, clock,
-                                                                                make_tenant):
+def test_a_key_checked_before_its_revocation_commits_is_refused_after_the_commit(factory, session, clock, make_tenant):
     tenant = make_tenant()
     key = create_api_key(session, tenant, clock=clock)
     session.commit()

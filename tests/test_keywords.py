@@ -14,37 +14,92 @@ from outbound.delivery.keywords import HELP, OPT_IN, OPT_OUT, YES, classify
 from outbound.delivery.suppressions import is_suppressed
 
 
-@pytest.mark.parametrize("text", [
-    "STOP", "stop", "  Stop. ", "STOPALL", "UNSUBSCRIBE", "cancel", "END", "quit!", "REVOKE", "OPTOUT", "opt out",
-    "수신거부", "거부", "중지", " 수신거부. ", "stop texting me", "Please unsubscribe me", "STOP TEXTING ME!!",
-    "please stop sending me messages", "unsubscribe me please", "take me off your list", "don't text me again",
-    "no more texts", "문자 보내지 마세요", "수신거부 해주세요", "광고 문자 그만 보내세요", "거부합니다",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "STOP",
+        "stop",
+        "  Stop. ",
+        "STOPALL",
+        "UNSUBSCRIBE",
+        "cancel",
+        "END",
+        "quit!",
+        "REVOKE",
+        "OPTOUT",
+        "opt out",
+        "수신거부",
+        "거부",
+        "중지",
+        " 수신거부. ",
+        "stop texting me",
+        "Please unsubscribe me",
+        "STOP TEXTING ME!!",
+        "please stop sending me messages",
+        "unsubscribe me please",
+        "take me off your list",
+        "don't text me again",
+        "no more texts",
+        "문자 보내지 마세요",
+        "수신거부 해주세요",
+        "광고 문자 그만 보내세요",
+        "거부합니다",
+    ],
+)
 def test_opt_out_words_and_clear_phrases_are_recognised(text):
     assert classify(text) == OPT_OUT
 
 
-@pytest.mark.parametrize("text", [
-    "", "9", "10 great service", "don't stop", "can you cancel my order", "when does it end?", "stop by the store",
-    "I love it", "stopwatch", "not now", "거부감 없이 좋아요", "최고예요",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "9",
+        "10 great service",
+        "don't stop",
+        "can you cancel my order",
+        "when does it end?",
+        "stop by the store",
+        "I love it",
+        "stopwatch",
+        "not now",
+        "거부감 없이 좋아요",
+        "최고예요",
+    ],
+)
 def test_other_messages_are_not_keywords(text):
     assert classify(text) is None
 
 
-@pytest.mark.parametrize("text, kind", [("START", OPT_IN), ("unstop", OPT_IN), ("HELP", HELP), ("info", HELP),
-                                        ("도움말", HELP), ("YES", YES), ("네", YES)])
+@pytest.mark.parametrize(
+    "text, kind",
+    [
+        ("START", OPT_IN),
+        ("unstop", OPT_IN),
+        ("HELP", HELP),
+        ("info", HELP),
+        ("도움말", HELP),
+        ("YES", YES),
+        ("네", YES),
+    ],
+)
 def test_start_help_and_yes_are_recognised(text, kind):
     assert classify(text) == kind
 
 
 # -- receiving ----------------------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def shop(world):
     tenant = world.tenant(sender_name="Maple Goods", support_contact="help@maple.example")
-    world.contact(tenant, "c1", phone="+15125550100", email="c1@example.com",
-                  consents=[("sms", "marketing"), ("sms", "survey"), ("email", "marketing")])
+    world.contact(
+        tenant,
+        "c1",
+        phone="+15125550100",
+        email="c1@example.com",
+        consents=[("sms", "marketing"), ("sms", "survey"), ("email", "marketing")],
+    )
     return tenant
 
 
@@ -52,15 +107,24 @@ def receive(world, tenant, body, *, sid=None, number="+15125550100"):
     world._sid = getattr(world, "_sid", 0) + 1
     with transaction(world.runtime.factory) as session:
         tenant = session.merge(tenant, load=False)
-        return receive_inbound_sms(session, tenant, from_number=number, to_number="+15125550999", body=body,
-                                   provider_id=sid or f"SM{world._sid}", clock=world.clock,
-                                   settings=world.runtime.settings)
+        return receive_inbound_sms(
+            session,
+            tenant,
+            from_number=number,
+            to_number="+15125550999",
+            body=body,
+            provider_id=sid or f"SM{world._sid}",
+            clock=world.clock,
+            settings=world.runtime.settings,
+        )
 
 
 def ledger(world, channel="sms"):
     with world.runtime.factory() as session:
-        return [(c.purpose, c.granted, c.source) for c in session.scalars(
-            select(Consent).where(Consent.channel == channel).order_by(Consent.id))]
+        return [
+            (c.purpose, c.granted, c.source)
+            for c in session.scalars(select(Consent).where(Consent.channel == channel).order_by(Consent.id))
+        ]
 
 
 def test_stop_suppresses_the_number_revokes_sms_consent_and_confirms_once_without_marketing(world, shop):
@@ -106,7 +170,9 @@ def test_start_does_not_lift_a_suppression_the_contact_did_not_ask_for(world, sh
     from outbound.delivery.suppressions import suppress
 
     with transaction(world.runtime.factory) as session:
-        suppress(session, shop.id, "sms", "+15125550100", reason="undeliverable", source="provider", at=world.clock.now())
+        suppress(
+            session, shop.id, "sms", "+15125550100", reason="undeliverable", source="provider", at=world.clock.now()
+        )
     receive(world, shop, "START")
     with world.runtime.factory() as session:
         assert session.scalar(select(Suppression.reason)) == "undeliverable"

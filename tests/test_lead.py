@@ -2,9 +2,9 @@
 
 from datetime import timedelta
 
+from campaign_kit import campaigns, make_world_fixture  # noqa: F401 - fixture
 from sqlalchemy import select
 
-from campaign_kit import campaigns, make_world_fixture  # noqa: F401 - fixture
 from outbound.db.models import CallbackTask, Enrollment
 from outbound.db.session import transaction
 from outbound.enrollment.planner import end_lead_nurture
@@ -36,8 +36,13 @@ callback:
 def _lead(make_world, clock):
     world = make_world(campaigns(lead=LEAD))
     tenant = world.tenant()
-    world.contact(tenant, "lead-1", email="lead@example.com", phone="+12025550143",
-                  consents=[("email", "marketing"), ("sms", "marketing")])
+    world.contact(
+        tenant,
+        "lead-1",
+        email="lead@example.com",
+        phone="+12025550143",
+        consents=[("email", "marketing"), ("sms", "marketing")],
+    )
     world.event(tenant, "lead_created", "lead-1", {"cart_id": "-", "source": "webinar"})
     world.run(clock.now() + timedelta(minutes=1))
     return world, tenant

@@ -3,22 +3,28 @@
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
-
 from campaign_kit import CAMPAIGN_TEMPLATES, CAMPAIGN_TRIGGERS, campaigns, make_world_fixture  # noqa: F401 - fixture
 from definitions_kit import write_definitions
+from typer.testing import CliRunner
+
+from outbound.authoring.preview import preview_campaign
 from outbound.cli import app
 from outbound.db.models import Message
 from outbound.definitions import load_definitions
 from outbound.errors import NotFound
-from outbound.authoring.preview import preview_campaign
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _kr_contact(world):
-    tenant = world.tenant("shop-kr", jurisdiction="KR", timezone="Asia/Seoul", locale="ko",
-                          sms_cost_per_segment=13, sms_cost_currency="KRW")
+    tenant = world.tenant(
+        "shop-kr",
+        jurisdiction="KR",
+        timezone="Asia/Seoul",
+        locale="ko",
+        sms_cost_per_segment=13,
+        sms_cost_currency="KRW",
+    )
     world.contact(tenant, "kim", phone="+821012345678", email="kim@example.com", locale="ko")
     world.event(tenant, "cart_abandoned", "kim", {"cart_id": "k-77", "value": 150})
     return tenant
@@ -31,8 +37,12 @@ def test_each_step_is_rendered_in_every_channel_and_locale_with_sms_segments_and
     with world.runtime.factory() as session:
         preview = preview_campaign(session, world.runtime.definitions, world.runtime.settings, tenant, "cart", "kim")
     versions = {(v.step, v.channel, v.locale): v for v in preview.versions}
-    assert set(versions) == {("email_1h", "email", "en"), ("email_1h", "email", "ko"),
-                             ("sms_24h", "sms", "en"), ("sms_24h", "sms", "ko")}
+    assert set(versions) == {
+        ("email_1h", "email", "en"),
+        ("email_1h", "email", "ko"),
+        ("sms_24h", "sms", "en"),
+        ("sms_24h", "sms", "ko"),
+    }
     assert preview.event.startswith("cart_abandoned") and preview.currency == "KRW"
     korean = versions[("sms_24h", "sms", "ko")]
     assert korean.chosen and korean.text.startswith("(광고) shop-kr 장바구니 k-77")
@@ -72,8 +82,23 @@ def test_the_preview_command_prints_each_version_with_encoding_segments_and_cost
     _kr_contact(world)
     before = len(world.messages())
     root = write_definitions(tmp_path / "cli-defs", campaigns(), CAMPAIGN_TRIGGERS, CAMPAIGN_TEMPLATES)
-    result = CliRunner().invoke(app, ["campaigns", "preview", "cart", "--contact", "kim", "--tenant", "shop-kr",
-                                      "--db", db_url, "--definitions", str(root)], env={"COLUMNS": "200"})
+    result = CliRunner().invoke(
+        app,
+        [
+            "campaigns",
+            "preview",
+            "cart",
+            "--contact",
+            "kim",
+            "--tenant",
+            "shop-kr",
+            "--db",
+            db_url,
+            "--definitions",
+            str(root),
+        ],
+        env={"COLUMNS": "200"},
+    )
     assert result.exit_code == 0, result.output
     assert "sms_24h (+1d) / sms / ko ★ — UCS-2" in result.output and "cost 13.0000 KRW" in result.output
     assert "email_1h (+1h) / email / en" in result.output

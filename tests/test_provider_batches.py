@@ -8,12 +8,13 @@ from datetime import timedelta
 
 import pytest
 import requests
-
 from definitions_kit import write_definitions
+
 from outbound.bootstrap import build
+from outbound.config import Settings
 from outbound.providers import (
-    OutgoingMessage,
     Outbox,
+    OutgoingMessage,
     PermanentProviderError,
     SendGridEmail,
     SendResult,
@@ -22,7 +23,6 @@ from outbound.providers import (
     send_all,
 )
 from outbound.providers.sendgrid_email import MAX_SUBSTITUTION_BYTES, TEXT_TAG
-from outbound.config import Settings
 from outbound.testing import (
     DEFAULT_ACCOUNT_SID,
     DEFAULT_AUTH_TOKEN,
@@ -42,24 +42,51 @@ def server():
 
 
 def twilio(server, concurrency=4):
-    return TwilioSms(DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, from_number=FROM_NUMBER, api_base=server.url,
-                     timeout=3, concurrency=concurrency)
+    return TwilioSms(
+        DEFAULT_ACCOUNT_SID,
+        DEFAULT_AUTH_TOKEN,
+        from_number=FROM_NUMBER,
+        api_base=server.url,
+        timeout=3,
+        concurrency=concurrency,
+    )
 
 
 def sendgrid(server, concurrency=1):
-    return SendGridEmail(DEFAULT_SENDGRID_API_KEY, "shop@example.com", from_name="Shop", api_base=server.url,
-                         timeout=3, concurrency=concurrency)
+    return SendGridEmail(
+        DEFAULT_SENDGRID_API_KEY,
+        "shop@example.com",
+        from_name="Shop",
+        api_base=server.url,
+        timeout=3,
+        concurrency=concurrency,
+    )
 
 
 def sms(n: int) -> OutgoingMessage:
-    return OutgoingMessage(message_id=n, tenant="shop-us", channel="sms", to=f"+1415555{n:04d}", sender=None,
-                           subject=None, body=f"Your parcel {n} is late.")
+    return OutgoingMessage(
+        message_id=n,
+        tenant="shop-us",
+        channel="sms",
+        to=f"+1415555{n:04d}",
+        sender=None,
+        subject=None,
+        body=f"Your parcel {n} is late.",
+    )
 
 
 def email(n: int, to: str | None = None, **fields) -> OutgoingMessage:
-    values = {"message_id": n, "tenant": "shop-us", "channel": "email", "to": to or f"person{n}@example.com",
-              "sender": None, "subject": f"Cart {n} is waiting", "body": f"Hello {n}, your cart is waiting.",
-              "html": f"<p>Hello {n}</p>", "headers": {UNSUBSCRIBE: f"<https://ob.example/u/tok{n}>"}}
+    values = {
+        "message_id": n,
+        "tenant": "shop-us",
+        "channel": "email",
+        "to": to or f"person{n}@example.com",
+        "sender": None,
+        "subject": f"Cart {n} is waiting",
+        "body": f"Hello {n}, your cart is waiting.",
+        "html": f"<p>Hello {n}</p>",
+        "headers": {UNSUBSCRIBE: f"<https://ob.example/u/tok{n}>"},
+    }
     return OutgoingMessage(**{**values, **fields})
 
 
@@ -242,8 +269,9 @@ def test_a_dropped_batch_request_leaves_every_message_possibly_delivered_and_is_
 
 def test_a_batch_timing_out_leaves_every_message_possibly_delivered(server):
     server.fail_next("sendgrid", delay=5)
-    provider = SendGridEmail(DEFAULT_SENDGRID_API_KEY, "shop@example.com", api_base=server.url, timeout=0.5,
-                             concurrency=1)
+    provider = SendGridEmail(
+        DEFAULT_SENDGRID_API_KEY, "shop@example.com", api_base=server.url, timeout=0.5, concurrency=1
+    )
 
     results = provider.send_many([email(n) for n in range(4)])
 
@@ -298,8 +326,9 @@ def test_send_all_sends_one_by_one_to_a_provider_without_send_many():
 
 
 def post_mail(server, payload, key=DEFAULT_SENDGRID_API_KEY):
-    return requests.post(f"{server.url}/v3/mail/send", json=payload, headers={"Authorization": f"Bearer {key}"},
-                         timeout=5)
+    return requests.post(
+        f"{server.url}/v3/mail/send", json=payload, headers={"Authorization": f"Bearer {key}"}, timeout=5
+    )
 
 
 def personalization(n, **more):
@@ -307,8 +336,11 @@ def personalization(n, **more):
 
 
 def mail(personalizations):
-    return {"from": {"email": "shop@example.com"}, "content": [{"type": "text/plain", "value": "-text-"}],
-            "personalizations": personalizations}
+    return {
+        "from": {"email": "shop@example.com"},
+        "content": [{"type": "text/plain", "value": "-text-"}],
+        "personalizations": personalizations,
+    }
 
 
 def test_the_fake_refuses_more_than_1000_personalizations(server):
@@ -339,8 +371,12 @@ def test_the_fake_refuses_a_batch_without_the_right_key(server):
 
 
 def test_the_fake_records_each_personalization_with_its_substitutions_made_once(server):
-    payload = mail([personalization(1, substitutions={"-text-": "one -text-"}),
-                    personalization(2, substitutions={"-text-": "two"}, custom_args={"message_id": "2"})])
+    payload = mail(
+        [
+            personalization(1, substitutions={"-text-": "one -text-"}),
+            personalization(2, substitutions={"-text-": "two"}, custom_args={"message_id": "2"}),
+        ]
+    )
 
     response = post_mail(server, payload)
 
@@ -359,8 +395,9 @@ def world(db_url, tmp_path, clock, server):
     from conftest import World
 
     providers = {"sms": twilio(server), "email": sendgrid(server)}
-    settings = Settings(database_url=db_url, definitions=write_definitions(tmp_path / "defs"),
-                        base_url="https://ob.example")
+    settings = Settings(
+        database_url=db_url, definitions=write_definitions(tmp_path / "defs"), base_url="https://ob.example"
+    )
     runtime = build(settings, clock=clock, providers=providers)
     yield World(runtime, clock)
     runtime.close()
@@ -427,8 +464,9 @@ def test_a_proxy_set_in_the_environment_is_still_used(server, monkeypatch, servi
     monkeypatch.setenv("HTTP_PROXY", server.url)
     unreachable = "http://provider.invalid"
     if service == "twilio":
-        provider = TwilioSms(DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, from_number=FROM_NUMBER, api_base=unreachable,
-                             timeout=3)
+        provider = TwilioSms(
+            DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, from_number=FROM_NUMBER, api_base=unreachable, timeout=3
+        )
         provider.send_many([sms(1), sms(2)])
     else:
         provider = SendGridEmail(DEFAULT_SENDGRID_API_KEY, "shop@example.com", api_base=unreachable, timeout=3)
@@ -453,8 +491,9 @@ def test_the_fake_in_its_own_process_counts_what_it_accepted_and_forgets_on_rese
 
 def test_a_latency_longer_than_the_clients_timeout_leaves_the_message_possibly_delivered():
     with FakeProviderServer(latency=1.0) as server:
-        provider = TwilioSms(DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, from_number=FROM_NUMBER, api_base=server.url,
-                             timeout=0.2)
+        provider = TwilioSms(
+            DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, from_number=FROM_NUMBER, api_base=server.url, timeout=0.2
+        )
 
         [result] = provider.send_many([sms(1)])
 

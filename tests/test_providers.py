@@ -5,14 +5,15 @@ from __future__ import annotations
 import json
 import socket
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from outbound.config import Settings
 from outbound.errors import InvalidInput
 from outbound.providers import (
-    OutgoingMessage,
     Outbox,
+    OutgoingMessage,
     PermanentProviderError,
     SendGridEmail,
     TransientProviderError,
@@ -20,7 +21,6 @@ from outbound.providers import (
     build_providers,
     parse_retry_after,
 )
-from outbound.config import Settings
 from outbound.testing import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, DEFAULT_SENDGRID_API_KEY, FakeProviderServer
 
 FROM_NUMBER = "+15005550006"
@@ -49,15 +49,30 @@ def sendgrid(server):
 
 
 def sms(to="+14155550100", **fields):
-    values = {"message_id": 7, "tenant": "shop-us", "channel": "sms", "to": to, "sender": None, "subject": None,
-              "body": "Your parcel is late; new ETA Friday."}
+    values = {
+        "message_id": 7,
+        "tenant": "shop-us",
+        "channel": "sms",
+        "to": to,
+        "sender": None,
+        "subject": None,
+        "body": "Your parcel is late; new ETA Friday.",
+    }
     return OutgoingMessage(**{**values, **fields})
 
 
 def email(to="kim@example.com", **fields):
-    values = {"message_id": 8, "tenant": "shop-us", "channel": "email", "to": to, "sender": None,
-              "subject": "Still thinking it over?", "body": "Your cart is waiting.", "html": "<p>Your cart is waiting.</p>",
-              "headers": UNSUBSCRIBE}
+    values = {
+        "message_id": 8,
+        "tenant": "shop-us",
+        "channel": "email",
+        "to": to,
+        "sender": None,
+        "subject": "Still thinking it over?",
+        "body": "Your cart is waiting.",
+        "html": "<p>Your cart is waiting.</p>",
+        "headers": UNSUBSCRIBE,
+    }
     return OutgoingMessage(**{**values, **fields})
 
 
@@ -80,21 +95,33 @@ def test_twilio_sends_an_sms_and_returns_the_sid_the_provider_assigned(twilio, s
 
 
 def test_twilio_sends_only_to_and_body_besides_the_sender_and_callback(server):
-    provider = TwilioSms(DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, from_number=FROM_NUMBER, api_base=server.url,
-                         status_callback="https://ob.example/webhooks/twilio/status")
+    provider = TwilioSms(
+        DEFAULT_ACCOUNT_SID,
+        DEFAULT_AUTH_TOKEN,
+        from_number=FROM_NUMBER,
+        api_base=server.url,
+        status_callback="https://ob.example/webhooks/twilio/status",
+    )
 
     provider.send(sms())
 
     assert server.requests[0]["fields"] == {
-        "To": "+14155550100", "From": FROM_NUMBER, "Body": "Your parcel is late; new ETA Friday.",
+        "To": "+14155550100",
+        "From": FROM_NUMBER,
+        "Body": "Your parcel is late; new ETA Friday.",
         "StatusCallback": "https://ob.example/webhooks/twilio/status",
     }
 
 
 def test_twilio_prefers_the_messages_own_sender_then_the_messaging_service(server):
     service = "MG" + "b" * 32
-    provider = TwilioSms(DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, from_number=FROM_NUMBER,
-                         messaging_service_sid=service, api_base=server.url)
+    provider = TwilioSms(
+        DEFAULT_ACCOUNT_SID,
+        DEFAULT_AUTH_TOKEN,
+        from_number=FROM_NUMBER,
+        messaging_service_sid=service,
+        api_base=server.url,
+    )
 
     own = provider.send(sms(sender="+15005550001"))
     pooled = provider.send(sms())
@@ -198,8 +225,13 @@ def test_twilio_slow_answer_times_out_as_transient_and_possibly_delivered(twilio
 
 
 def test_twilio_unreachable_host_is_transient_and_certainly_not_delivered():
-    provider = TwilioSms(DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, from_number=FROM_NUMBER,
-                         api_base=f"http://127.0.0.1:{unused_port()}", timeout=1.5)
+    provider = TwilioSms(
+        DEFAULT_ACCOUNT_SID,
+        DEFAULT_AUTH_TOKEN,
+        from_number=FROM_NUMBER,
+        api_base=f"http://127.0.0.1:{unused_port()}",
+        timeout=1.5,
+    )
 
     with pytest.raises(TransientProviderError) as raised:
         provider.send(sms())
@@ -225,7 +257,9 @@ def test_sendgrid_sends_text_and_html_and_returns_the_x_message_id(sendgrid, ser
     assert result.provider_id
     assert (seen["to"], seen["sender"], seen["sender_name"]) == ("kim@example.com", "shop@example.com", "Shop")
     assert (seen["subject"], seen["body"], seen["html"]) == (
-        "Still thinking it over?", "Your cart is waiting.", "<p>Your cart is waiting.</p>",
+        "Still thinking it over?",
+        "Your cart is waiting.",
+        "<p>Your cart is waiting.</p>",
     )
 
 
@@ -319,8 +353,9 @@ def test_sendgrid_slow_answer_times_out_as_transient(sendgrid, server):
 
 
 def test_sendgrid_unreachable_host_is_transient_and_certainly_not_delivered():
-    provider = SendGridEmail(DEFAULT_SENDGRID_API_KEY, "shop@example.com",
-                             api_base=f"http://127.0.0.1:{unused_port()}", timeout=1.5)
+    provider = SendGridEmail(
+        DEFAULT_SENDGRID_API_KEY, "shop@example.com", api_base=f"http://127.0.0.1:{unused_port()}", timeout=1.5
+    )
 
     with pytest.raises(TransientProviderError) as raised:
         provider.send(email())
@@ -360,7 +395,8 @@ def test_outbox_appends_one_json_line_per_message_and_continues_numbering(tmp_pa
     lines = [json.loads(line) for line in path.read_text().splitlines()]
     assert again.provider_id == "outbox-2"
     assert [(line["provider_id"], line["channel"], line["to"]) for line in lines] == [
-        ("outbox-1", "sms", "+14155550100"), ("outbox-2", "email", "kim@example.com"),
+        ("outbox-1", "sms", "+14155550100"),
+        ("outbox-2", "email", "kim@example.com"),
     ]
     assert lines[1]["headers"] == UNSUBSCRIBE
 
@@ -410,9 +446,14 @@ def test_build_providers_needs_both_twilio_sid_and_token():
 def test_build_providers_with_credentials_sends_through_the_sdks(server):
     settings = Settings(
         base_url="https://ob.example/",
-        twilio_account_sid=DEFAULT_ACCOUNT_SID, twilio_auth_token=DEFAULT_AUTH_TOKEN, twilio_from_number=FROM_NUMBER,
-        twilio_messaging_service_sid=None, twilio_api_base=server.url,
-        sendgrid_api_key=DEFAULT_SENDGRID_API_KEY, sendgrid_from_email="shop@example.com", sendgrid_api_base=server.url,
+        twilio_account_sid=DEFAULT_ACCOUNT_SID,
+        twilio_auth_token=DEFAULT_AUTH_TOKEN,
+        twilio_from_number=FROM_NUMBER,
+        twilio_messaging_service_sid=None,
+        twilio_api_base=server.url,
+        sendgrid_api_key=DEFAULT_SENDGRID_API_KEY,
+        sendgrid_from_email="shop@example.com",
+        sendgrid_api_base=server.url,
     )
 
     providers = build_providers(settings)
@@ -435,7 +476,7 @@ def test_outgoing_message_rejects_an_unknown_channel_naming_the_field():
 
 
 def test_retry_after_reads_seconds_and_http_dates():
-    now = datetime(2026, 11, 20, 0, 0, tzinfo=timezone.utc)
+    now = datetime(2026, 11, 20, 0, 0, tzinfo=UTC)
     later = (now + timedelta(seconds=90)).strftime("%a, %d %b %Y %H:%M:%S GMT")
 
     assert parse_retry_after("30") == 30.0

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from datetime import timedelta
 
-from outbound.dispatch.ratelimit import SenderLimiter, rate_for, sender_key
 from outbound.config import Settings
+from outbound.dispatch.ratelimit import SenderLimiter, rate_for, sender_key
 
 
 def test_a_bucket_lets_a_seconds_worth_through_then_gives_each_refused_message_its_own_later_slot(clock):
@@ -31,7 +31,9 @@ def test_each_sender_has_its_own_bucket_and_no_rate_means_no_limit(clock):
     limiter = SenderLimiter()
     assert [limiter.acquire("sms:+1", 1, clock.now()), limiter.acquire("sms:+2", 1, clock.now())] == [None, None]
     assert limiter.acquire("sms:+1", 1, clock.now()) is not None
-    assert all(limiter.acquire("email:x.example", rate, clock.now()) is None for rate in (None, 0, -1) for _ in range(50))
+    assert all(
+        limiter.acquire("email:x.example", rate, clock.now()) is None for rate in (None, 0, -1) for _ in range(50)
+    )
 
 
 def test_the_sender_is_the_number_the_messaging_service_or_the_email_domain():
@@ -39,7 +41,10 @@ def test_the_sender_is_the_number_the_messaging_service_or_the_email_domain():
     assert sender_key("sms", "+12155550999", settings) == "sms:+12155550999"
     assert sender_key("sms", None, settings) == "sms:+12155550123"
     service = "MG" + "0" * 32
-    assert sender_key("sms", None, settings.model_copy(update={"twilio_messaging_service_sid": service})) == f"sms:{service}"
+    assert (
+        sender_key("sms", None, settings.model_copy(update={"twilio_messaging_service_sid": service}))
+        == f"sms:{service}"
+    )
     assert sender_key("email", None, settings) == "email:shop.example"
     assert sender_key("email", "news@other.example", settings) == "email:other.example"
 
@@ -53,7 +58,9 @@ def test_a_tenant_setting_overrides_the_rate_from_the_environment():
 def _delays(world, tenant, count, prefix="c"):
     for i in range(count):
         world.contact(tenant, f"{prefix}{i}", phone=f"+1202555{i:04d}" if prefix == "c" else f"+1303555{i:04d}")
-        world.event(tenant, "shipping_delayed", f"{prefix}{i}", {"order_id": f"{prefix}-o-{i}", "new_eta": "2026-11-25"})
+        world.event(
+            tenant, "shipping_delayed", f"{prefix}{i}", {"order_id": f"{prefix}-o-{i}", "new_eta": "2026-11-25"}
+        )
 
 
 def test_a_batch_over_the_limit_sends_a_seconds_worth_and_keeps_the_rest_due_a_moment_later(world, runtime, clock):

@@ -6,21 +6,39 @@ from pathlib import Path
 
 import pytest
 
-from outbound.rendering.templates import RenderError, Renderer, TemplateNotFound, locale_chain, sms_segments
+from outbound.rendering.templates import Renderer, RenderError, TemplateNotFound, locale_chain, sms_segments
 
 SHIPPED = Path(__file__).resolve().parent.parent / "templates"
 
 
 def context(**overrides) -> dict:
     names = {
-        "contact": {"external_id": "cust-42", "phone": "+821012345678", "email": "a@example.com", "locale": "ko",
-                    "timezone": "Asia/Seoul", "attributes": {"first_name": "Minji"}},
-        "event": {"type": "cart_abandoned", "occurred_at": "2026-11-20T00:00:00+00:00",
-                  "data": {"cart_id": "c-9", "order_id": "o-7", "new_eta": "2026-11-25", "score": 0.9}},
-        "tenant": {"slug": "shop", "name": "Shop", "jurisdiction": "KR", "sender_name": "Hanbit Mall",
-                   "support_contact": "1588-1234", "postal_address": "1 Main St, Springfield, IL 62701, USA",
-                   "optout_number": "080-123-4567", "email_from": "shop@example.com", "sms_from": "+15005550006"},
-        "campaign": "cart_abandonment", "step": "email_1h",
+        "contact": {
+            "external_id": "cust-42",
+            "phone": "+821012345678",
+            "email": "a@example.com",
+            "locale": "ko",
+            "timezone": "Asia/Seoul",
+            "attributes": {"first_name": "Minji"},
+        },
+        "event": {
+            "type": "cart_abandoned",
+            "occurred_at": "2026-11-20T00:00:00+00:00",
+            "data": {"cart_id": "c-9", "order_id": "o-7", "new_eta": "2026-11-25", "score": 0.9},
+        },
+        "tenant": {
+            "slug": "shop",
+            "name": "Shop",
+            "jurisdiction": "KR",
+            "sender_name": "Hanbit Mall",
+            "support_contact": "1588-1234",
+            "postal_address": "1 Main St, Springfield, IL 62701, USA",
+            "optout_number": "080-123-4567",
+            "email_from": "shop@example.com",
+            "sms_from": "+15005550006",
+        },
+        "campaign": "cart_abandonment",
+        "step": "email_1h",
         "links": {"unsubscribe": "https://outbound.example/u/TOKEN"},
     }
     names.update(overrides)
@@ -31,7 +49,9 @@ def context(**overrides) -> dict:
 def templates(tmp_path) -> Path:
     folder = tmp_path / "templates"
     (folder / "hello").mkdir(parents=True)
-    (folder / "hello" / "sms.en.j2").write_text("Hi {{ contact.attributes.first_name }} from {{ tenant.sender_name }}\n")
+    (folder / "hello" / "sms.en.j2").write_text(
+        "Hi {{ contact.attributes.first_name }} from {{ tenant.sender_name }}\n"
+    )
     (folder / "hello" / "sms.ko.j2").write_text("{{ contact.attributes.first_name }}님 안녕하세요\n")
     (folder / "hello" / "email.en.j2").write_text(
         "{% block subject %}  Hello\n  {{ contact.attributes.first_name }} {% endblock %}\n"
@@ -45,7 +65,12 @@ def templates(tmp_path) -> Path:
 
 def test_an_sms_file_is_the_whole_body_without_its_trailing_newline(templates):
     rendered = Renderer(templates).render("hello", "sms", ["en"], context())
-    assert (rendered.subject, rendered.text, rendered.html, rendered.locale) == (None, "Hi Minji from Hanbit Mall", None, "en")
+    assert (rendered.subject, rendered.text, rendered.html, rendered.locale) == (
+        None,
+        "Hi Minji from Hanbit Mall",
+        None,
+        "en",
+    )
 
 
 def test_the_first_locale_with_a_file_is_used(templates):
@@ -84,18 +109,32 @@ def test_an_undefined_name_is_a_render_error_naming_the_file_and_line(templates)
 
 def test_an_undefined_name_in_an_email_block_names_the_line_of_that_block(templates):
     (templates / "hello" / "email.ko.j2").write_text(
-        "{% block subject %}Hi{% endblock %}\n{% block text %}\nok\n{{ links.survey }}\n{% endblock %}\n")
+        "{% block subject %}Hi{% endblock %}\n{% block text %}\nok\n{{ links.survey }}\n{% endblock %}\n"
+    )
     with pytest.raises(RenderError) as caught:
         Renderer(templates).render("hello", "email", ["ko"], context())
     assert (caught.value.file, caught.value.line) == ("templates/hello/email.ko.j2", 4)
 
 
 READS = [
-    "contact.attributes.first_name", "contact.email", "contact.attributes.get('first_name')",
-    "contact.attributes.get('nickname', 'friend')", "contact.attributes.items() | list", "contact.attributes.keys",
-    "event.data.items", "event.data['items']", "contact['email']", "contact.attributes.nickname is defined",
-    "contact.nickname", "contact.__class__", "contact.__class__.__mro__", "contact.attributes.__len__",
-    "contact.attributes.update({'x': 1})", "contact.mro", "tenant.sender_name.upper()", "tenant.sender_name.__class__",
+    "contact.attributes.first_name",
+    "contact.email",
+    "contact.attributes.get('first_name')",
+    "contact.attributes.get('nickname', 'friend')",
+    "contact.attributes.items() | list",
+    "contact.attributes.keys",
+    "event.data.items",
+    "event.data['items']",
+    "contact['email']",
+    "contact.attributes.nickname is defined",
+    "contact.nickname",
+    "contact.__class__",
+    "contact.__class__.__mro__",
+    "contact.attributes.__len__",
+    "contact.attributes.update({'x': 1})",
+    "contact.mro",
+    "tenant.sender_name.upper()",
+    "tenant.sender_name.__class__",
 ]
 
 
@@ -117,8 +156,12 @@ def test_a_template_reads_a_dict_as_jinjas_own_sandbox_does(tmp_path, expression
             cause = error.__cause__ if isinstance(error, RenderError) else error
             return "error", type(cause).__name__, str(cause)
 
-    expected = answer(lambda: ImmutableSandboxedEnvironment(undefined=StrictUndefined)
-                      .from_string(f"{{{{ {expression} }}}}").render(names).strip())
+    expected = answer(
+        lambda: ImmutableSandboxedEnvironment(undefined=StrictUndefined)
+        .from_string(f"{{{{ {expression} }}}}")
+        .render(names)
+        .strip()
+    )
     assert answer(lambda: Renderer(tmp_path / "t").render("reads", "sms", ["en"], names).text) == expected
 
 
@@ -135,20 +178,23 @@ def test_the_locale_chain_goes_contact_then_language_then_tenant_then_english():
     assert locale_chain("en_US", "en") == ["en-US", "en"]
 
 
-@pytest.mark.parametrize(("text", "encoding", "characters", "segments"), [
-    ("a" * 160, "GSM-7", 160, 1),
-    ("a" * 161, "GSM-7", 161, 2),
-    ("a" * 306, "GSM-7", 306, 2),
-    ("a" * 307, "GSM-7", 307, 3),
-    ("가" * 70, "UCS-2", 70, 1),
-    ("가" * 71, "UCS-2", 71, 2),
-    ("가" * 134, "UCS-2", 134, 2),
-    ("가" * 135, "UCS-2", 135, 3),
-    ("€" * 80, "GSM-7", 160, 1),
-    ("{" * 81, "GSM-7", 162, 2),
-    ("a" * 159 + "€", "GSM-7", 161, 2),
-    ("", "GSM-7", 0, 0),
-])
+@pytest.mark.parametrize(
+    ("text", "encoding", "characters", "segments"),
+    [
+        ("a" * 160, "GSM-7", 160, 1),
+        ("a" * 161, "GSM-7", 161, 2),
+        ("a" * 306, "GSM-7", 306, 2),
+        ("a" * 307, "GSM-7", 307, 3),
+        ("가" * 70, "UCS-2", 70, 1),
+        ("가" * 71, "UCS-2", 71, 2),
+        ("가" * 134, "UCS-2", 134, 2),
+        ("가" * 135, "UCS-2", 135, 3),
+        ("€" * 80, "GSM-7", 160, 1),
+        ("{" * 81, "GSM-7", 162, 2),
+        ("a" * 159 + "€", "GSM-7", 161, 2),
+        ("", "GSM-7", 0, 0),
+    ],
+)
 def test_sms_segments_at_the_boundaries(text, encoding, characters, segments):
     info = sms_segments(text)
     assert (info.encoding, info.characters, info.segments) == (encoding, characters, segments)

@@ -7,7 +7,6 @@ import time
 from collections import Counter
 from pathlib import Path
 
-
 from outbound.testing import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, FakeProviderServer
 
 SCHEDULER = """
@@ -31,7 +30,8 @@ def _why_not_sent(world) -> Counter:
         rows = session.execute(
             select(Message.id, Message.status, MessageTransition.rule, MessageTransition.reason)
             .join(MessageTransition, MessageTransition.message_id == Message.id)
-            .where(Message.status != "sent").order_by(MessageTransition.id)
+            .where(Message.status != "sent")
+            .order_by(MessageTransition.id)
         ).all()
     last = {row.id: (row.status, row.rule, row.reason) for row in rows}
     return Counter(last.values())
@@ -39,13 +39,19 @@ def _why_not_sent(world) -> Counter:
 
 def _env(db_url, definitions, fake):
     env = dict(os.environ)
-    env.update({
-        "OUTBOUND_DATABASE_URL": db_url, "OUTBOUND_DEFINITIONS": str(definitions),
-        "OUTBOUND_TWILIO_ACCOUNT_SID": DEFAULT_ACCOUNT_SID, "OUTBOUND_TWILIO_AUTH_TOKEN": DEFAULT_AUTH_TOKEN,
-        "OUTBOUND_TWILIO_FROM_NUMBER": "+12155550123", "OUTBOUND_TWILIO_API_BASE": fake.url,
-        "OUTBOUND_DISPATCH_INTERVAL_SECONDS": "0.1", "OUTBOUND_DISPATCH_BATCH_SIZE": "25",
-        "OUTBOUND_SMS_RATE_PER_SECOND": "100000",
-    })
+    env.update(
+        {
+            "OUTBOUND_DATABASE_URL": db_url,
+            "OUTBOUND_DEFINITIONS": str(definitions),
+            "OUTBOUND_TWILIO_ACCOUNT_SID": DEFAULT_ACCOUNT_SID,
+            "OUTBOUND_TWILIO_AUTH_TOKEN": DEFAULT_AUTH_TOKEN,
+            "OUTBOUND_TWILIO_FROM_NUMBER": "+12155550123",
+            "OUTBOUND_TWILIO_API_BASE": fake.url,
+            "OUTBOUND_DISPATCH_INTERVAL_SECONDS": "0.1",
+            "OUTBOUND_DISPATCH_BATCH_SIZE": "25",
+            "OUTBOUND_SMS_RATE_PER_SECOND": "100000",
+        }
+    )
     return env
 
 
@@ -58,10 +64,21 @@ def test_four_workers_and_two_schedulers_send_every_message_exactly_once(world, 
     outbound = Path(sys.executable).parent / "outbound"
     with FakeProviderServer() as fake:
         env = _env(db_url, runtime.settings.definitions, fake)
-        processes = [subprocess.Popen([str(outbound), "worker", "--interval", "0.05"], env=env,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for _ in range(4)]
-        processes += [subprocess.Popen([sys.executable, "-c", SCHEDULER], env=env, stdout=subprocess.PIPE,
-                                       stderr=subprocess.PIPE, text=True) for _ in range(2)]
+        processes = [
+            subprocess.Popen(
+                [str(outbound), "worker", "--interval", "0.05"],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
+            for _ in range(4)
+        ]
+        processes += [
+            subprocess.Popen(
+                [sys.executable, "-c", SCHEDULER], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
+            for _ in range(2)
+        ]
         try:
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline:

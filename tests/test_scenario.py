@@ -147,7 +147,9 @@ def test_about_forty_percent_of_abandoned_carts_are_ordered_later_with_the_same_
     for slug in scenario.contacts:
         events = well_formed(scenario, slug)
         abandoned = {
-            e["data"]["cart_id"]: datetime.fromisoformat(e["occurred_at"]) for e in events if e["type"] == "cart_abandoned"
+            e["data"]["cart_id"]: datetime.fromisoformat(e["occurred_at"])
+            for e in events
+            if e["type"] == "cart_abandoned"
         }
         ordered = {
             e["data"]["cart_id"]

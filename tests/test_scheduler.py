@@ -2,11 +2,12 @@
 
 from datetime import timedelta
 
+from waiting_kit import wait_until
+
+from outbound.db.messages import transition
 from outbound.db.session import transaction
 from outbound.dispatch.dispatcher import expire_sending
-from outbound.db.messages import transition
 from outbound.jobs.scheduler import housekeeping, start_scheduler
-from waiting_kit import wait_until
 
 
 def test_background_scheduler_sends_a_due_message(world, runtime, clock, outbox):

@@ -8,18 +8,28 @@ from datetime import timedelta
 
 from campaign_kit import CAMPAIGN_TEMPLATES, CAMPAIGN_TRIGGERS, campaigns, make_world_fixture  # noqa: F401 - fixture
 from definitions_kit import CART
+
 from outbound.authoring.preview import preview_campaign
 
 # Validation renders with sample data where every field is set, so this passes `campaigns validate`;
 # a contact without a `tier` attribute renders the second branch, which lacks the KR advertising mark.
-BRANCHING_KR_SMS = ("{% if contact.attributes.tier is defined %}(광고) {{ tenant.sender_name }} 장바구니 문의 {{ tenant.support_contact }}"
-                    "\n무료수신거부 {{ tenant.optout_number }}{% else %}{{ tenant.sender_name }} 장바구니가 기다려요"
-                    "{% endif %}")
+BRANCHING_KR_SMS = (
+    "{% if contact.attributes.tier is defined %}(광고) {{ tenant.sender_name }} 장바구니 문의 {{ tenant.support_contact }}"
+    "\n무료수신거부 {{ tenant.optout_number }}{% else %}{{ tenant.sender_name }} 장바구니가 기다려요"
+    "{% endif %}"
+)
 
 
 def _kr_cart(world, tenant, n, attributes):
-    world.contact(tenant, f"c{n}", phone=f"+8210555{n:05d}", locale="ko", timezone="Asia/Seoul", attributes=attributes,
-                  consents=[("sms", "marketing", True), ("email", "marketing")])
+    world.contact(
+        tenant,
+        f"c{n}",
+        phone=f"+8210555{n:05d}",
+        locale="ko",
+        timezone="Asia/Seoul",
+        attributes=attributes,
+        consents=[("sms", "marketing", True), ("email", "marketing")],
+    )
     world.event(tenant, "cart_abandoned", f"c{n}", {"cart_id": f"k{n}", "value": 150})
 
 
@@ -54,14 +64,22 @@ def test_an_sms_over_the_steps_segment_limit_is_blocked_and_preview_says_so(make
     assert "2 GSM-7 segments" in by_status["blocked"].reason and "limit of 1" in by_status["blocked"].reason
     assert all("x" * 200 not in m.body for m in outbox.sent)
     with world.runtime.factory() as session:
-        preview = preview_campaign(session, world.runtime.definitions, world.runtime.settings, tenant, "cart", "c2",
-                                   {"cart_id": "k2", "note": "x" * 200})
+        preview = preview_campaign(
+            session,
+            world.runtime.definitions,
+            world.runtime.settings,
+            tenant,
+            "cart",
+            "c2",
+            {"cart_id": "k2", "note": "x" * 200},
+        )
     [sms_version] = [v for v in preview.versions if v.channel == "sms" and v.locale == "en"]
     assert sms_version.problems == ("2 segments exceed the step's limit of 1",)
 
 
 def test_max_segments_on_an_email_step_fails_validation(tmp_path):
     from definitions_kit import write_definitions
+
     from outbound.definitions import DefinitionErrors, load_definitions
 
     bad = CART.replace("    delay: 1h\n", "    delay: 1h\n    max_segments: 2\n")
@@ -75,26 +93,39 @@ def test_max_segments_on_an_email_step_fails_validation(tmp_path):
         raise AssertionError("max_segments on an email step loaded")
 
 
-
 def test_an_eu_sms_that_shows_its_unsubscribe_link_carries_a_working_one_and_one_without_it_is_blocked(
-        make_world, clock, outbox):
+    make_world, clock, outbox
+):
     from outbound.rendering.links import read_unsubscribe_token
 
     # Validation's sample sets every attribute, so the file passes; a contact without `tier` gets no opt-out.
-    branching = ("Your cart {{ event.data.cart_id }} is waiting.{% if contact.attributes.tier is defined %}"
-                 " Unsubscribe: {{ links.unsubscribe }}{% endif %}")
-    world = make_world(campaigns(cart=CART.replace('    when: "contact.phone"\n', "")),
-                       templates=dict(CAMPAIGN_TEMPLATES, **{"cart_note/sms.en.j2": branching}))
+    branching = (
+        "Your cart {{ event.data.cart_id }} is waiting.{% if contact.attributes.tier is defined %}"
+        " Unsubscribe: {{ links.unsubscribe }}{% endif %}"
+    )
+    world = make_world(
+        campaigns(cart=CART.replace('    when: "contact.phone"\n', "")),
+        templates=dict(CAMPAIGN_TEMPLATES, **{"cart_note/sms.en.j2": branching}),
+    )
     tenant = world.tenant("eu-shop", jurisdiction="EU", timezone="Europe/Berlin")
     for n, attributes in ((1, {"tier": "vip"}), (2, {})):
-        world.contact(tenant, f"c{n}", phone=f"+4915112345{n:03d}", timezone="Europe/Berlin", attributes=attributes,
-                      consents=[("sms", "marketing"), ("email", "marketing")])
+        world.contact(
+            tenant,
+            f"c{n}",
+            phone=f"+4915112345{n:03d}",
+            timezone="Europe/Berlin",
+            attributes=attributes,
+            consents=[("sms", "marketing"), ("email", "marketing")],
+        )
         world.event(tenant, "cart_abandoned", f"c{n}", {"cart_id": f"k{n}", "value": 150})
     world.run(clock.now() + timedelta(days=2))
     by_status = {m.status: m for m in world.messages(channel="sms")}
     assert set(by_status) == {"sent", "blocked"}
     token = by_status["sent"].body.rsplit("/u/", 1)[1]
     assert read_unsubscribe_token(world.runtime.settings.secret_key, token) == (
-        tenant.id, by_status["sent"].contact_id, "sms")
+        tenant.id,
+        by_status["sent"].contact_id,
+        "sms",
+    )
     assert by_status["blocked"].rule == "message_format" and "opt-out" in by_status["blocked"].reason
     assert [m.body for m in outbox.sent if m.channel == "sms"] == [by_status["sent"].body]

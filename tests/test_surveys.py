@@ -3,10 +3,10 @@
 from datetime import timedelta
 
 import pytest
+from campaign_kit import make_world_fixture  # noqa: F401 - fixture
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from campaign_kit import make_world_fixture  # noqa: F401 - fixture
 from outbound.db.models import CallbackTask, Contact, InboundMessage, SurveyResponse, Tenant
 from outbound.db.session import transaction
 from outbound.engagement.surveys import answer_from_sms, parse_answer, read_survey_token, survey_scores, survey_token
@@ -14,39 +14,53 @@ from outbound.engagement.surveys import answer_from_sms, parse_answer, read_surv
 PHONE = "+12025550143"
 
 
-@pytest.mark.parametrize("reply, score, comment", [
-    ("9", 9, None),
-    ("10", 10, None),
-    ("  7 ", 7, None),
-    ("ten", 10, None),
-    ("Ten!", 10, None),
-    ("9 - fast delivery", 9, "fast delivery"),
-    ("8 because the box was a bit damaged", 8, "because the box was a bit damaged"),
-    ("9/10", 9, None),
-    ("I'd say 8", 8, None),
-    ("Nine, but delivery was slow", 9, "but delivery was slow"),
-    ("score: 6 - meh", 6, "meh"),
-    ("0", 0, None),
-    ("10점", 10, None),
-    ("10점이요", 10, None),
-    ("네 10점이요", 10, None),
-    ("9점 배송이 빨라요", 9, "배송이 빨라요"),
-    ("3점... 상자가 찌그러져 왔어요", 3, "상자가 찌그러져 왔어요"),
-    ("배송이 빨라서 10점 드려요", 10, "배송이 빨라서"),
-    ("10점 만점에 9점", 9, None),
-    ("아홉 점이요", 9, None),
-    ("열", 10, None),
-    ("십점", 10, None),
-    ("８점", 8, None),
-])
+@pytest.mark.parametrize(
+    "reply, score, comment",
+    [
+        ("9", 9, None),
+        ("10", 10, None),
+        ("  7 ", 7, None),
+        ("ten", 10, None),
+        ("Ten!", 10, None),
+        ("9 - fast delivery", 9, "fast delivery"),
+        ("8 because the box was a bit damaged", 8, "because the box was a bit damaged"),
+        ("9/10", 9, None),
+        ("I'd say 8", 8, None),
+        ("Nine, but delivery was slow", 9, "but delivery was slow"),
+        ("score: 6 - meh", 6, "meh"),
+        ("0", 0, None),
+        ("10점", 10, None),
+        ("10점이요", 10, None),
+        ("네 10점이요", 10, None),
+        ("9점 배송이 빨라요", 9, "배송이 빨라요"),
+        ("3점... 상자가 찌그러져 왔어요", 3, "상자가 찌그러져 왔어요"),
+        ("배송이 빨라서 10점 드려요", 10, "배송이 빨라서"),
+        ("10점 만점에 9점", 9, None),
+        ("아홉 점이요", 9, None),
+        ("열", 10, None),
+        ("십점", 10, None),
+        ("８점", 8, None),
+    ],
+)
 def test_a_reply_in_english_or_korean_reads_as_its_score_and_keeps_the_comment(reply, score, comment):
     assert parse_answer(reply, "nps") == parse_answer(reply) and parse_answer(reply).score == score
     assert parse_answer(reply).comment == comment
 
 
-@pytest.mark.parametrize("reply", [
-    "오늘 잘 받았어요", "one of the best", "STOP", "what is this?", "010-1234-5678", "11", "7.5", "9am tomorrow", "",
-])
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "오늘 잘 받았어요",
+        "one of the best",
+        "STOP",
+        "what is this?",
+        "010-1234-5678",
+        "11",
+        "7.5",
+        "9am tomorrow",
+        "",
+    ],
+)
 def test_a_reply_without_a_score_on_the_scale_is_not_an_answer(reply):
     assert parse_answer(reply, "nps") is None
 
@@ -71,12 +85,21 @@ def _reply(world, clock, tenant, external_id, body, *, after=timedelta(minutes=5
     clock.advance(after)
     with transaction(world.runtime.factory) as session:
         contact = session.scalar(select(Contact).where(Contact.external_id == external_id))
-        inbound = InboundMessage(tenant_id=tenant.id, contact_id=contact.id, channel="sms", from_address=contact.phone,
-                                 to_address="+12155550123", body=body, kind="other", received_at=clock.now())
+        inbound = InboundMessage(
+            tenant_id=tenant.id,
+            contact_id=contact.id,
+            channel="sms",
+            from_address=contact.phone,
+            to_address="+12155550123",
+            body=body,
+            kind="other",
+            received_at=clock.now(),
+        )
         session.add(inbound)
         session.flush()
-        response = answer_from_sms(session, session.get(Tenant, tenant.id), contact, inbound, clock,
-                                   world.runtime.definitions)
+        response = answer_from_sms(
+            session, session.get(Tenant, tenant.id), contact, inbound, clock, world.runtime.definitions
+        )
         return (response.score, response.comment, response.counted, inbound.kind) if response else None
 
 
@@ -179,8 +202,11 @@ def test_one_click_on_an_email_score_link_records_the_score_and_a_second_click_i
     second = client.get(path[:-1] + "1")
     assert second.status_code == 200 and "already have your answer" in second.text
     with world.runtime.factory() as session:
-        rows = session.execute(select(SurveyResponse.score, SurveyResponse.counted, SurveyResponse.channel,
-                                      SurveyResponse.message_id).order_by(SurveyResponse.id)).all()
+        rows = session.execute(
+            select(
+                SurveyResponse.score, SurveyResponse.counted, SurveyResponse.channel, SurveyResponse.message_id
+            ).order_by(SurveyResponse.id)
+        ).all()
         tasks = session.scalars(select(CallbackTask)).all()
     assert [tuple(r) for r in rows] == [(4, True, "email", message.id), (1, False, "email", None)]
     assert tasks == []  # the 1 came second: not counted, so no recovery call

@@ -19,15 +19,29 @@ def sqlite_only(db_url):
 
 def test_no_read_of_a_tick_scans_the_messages_table(world, clock, sqlite_only):
     tenant = world.tenant()
-    contacts = [world.contact(tenant, f"c{n}", email=f"c{n}@example.com", consents=[("email", "marketing")])
-                for n in range(20)]
+    contacts = [
+        world.contact(tenant, f"c{n}", email=f"c{n}@example.com", consents=[("email", "marketing")]) for n in range(20)
+    ]
     now = clock.now()
     # A backlog as a batch campaign leaves it: one status for nearly every row when the statistics are
     # taken, so they say a status picks out the whole table (they cannot say that `sending` is rare).
-    rows = [{"tenant_id": tenant.id, "contact_id": contacts[n % 20].id, "campaign": "cart", "step": "email_1h",
-             "channel": "email", "purpose": "marketing", "template": "cart_note", "status": "scheduled",
-             "due_at": now + timedelta(minutes=n % 7 - 3), "created_at": now, "updated_at": now, "attempts": 0}
-            for n in range(5000)]
+    rows = [
+        {
+            "tenant_id": tenant.id,
+            "contact_id": contacts[n % 20].id,
+            "campaign": "cart",
+            "step": "email_1h",
+            "channel": "email",
+            "purpose": "marketing",
+            "template": "cart_note",
+            "status": "scheduled",
+            "due_at": now + timedelta(minutes=n % 7 - 3),
+            "created_at": now,
+            "updated_at": now,
+            "attempts": 0,
+        }
+        for n in range(5000)
+    ]
     engine = world.runtime.engine
     with engine.begin() as connection:
         connection.execute(insert(Message), rows)
@@ -46,9 +60,15 @@ def test_no_read_of_a_tick_scans_the_messages_table(world, clock, sqlite_only):
         event.remove(engine, "before_cursor_execute", capture)
     assert report.claimed > 0
     with engine.connect() as connection:
-        plans = {sql: [row[-1] for row in connection.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, params)]
-                 for sql, params in reads if "messages" in sql}
+        plans = {
+            sql: [row[-1] for row in connection.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, params)]
+            for sql, params in reads
+            if "messages" in sql
+        }
     assert plans, "the tick read no messages"
-    scans = {" ".join(sql.split())[:120]: plan for sql, plan in plans.items()
-             if any(line.startswith("SCAN messages") for line in plan)}
+    scans = {
+        " ".join(sql.split())[:120]: plan
+        for sql, plan in plans.items()
+        if any(line.startswith("SCAN messages") for line in plan)
+    }
     assert scans == {}

@@ -9,16 +9,21 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from outbound.db.models import Consent
-from outbound.rendering.links import unsubscribe_token
 from outbound.delivery.suppressions import is_suppressed
+from outbound.rendering.links import unsubscribe_token
 from outbound.web.app import create_app
 
 
 @pytest.fixture
 def shop(world):
     tenant = world.tenant(sender_name="Maple Goods")
-    contact = world.contact(tenant, "c1", email="Ann@Example.com", phone="+15125550100",
-                            consents=[("email", "marketing"), ("sms", "marketing")])
+    contact = world.contact(
+        tenant,
+        "c1",
+        email="Ann@Example.com",
+        phone="+15125550100",
+        consents=[("email", "marketing"), ("sms", "marketing")],
+    )
     return tenant, contact
 
 
@@ -35,15 +40,20 @@ def token_for(runtime, tenant, contact, channel="email") -> str:
 def email_state(runtime, tenant):
     with runtime.factory() as session:
         reasons = is_suppressed(session, tenant.id, "email", "ann@example.com")
-        ledger = [(c.granted, c.source) for c in session.scalars(
-            select(Consent).where(Consent.channel == "email").order_by(Consent.id))]
+        ledger = [
+            (c.granted, c.source)
+            for c in session.scalars(select(Consent).where(Consent.channel == "email").order_by(Consent.id))
+        ]
     return reasons, ledger
 
 
 def test_one_click_post_unsubscribes_at_once_with_200_no_redirect_and_no_cookie(runtime, client, shop):
     tenant, contact = shop
-    response = client.post(f"/u/{token_for(runtime, tenant, contact)}", content="List-Unsubscribe=One-Click",
-                           headers={"content-type": "application/x-www-form-urlencoded"})
+    response = client.post(
+        f"/u/{token_for(runtime, tenant, contact)}",
+        content="List-Unsubscribe=One-Click",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
     assert response.status_code == 200
     assert "location" not in response.headers and "set-cookie" not in response.headers
     reasons, ledger = email_state(runtime, tenant)
@@ -63,14 +73,24 @@ def test_a_get_shows_a_confirmation_page_and_unsubscribes_nobody(runtime, client
 
 def test_the_pages_button_unsubscribes(runtime, client, shop):
     tenant, contact = shop
-    response = client.post(f"/u/{token_for(runtime, tenant, contact)}", data={"List-Unsubscribe": "One-Click"},
-                           headers={"accept": "text/html"})
+    response = client.post(
+        f"/u/{token_for(runtime, tenant, contact)}",
+        data={"List-Unsubscribe": "One-Click"},
+        headers={"accept": "text/html"},
+    )
     assert response.status_code == 200 and "unsubscribed" in response.text
     assert email_state(runtime, tenant)[1][-1] == (False, "unsubscribe page")
 
 
-@pytest.mark.parametrize("mangle", [lambda t: t[:-2] + ("AA" if not t.endswith("AA") else "BB"),
-                                    lambda t: "garbage", lambda t: t.replace(".", ""), lambda t: "x.y.z"])
+@pytest.mark.parametrize(
+    "mangle",
+    [
+        lambda t: t[:-2] + ("AA" if not t.endswith("AA") else "BB"),
+        lambda t: "garbage",
+        lambda t: t.replace(".", ""),
+        lambda t: "x.y.z",
+    ],
+)
 def test_forged_or_garbled_tokens_are_404(runtime, client, shop, mangle):
     tenant, contact = shop
     token = mangle(token_for(runtime, tenant, contact))
@@ -91,8 +111,9 @@ def test_a_post_without_the_one_click_body_changes_nothing(runtime, client, shop
     assert email_state(runtime, tenant)[0] == []
 
 
-def test_marketing_email_carries_rfc_8058_headers_and_stops_right_after_unsubscribing(world, runtime, client, outbox,
-                                                                                     shop):
+def test_marketing_email_carries_rfc_8058_headers_and_stops_right_after_unsubscribing(
+    world, runtime, client, outbox, shop
+):
     tenant, contact = shop
     world.event(tenant, "cart_abandoned", "c1", {"cart_id": "k1", "value": 200})
     world.run(world.clock.now() + timedelta(hours=2))

@@ -4,13 +4,13 @@ from collections import Counter
 from datetime import timedelta
 
 import pytest
-
 from campaign_kit import campaigns, make_world_fixture  # noqa: F401 - fixture
 from definitions_kit import write_definitions
-from outbound.reporting.attribution import variant_results
+
 from outbound.definitions import DefinitionErrors, load_definitions
 from outbound.definitions.schema import StepDef
 from outbound.enrollment.planner import pick_variant
+from outbound.reporting.attribution import variant_results
 
 AB = """
 name: ab
@@ -40,12 +40,19 @@ triggers:
 
 
 def test_the_split_follows_the_weights_and_is_stable_per_contact():
-    step = StepDef.model_validate({"id": "s", "channel": "email", "template": "t",
-                                   "variants": [{"id": "a", "weight": 3}, {"id": "b", "weight": 1}]})
+    step = StepDef.model_validate(
+        {
+            "id": "s",
+            "channel": "email",
+            "template": "t",
+            "variants": [{"id": "a", "weight": 3}, {"id": "b", "weight": 1}],
+        }
+    )
     picks = Counter(pick_variant(step, "shop", "ab", f"c{n}").id for n in range(8000))
     assert abs(picks["a"] / 8000 - 0.75) < 0.03
     assert [pick_variant(step, "shop", "ab", f"c{n}").id for n in range(100)] == [
-        pick_variant(step, "shop", "ab", f"c{n}").id for n in range(100)]
+        pick_variant(step, "shop", "ab", f"c{n}").id for n in range(100)
+    ]
 
 
 def test_each_message_carries_its_variant_and_is_rendered_from_that_variants_template(make_world, clock):
@@ -58,7 +65,9 @@ def test_each_message_carries_its_variant_and_is_rendered_from_that_variants_tem
     messages = world.messages(campaign="ab")
     assert {m.variant for m in messages} == {"a", "b"}
     for m in messages:
-        assert (m.template, m.subject.startswith("Your cart")) == (("cart_note", True) if m.variant == "a" else ("offer_note", False))
+        assert (m.template, m.subject.startswith("Your cart")) == (
+            ("cart_note", True) if m.variant == "a" else ("offer_note", False)
+        )
 
 
 def test_results_are_reported_per_variant_with_conversions_and_revenue(make_world, clock):
@@ -80,8 +89,9 @@ def test_results_are_reported_per_variant_with_conversions_and_revenue(make_worl
 
 
 def test_a_variant_template_that_does_not_exist_is_an_error_at_its_line(tmp_path):
-    root = write_definitions(tmp_path, {"ab": AB.replace("template: offer_note", "template: nowhere")},
-                             triggers=TRIGGERS_AB)
+    root = write_definitions(
+        tmp_path, {"ab": AB.replace("template: offer_note", "template: nowhere")}, triggers=TRIGGERS_AB
+    )
     with pytest.raises(DefinitionErrors) as raised:
         load_definitions(root)
     [error] = raised.value.errors

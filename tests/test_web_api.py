@@ -8,8 +8,8 @@ from sqlalchemy import func, select
 
 from outbound.db.models import Enrollment, Event, Tenant
 from outbound.tenancy.keys import create_api_key, revoke_api_key
-from outbound.web.app import create_app
 from outbound.web.api import MAX_EVENTS
+from outbound.web.app import create_app
 
 
 def envelope(event_id="evt-1", **extra):
@@ -32,8 +32,17 @@ class Recorder:
 
     def __call__(self, session, tenant, event, contact):
         self.seen.append(event.event_id)
-        session.add(Enrollment(tenant_id=tenant.id, campaign="win-back", contact_id=contact.id, dedupe_key="",
-                               event_id=event.id, status="active", enrolled_at=event.received_at))
+        session.add(
+            Enrollment(
+                tenant_id=tenant.id,
+                campaign="win-back",
+                contact_id=contact.id,
+                dedupe_key="",
+                event_id=event.id,
+                status="active",
+                enrolled_at=event.received_at,
+            )
+        )
         session.flush()
         if event.event_id == self.fail_on:
             raise RuntimeError("trigger engine failed")
@@ -43,7 +52,10 @@ class Recorder:
 def tenants(session, clock, make_tenant):
     """Two tenants with an ingest key each, committed so requests can see them."""
     one, two = make_tenant("shop-one"), make_tenant("shop-two")
-    keys = {"shop-one": create_api_key(session, one, clock=clock), "shop-two": create_api_key(session, two, clock=clock)}
+    keys = {
+        "shop-one": create_api_key(session, one, clock=clock),
+        "shop-two": create_api_key(session, two, clock=clock),
+    }
     session.commit()
     return {"shop-one": one.id, "shop-two": two.id}, keys
 
@@ -118,8 +130,11 @@ def test_a_batch_with_a_bad_item_stores_the_good_ones_and_names_the_bad(client, 
 def test_the_hooks_rows_commit_with_the_request_and_a_failing_one_leaves_nothing(factory, clock, tenants):
     _, keys = tenants
     with TestClient(create_app(factory, clock, on_event=Recorder(fail_on="e2"))) as client:
-        response = client.post("/v1/events", json={"events": [envelope("e1"), envelope("e2"), envelope("e3")]},
-                               headers=auth(keys["shop-one"]))
+        response = client.post(
+            "/v1/events",
+            json={"events": [envelope("e1"), envelope("e2"), envelope("e3")]},
+            headers=auth(keys["shop-one"]),
+        )
     assert response.status_code == 200
     assert [e["index"] for e in response.json()["errors"]] == [1]
     assert stored_ids(factory) == ["e1", "e3"]
@@ -129,8 +144,9 @@ def test_the_hooks_rows_commit_with_the_request_and_a_failing_one_leaves_nothing
 
 def test_a_single_malformed_envelope_gets_422_naming_the_field(client, tenants, factory):
     _, keys = tenants
-    response = client.post("/v1/events", json=envelope(occurred_at="2026-11-22T10:15:00"),
-                           headers=auth(keys["shop-one"]))
+    response = client.post(
+        "/v1/events", json=envelope(occurred_at="2026-11-22T10:15:00"), headers=auth(keys["shop-one"])
+    )
     assert response.status_code == 422
     (error,) = response.json()["errors"]
     assert error["field"] == "occurred_at"
@@ -139,8 +155,9 @@ def test_a_single_malformed_envelope_gets_422_naming_the_field(client, tenants, 
 
 def test_a_single_event_with_an_impossible_phone_gets_422_naming_the_value(client, tenants):
     _, keys = tenants
-    response = client.post("/v1/events", json=envelope(contact={"external_id": "c", "phone": "12"}),
-                           headers=auth(keys["shop-one"]))
+    response = client.post(
+        "/v1/events", json=envelope(contact={"external_id": "c", "phone": "12"}), headers=auth(keys["shop-one"])
+    )
     assert response.status_code == 422
     (error,) = response.json()["errors"]
     assert error["field"] == "contact.phone" and "'12'" in error["message"]
@@ -163,8 +180,19 @@ def test_more_than_the_maximum_of_events_gets_413_and_stores_nothing(client, ten
 
 @pytest.mark.parametrize(
     "body",
-    [b"", b"[]", b'"text"', b"null", b"42", b'{"events": "e1"}', b'{"events": [null, [], "x"]}',
-     b"\xff\xfe\x00garbage", b'{"id": NaN}', b"[" * 100_000, b'{"id": "e\\u0000", "type": "x"}'],
+    [
+        b"",
+        b"[]",
+        b'"text"',
+        b"null",
+        b"42",
+        b'{"events": "e1"}',
+        b'{"events": [null, [], "x"]}',
+        b"\xff\xfe\x00garbage",
+        b'{"id": NaN}',
+        b"[" * 100_000,
+        b'{"id": "e\\u0000", "type": "x"}',
+    ],
 )
 def test_bad_bodies_never_get_a_500(client, tenants, factory, body):
     _, keys = tenants

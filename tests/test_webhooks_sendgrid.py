@@ -11,18 +11,18 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from definitions_kit import write_definitions
 from fastapi.testclient import TestClient
 from sendgrid.helpers.eventwebhook import EventWebhook
 from sendgrid.helpers.eventwebhook.eventwebhook_header import EventWebhookHeader
 from sqlalchemy import select
 
-from definitions_kit import write_definitions
 from outbound.bootstrap import build
+from outbound.config import Settings
 from outbound.db.models import DeliveryEvent, Message
 from outbound.db.session import transaction
-from outbound.providers import SendGridEmail
-from outbound.config import Settings
 from outbound.delivery.suppressions import is_suppressed, suppress
+from outbound.providers import SendGridEmail
 from outbound.testing import DEFAULT_SENDGRID_API_KEY, FakeProviderServer
 from outbound.web.app import create_app
 
@@ -39,7 +39,9 @@ class Signer:
         self.public_key = base64.b64encode(der).decode()  # what SendGrid's settings page shows
 
     def headers(self, body: str, timestamp: int) -> dict[str, str]:
-        signature = base64.b64encode(self.private.sign(f"{timestamp}{body}".encode(), ec.ECDSA(hashes.SHA256()))).decode()
+        signature = base64.b64encode(
+            self.private.sign(f"{timestamp}{body}".encode(), ec.ECDSA(hashes.SHA256()))
+        ).decode()
         # The SDK's own verifier agrees before the app sees it.
         assert EventWebhook(self.public_key).verify_signature(body, signature, str(timestamp))
         return {EventWebhookHeader.SIGNATURE: signature, EventWebhookHeader.TIMESTAMP: str(timestamp)}
@@ -61,8 +63,12 @@ def world(db_url, tmp_path, clock, fake, signer):
     from conftest import World
 
     email = SendGridEmail(DEFAULT_SENDGRID_API_KEY, "hello@shop.example", api_base=fake.url, timeout=1)
-    settings = Settings(database_url=db_url, definitions=write_definitions(tmp_path / "defs"),
-                        base_url="https://ob.example", sendgrid_webhook_public_key=signer.public_key)
+    settings = Settings(
+        database_url=db_url,
+        definitions=write_definitions(tmp_path / "defs"),
+        base_url="https://ob.example",
+        sendgrid_webhook_public_key=signer.public_key,
+    )
     runtime = build(settings, clock=clock, providers={"sms": email, "email": email})
     yield World(runtime, clock)
     runtime.close()
@@ -78,7 +84,9 @@ def client(world, clock):
 def post(client, signer, events, clock, *, age=timedelta(0)):
     body = json.dumps(events)
     timestamp = int((clock.now() - age).timestamp())
-    return client.post(PATH, content=body, headers={"Content-Type": "application/json", **signer.headers(body, timestamp)})
+    return client.post(
+        PATH, content=body, headers={"Content-Type": "application/json", **signer.headers(body, timestamp)}
+    )
 
 
 def send_one(world, clock, fake, tenant=None, email=EMAIL):
@@ -95,9 +103,17 @@ def send_one(world, clock, fake, tenant=None, email=EMAIL):
 
 def event(request, name, clock, n=1, **extra):
     """A SendGrid event as the webhook posts it: our custom_args come back at the top level."""
-    return {"email": request["to"], "timestamp": int(clock.now().timestamp()), "event": name,
-            "sg_event_id": f"{name}-{request['provider_id']}-{n}", "sg_message_id": f"{request['provider_id']}.filter0001.1.0",
-            "smtp-id": "<14c5d75ce93.dfd.64b469@ismtpd-555>", "category": ["cart"], **request["custom_args"], **extra}
+    return {
+        "email": request["to"],
+        "timestamp": int(clock.now().timestamp()),
+        "event": name,
+        "sg_event_id": f"{name}-{request['provider_id']}-{n}",
+        "sg_message_id": f"{request['provider_id']}.filter0001.1.0",
+        "smtp-id": "<14c5d75ce93.dfd.64b469@ismtpd-555>",
+        "category": ["cart"],
+        **request["custom_args"],
+        **extra,
+    }
 
 
 def stored(world):
@@ -117,7 +133,9 @@ def test_a_signed_delivered_event_marks_the_email_delivered(world, client, clock
     [message] = world.messages(id=message.id)
     assert message.status == "delivered" and message.delivered_at == clock.now()
     assert [(e.provider, e.type, e.message_id) for e in stored(world)] == [
-        ("sendgrid", "processed", message.id), ("sendgrid", "delivered", message.id)]
+        ("sendgrid", "processed", message.id),
+        ("sendgrid", "delivered", message.id),
+    ]
 
 
 def test_a_tampered_body_is_refused_with_403_and_changes_nothing(world, client, clock, fake, signer):
@@ -147,7 +165,9 @@ def test_a_stale_or_far_future_timestamp_is_refused_with_403(world, client, cloc
 
 def test_a_timestamp_a_few_minutes_old_is_accepted(world, client, clock, fake, signer):
     _, request = send_one(world, clock, fake)
-    assert post(client, signer, [event(request, "delivered", clock)], clock, age=timedelta(minutes=9)).status_code == 200
+    assert (
+        post(client, signer, [event(request, "delivered", clock)], clock, age=timedelta(minutes=9)).status_code == 200
+    )
 
 
 def test_a_signature_made_with_another_key_is_refused_with_403(world, client, clock, fake):
@@ -161,7 +181,9 @@ def test_a_tenant_key_verifies_that_tenants_events_and_no_other_tenants(world, c
     theirs = world.tenant("shop-theirs")
     my_message, my_request = send_one(world, clock, fake, tenant=mine, email="me@example.com")
     their_message, their_request = send_one(world, clock, fake, tenant=theirs, email="them@example.com")
-    response = post(client, own, [event(my_request, "delivered", clock), event(their_request, "delivered", clock)], clock)
+    response = post(
+        client, own, [event(my_request, "delivered", clock), event(their_request, "delivered", clock)], clock
+    )
     assert response.status_code == 200 and [e["index"] for e in response.json()["errors"]] == [1]
     assert world.messages(id=my_message.id)[0].status == "delivered"
     assert world.messages(id=their_message.id)[0].status == "sent"
@@ -169,8 +191,19 @@ def test_a_tenant_key_verifies_that_tenants_events_and_no_other_tenants(world, c
 
 def test_each_event_is_stored_once_under_its_sendgrid_name(world, client, clock, fake, signer):
     _, request = send_one(world, clock, fake)
-    names = ["processed", "delivered", "deferred", "bounce", "dropped", "spamreport", "unsubscribe",
-             "group_unsubscribe", "group_resubscribe", "open", "click"]
+    names = [
+        "processed",
+        "delivered",
+        "deferred",
+        "bounce",
+        "dropped",
+        "spamreport",
+        "unsubscribe",
+        "group_unsubscribe",
+        "group_resubscribe",
+        "open",
+        "click",
+    ]
     events = [event(request, name, clock) for name in names]
     first, again = post(client, signer, events, clock), post(client, signer, events, clock)
     assert (first.json()["stored"], again.json()["stored"], again.json()["duplicates"]) == (11, 0, 11)
@@ -180,7 +213,12 @@ def test_each_event_is_stored_once_under_its_sendgrid_name(world, client, clock,
 
 def test_a_hard_bounce_suppresses_the_address_and_ends_undelivered(world, client, clock, fake, signer):
     message, request = send_one(world, clock, fake)
-    post(client, signer, [event(request, "bounce", clock, type="bounce", reason="550 5.1.1 a@example.com unknown")], clock)
+    post(
+        client,
+        signer,
+        [event(request, "bounce", clock, type="bounce", reason="550 5.1.1 a@example.com unknown")],
+        clock,
+    )
     [message] = world.messages(id=message.id)
     assert message.status == "undelivered"
     assert suppressions(world, message.tenant_id) == ["hard_bounce"]
@@ -206,8 +244,10 @@ def test_deferred_keeps_the_message_sent(world, client, clock, fake, signer):
     assert world.messages(id=message.id)[0].status == "sent"
 
 
-@pytest.mark.parametrize("name, reason", [("spamreport", "spam_report"), ("unsubscribe", "unsubscribe"),
-                                          ("group_unsubscribe", "group_unsubscribe")])
+@pytest.mark.parametrize(
+    "name, reason",
+    [("spamreport", "spam_report"), ("unsubscribe", "unsubscribe"), ("group_unsubscribe", "group_unsubscribe")],
+)
 def test_complaints_and_unsubscribes_suppress_the_email_address(world, client, clock, fake, signer, name, reason):
     message, request = send_one(world, clock, fake)
     post(client, signer, [event(request, name, clock, asm_group_id=7)], clock)
@@ -243,18 +283,22 @@ def test_bad_events_are_listed_and_the_good_ones_of_the_batch_are_still_applied(
     response = post(client, signer, [{"event": "open"}, "not an object", {"sg_event_id": "x"}, good], clock)
     assert response.status_code == 200
     assert [(e["index"], e["message"]) for e in response.json()["errors"]] == [
-        (0, "sg_event_id is required"), (1, "an event must be a JSON object"), (2, "event is required")]
+        (0, "sg_event_id is required"),
+        (1, "an event must be a JSON object"),
+        (2, "event is required"),
+    ]
     assert world.messages(id=message.id)[0].status == "delivered"
 
 
-@pytest.mark.parametrize("body", ["{not json", '{"event": "delivered"}', '[{"event": "open"}]', "\"text\""])
+@pytest.mark.parametrize("body", ["{not json", '{"event": "delivered"}', '[{"event": "open"}]', '"text"'])
 def test_a_signed_body_that_is_not_a_list_of_events_gets_400(world, client, clock, signer, body):
     response = client.post(PATH, content=body, headers=signer.headers(body, int(clock.now().timestamp())))
     assert response.status_code == 400
 
 
-def test_without_our_message_id_an_event_finds_its_message_by_request_id_and_recipient(world, client, clock, fake,
-                                                                                       signer):
+def test_without_our_message_id_an_event_finds_its_message_by_request_id_and_recipient(
+    world, client, clock, fake, signer
+):
     tenant = world.tenant()
     for email in ("ann@example.com", "bob@example.com"):
         world.contact(tenant, f"c-{email}", email=email, consents=[("email", "marketing")])
@@ -265,15 +309,21 @@ def test_without_our_message_id_an_event_finds_its_message_by_request_id_and_rec
     with transaction(world.runtime.factory) as session:  # as if both went out in one request
         for message in session.scalars(select(Message)):
             message.provider_id = "shared-request-id"
-    bare = {"email": "Bob@Example.com", "timestamp": int(clock.now().timestamp()), "event": "delivered",
-            "sg_event_id": "delivered-bare-1", "sg_message_id": "shared-request-id.filter0001.1.0"}
+    bare = {
+        "email": "Bob@Example.com",
+        "timestamp": int(clock.now().timestamp()),
+        "event": "delivered",
+        "sg_event_id": "delivered-bare-1",
+        "sg_message_id": "shared-request-id.filter0001.1.0",
+    }
     assert post(client, signer, [bare], clock).status_code == 200
     statuses = {m.to_address: m.status for m in world.messages()}
     assert statuses == {"ann@example.com": "sent", "bob@example.com": "delivered"}
 
 
 def test_an_event_applied_while_the_batch_is_with_the_provider_is_kept_when_the_answers_are_recorded(
-        db_url, tmp_path, clock, fake, signer):
+    db_url, tmp_path, clock, fake, signer
+):
     """SendGrid's event names our message, so it moves the `sending` row at once; the worker then
     records the answers of the whole batch, and must keep what the event did to that one message."""
     from conftest import World
@@ -290,8 +340,12 @@ def test_an_event_applied_while_the_batch_is_with_the_provider_is_kept_when_the_
             return results
 
     email = EventFirst(DEFAULT_SENDGRID_API_KEY, "hello@shop.example", api_base=fake.url, timeout=1)
-    settings = Settings(database_url=db_url, definitions=write_definitions(tmp_path / "defs"),
-                        base_url="https://ob.example", sendgrid_webhook_public_key=signer.public_key)
+    settings = Settings(
+        database_url=db_url,
+        definitions=write_definitions(tmp_path / "defs"),
+        base_url="https://ob.example",
+        sendgrid_webhook_public_key=signer.public_key,
+    )
     runtime = build(settings, clock=clock, providers={"sms": email, "email": email})
     world = World(runtime, clock)
     with TestClient(create_app(runtime.factory, clock, settings=settings)) as client:

@@ -7,16 +7,16 @@ from datetime import timedelta
 from xml.etree import ElementTree
 
 import pytest
+from definitions_kit import write_definitions
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from twilio.request_validator import RequestValidator
 
-from definitions_kit import write_definitions
 from outbound.bootstrap import build
-from outbound.db.models import DeliveryEvent, InboundMessage, MessageTransition
-from outbound.providers import TwilioSms
 from outbound.config import Settings
+from outbound.db.models import DeliveryEvent, InboundMessage, MessageTransition
 from outbound.delivery.suppressions import is_suppressed
+from outbound.providers import TwilioSms
 from outbound.testing import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, FakeProviderServer
 from outbound.web.app import create_app
 
@@ -38,10 +38,20 @@ def world(db_url, tmp_path, clock, fake):
     """The engine sending SMS with the real Twilio SDK to the fake, and verifying callbacks with its token."""
     from conftest import World
 
-    sms = TwilioSms(DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, from_number=SHOP_NUMBER, api_base=fake.url, timeout=1,
-                    status_callback=BASE + STATUS)
-    settings = Settings(database_url=db_url, definitions=write_definitions(tmp_path / "defs"), base_url=BASE,
-                        twilio_auth_token=DEFAULT_AUTH_TOKEN)
+    sms = TwilioSms(
+        DEFAULT_ACCOUNT_SID,
+        DEFAULT_AUTH_TOKEN,
+        from_number=SHOP_NUMBER,
+        api_base=fake.url,
+        timeout=1,
+        status_callback=BASE + STATUS,
+    )
+    settings = Settings(
+        database_url=db_url,
+        definitions=write_definitions(tmp_path / "defs"),
+        base_url=BASE,
+        twilio_auth_token=DEFAULT_AUTH_TOKEN,
+    )
     runtime = build(settings, clock=clock, providers={"sms": sms, "email": sms})
     yield World(runtime, clock)
     runtime.close()
@@ -61,8 +71,16 @@ def post_signed(client, path, params, *, token=DEFAULT_AUTH_TOKEN, url=None, hea
 
 
 def callback(sid, status, *, code=None, to=PHONE):
-    params = {"MessageSid": sid, "SmsSid": sid, "MessageStatus": status, "SmsStatus": status, "To": to,
-              "From": SHOP_NUMBER, "AccountSid": DEFAULT_ACCOUNT_SID, "ApiVersion": "2010-04-01"}
+    params = {
+        "MessageSid": sid,
+        "SmsSid": sid,
+        "MessageStatus": status,
+        "SmsStatus": status,
+        "To": to,
+        "From": SHOP_NUMBER,
+        "AccountSid": DEFAULT_ACCOUNT_SID,
+        "ApiVersion": "2010-04-01",
+    }
     if code:
         params["ErrorCode"] = str(code)
     return params
@@ -96,7 +114,11 @@ def test_a_signed_delivered_callback_marks_the_message_delivered(world, client, 
     assert message.status == "delivered" and message.delivered_at == clock.now()
     assert world.trail(message.id)[-1] == ("delivered", "twilio_delivered")
     [event] = events_of(world, message.id)
-    assert (event.provider, event.provider_event_id, event.type) == ("twilio", f"{message.provider_id}:delivered", "delivered")
+    assert (event.provider, event.provider_event_id, event.type) == (
+        "twilio",
+        f"{message.provider_id}:delivered",
+        "delivered",
+    )
 
 
 def test_a_callback_with_a_tampered_parameter_is_refused_with_403_and_changes_nothing(world, client, clock):
@@ -164,8 +186,12 @@ def test_a_callback_that_beats_the_workers_record_of_the_answer_still_ends_deliv
             return result
 
     sms = CallbackFirst(DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, from_number=SHOP_NUMBER, api_base=fake.url, timeout=1)
-    settings = Settings(database_url=db_url, definitions=write_definitions(tmp_path / "defs"), base_url=BASE,
-                        twilio_auth_token=DEFAULT_AUTH_TOKEN)
+    settings = Settings(
+        database_url=db_url,
+        definitions=write_definitions(tmp_path / "defs"),
+        base_url=BASE,
+        twilio_auth_token=DEFAULT_AUTH_TOKEN,
+    )
     runtime = build(settings, clock=clock, providers={"sms": sms, "email": sms})
     world = World(runtime, clock)
     with TestClient(create_app(runtime.factory, clock, settings=settings)) as client:
@@ -202,7 +228,9 @@ def test_a_failed_callback_with_an_invalid_or_landline_number_marks_it_undeliver
 
 
 @pytest.mark.parametrize("code", [30003, 30005])
-def test_an_unreachable_handset_is_tried_again_later_then_ends_undelivered_after_the_limit(world, client, clock, fake, code):
+def test_an_unreachable_handset_is_tried_again_later_then_ends_undelivered_after_the_limit(
+    world, client, clock, fake, code
+):
     message = send_one(world, clock)
     for attempt in range(1, 6):
         [message] = world.messages(id=message.id)
@@ -228,7 +256,9 @@ def test_a_callback_for_an_unknown_message_is_answered_200_and_kept_unattached(w
 
 @pytest.mark.parametrize("drop", ["MessageSid", "MessageStatus"])
 def test_a_signed_callback_missing_a_required_field_gets_400(world, client, clock, drop):
-    params = {k: v for k, v in callback("SM" + "a" * 32, "sent").items() if k not in (drop, drop.replace("Message", "Sms"))}
+    params = {
+        k: v for k, v in callback("SM" + "a" * 32, "sent").items() if k not in (drop, drop.replace("Message", "Sms"))
+    }
     assert post_signed(client, STATUS, params).status_code == 400
 
 
@@ -248,8 +278,11 @@ def test_every_webhook_transition_is_recorded_with_its_source_and_reason(world, 
     message = send_one(world, clock)
     post_signed(client, STATUS, callback(message.provider_id, "undelivered", code=21610))
     with world.runtime.factory() as session:
-        last = session.scalars(select(MessageTransition).where(MessageTransition.message_id == message.id)
-                               .order_by(MessageTransition.id.desc())).first()
+        last = session.scalars(
+            select(MessageTransition)
+            .where(MessageTransition.message_id == message.id)
+            .order_by(MessageTransition.id.desc())
+        ).first()
     assert (last.from_status, last.to_status, last.source, last.at) == ("sent", "undelivered", "webhook", clock.now())
     assert "21610" in last.reason
 
@@ -258,8 +291,17 @@ def test_every_webhook_transition_is_recorded_with_its_source_and_reason(world, 
 
 
 def inbound(body, *, sid="SM" + "b" * 32, sender=PHONE, to=SHOP_NUMBER):
-    return {"MessageSid": sid, "SmsSid": sid, "AccountSid": DEFAULT_ACCOUNT_SID, "From": sender, "To": to,
-            "Body": body, "NumMedia": "0", "NumSegments": "1", "ApiVersion": "2010-04-01"}
+    return {
+        "MessageSid": sid,
+        "SmsSid": sid,
+        "AccountSid": DEFAULT_ACCOUNT_SID,
+        "From": sender,
+        "To": to,
+        "Body": body,
+        "NumMedia": "0",
+        "NumSegments": "1",
+        "ApiVersion": "2010-04-01",
+    }
 
 
 def test_an_inbound_stop_suppresses_the_number_and_is_answered_with_twiml(world, client):

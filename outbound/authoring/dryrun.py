@@ -22,14 +22,14 @@ from pathlib import Path
 from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import sessionmaker
 
-from outbound.enrollment.campaign_state import resume
 from outbound.clock import SimulatedClock
 from outbound.db.models import CampaignState, Contact, Enrollment, Message, MessageTransition
 from outbound.db.session import transaction
+from outbound.enrollment.campaign_state import resume
 from outbound.errors import NotFound
 from outbound.ingest.events import ItemError, ingest_batch
-from outbound.providers.outbox import Outbox
 from outbound.jobs.simulation import run_until
+from outbound.providers.outbox import Outbox
 from outbound.tenancy.tenants import get_tenant
 
 DRY_RUN_PREFIX = "dry-run:"
@@ -68,8 +68,16 @@ class DryRunReport:
     sent_anything: int = 0  # messages of every campaign the outbox recorded (never sent)
 
 
-def dry_run(engine: Engine, settings, definitions, campaign_name: str, events_path: Path, *,
-            tenant_slug: str | None = None, until: datetime | None = None) -> DryRunReport:
+def dry_run(
+    engine: Engine,
+    settings,
+    definitions,
+    campaign_name: str,
+    events_path: Path,
+    *,
+    tenant_slug: str | None = None,
+    until: datetime | None = None,
+) -> DryRunReport:
     """Run `campaign_name` over the events in `events_path` (JSONL envelopes) and roll everything back."""
     from outbound.bootstrap import Runtime
 
@@ -92,26 +100,48 @@ def dry_run(engine: Engine, settings, definitions, campaign_name: str, events_pa
             clock = SimulatedClock(start)
             outbox = Outbox()
             live = campaign.model_copy(update={"state": "active", "ends_at": None})
-            trial = dataclasses.replace(definitions, campaigns={**definitions.campaigns, campaign_name: live}, _by_event={})
-            runtime = Runtime(settings=settings, engine=engine, factory=factory, clock=clock, definitions=trial,
-                              providers={"sms": outbox, "email": outbox})
+            trial = dataclasses.replace(
+                definitions, campaigns={**definitions.campaigns, campaign_name: live}, _by_event={}
+            )
+            runtime = Runtime(
+                settings=settings,
+                engine=engine,
+                factory=factory,
+                clock=clock,
+                definitions=trial,
+                providers={"sms": outbox, "email": outbox},
+            )
             with transaction(factory) as session:
                 # The campaign meets the traffic afresh: its real enrollments (perhaps from this very
                 # traffic) are set aside so their dedupe windows hide nothing. Their messages, sent or
                 # pending, still count for frequency caps, as they would.
-                session.execute(update(Enrollment).where(Enrollment.tenant_id == tenant.id,
-                                                         Enrollment.campaign == campaign_name)
-                                .values(campaign=f"{campaign_name}:set-aside"))
-                if session.scalar(select(CampaignState.state).where(
-                        CampaignState.tenant_id == tenant.id, CampaignState.campaign == campaign_name)) == "paused":
+                session.execute(
+                    update(Enrollment)
+                    .where(Enrollment.tenant_id == tenant.id, Enrollment.campaign == campaign_name)
+                    .values(campaign=f"{campaign_name}:set-aside")
+                )
+                if (
+                    session.scalar(
+                        select(CampaignState.state).where(
+                            CampaignState.tenant_id == tenant.id, CampaignState.campaign == campaign_name
+                        )
+                    )
+                    == "paused"
+                ):
                     resume(session, tenant.id, live, clock)
             report = DryRunReport(campaign_name, tenant.slug, start=start, end=end, errors=errors)
             for when, line, raw in raw_events:
                 if when > clock.now():
                     run_until(runtime, clock, min(when, end))
                 with transaction(factory) as session:
-                    batch = ingest_batch(session, session.merge(tenant, load=False), [raw], clock,
-                                         on_event=runtime.on_event, first_index=line)
+                    batch = ingest_batch(
+                        session,
+                        session.merge(tenant, load=False),
+                        [raw],
+                        clock,
+                        on_event=runtime.on_event,
+                        first_index=line,
+                    )
                 report.events += batch.stored + batch.duplicates
                 report.errors += [dataclasses.replace(error, unit="line") for error in batch.errors]
             run_until(runtime, clock, max(end, clock.now()))
@@ -143,24 +173,50 @@ def _read(path: Path) -> tuple[list[tuple[datetime, int, dict]], list[ItemError]
     return events, errors
 
 
-def _collect(session, report: DryRunReport, tenant_id: int, campaign: str, after_message: int, after_enrollment: int) -> None:
-    rows = session.execute(select(Message, Contact.external_id).join(Contact, Contact.id == Message.contact_id).where(
-        Message.tenant_id == tenant_id, Message.campaign == campaign, Message.id > after_message).order_by(Message.due_at, Message.id))
+def _collect(
+    session, report: DryRunReport, tenant_id: int, campaign: str, after_message: int, after_enrollment: int
+) -> None:
+    rows = session.execute(
+        select(Message, Contact.external_id)
+        .join(Contact, Contact.id == Message.contact_id)
+        .where(Message.tenant_id == tenant_id, Message.campaign == campaign, Message.id > after_message)
+        .order_by(Message.due_at, Message.id)
+    )
     for message, external_id in rows:
-        waited = tuple((t.rule or "-", t.reason or "") for t in session.scalars(select(MessageTransition).where(
-            MessageTransition.message_id == message.id, MessageTransition.to_status == "deferred").order_by(MessageTransition.id)))
+        waited = tuple(
+            (t.rule or "-", t.reason or "")
+            for t in session.scalars(
+                select(MessageTransition)
+                .where(MessageTransition.message_id == message.id, MessageTransition.to_status == "deferred")
+                .order_by(MessageTransition.id)
+            )
+        )
         if message.sent_at is not None:
             outcome, at = ("would wait then send" if waited else "would send"), message.sent_at
         elif message.status in ("blocked", "cancelled", "failed"):
             outcome, at = message.status, message.updated_at
         else:
             outcome, at = "still due", message.due_at
-        report.messages.append(PlannedMessage(
-            contact=external_id, step=message.step, variant=message.variant, channel=message.channel, outcome=outcome,
-            at=at, rule=message.rule, reason=message.reason, waited=waited, subject=message.subject, body=message.body))
-    counts = session.execute(select(Enrollment.holdout, func.count()).where(
-        Enrollment.tenant_id == tenant_id, Enrollment.campaign == campaign,
-        Enrollment.id > after_enrollment).group_by(Enrollment.holdout)).all()
+        report.messages.append(
+            PlannedMessage(
+                contact=external_id,
+                step=message.step,
+                variant=message.variant,
+                channel=message.channel,
+                outcome=outcome,
+                at=at,
+                rule=message.rule,
+                reason=message.reason,
+                waited=waited,
+                subject=message.subject,
+                body=message.body,
+            )
+        )
+    counts = session.execute(
+        select(Enrollment.holdout, func.count())
+        .where(Enrollment.tenant_id == tenant_id, Enrollment.campaign == campaign, Enrollment.id > after_enrollment)
+        .group_by(Enrollment.holdout)
+    ).all()
     for holdout, count in counts:
         report.enrolled += count
         report.held_out += count if holdout else 0

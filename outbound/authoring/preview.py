@@ -19,11 +19,11 @@ from outbound.compliance.zones import resolve_jurisdiction
 from outbound.context import contact_view, event_view, tenant_view
 from outbound.db.models import Contact, Event, Tenant
 from outbound.definitions.formats import check_message
+from outbound.engagement.surveys import survey_url
 from outbound.enrollment.planner import fill_code_pattern
 from outbound.errors import NotFound, OutboundError
 from outbound.rendering.links import unsubscribe_url
 from outbound.rendering.templates import SmsInfo, locale_chain, sms_segments
-from outbound.engagement.surveys import survey_url
 
 DEFAULT_SMS_COST = 0.0083  # USD per segment, a typical US long-code rate; tenants set their own
 PREVIEW_MESSAGE_ID = 0
@@ -62,8 +62,15 @@ class CampaignPreview:
     versions: list[RenderedVersion] = field(default_factory=list)
 
 
-def preview_campaign(session: Session, definitions, settings, tenant: Tenant, campaign_name: str, external_id: str,
-                     event_data: dict[str, Any] | None = None) -> CampaignPreview:
+def preview_campaign(
+    session: Session,
+    definitions,
+    settings,
+    tenant: Tenant,
+    campaign_name: str,
+    external_id: str,
+    event_data: dict[str, Any] | None = None,
+) -> CampaignPreview:
     """Render every step of `campaign_name` for the tenant's contact `external_id`."""
     campaign = definitions.campaigns.get(campaign_name)
     if campaign is None:
@@ -77,8 +84,13 @@ def preview_campaign(session: Session, definitions, settings, tenant: Tenant, ca
         event_names = {"id": "preview", "type": "preview", "data": dict(event_data), "occurred_at": None}
     tenant_settings = tenant.settings or {}
     cost_per_segment = float(tenant_settings.get("sms_cost_per_segment", DEFAULT_SMS_COST))
-    preview = CampaignPreview(campaign_name, tenant.slug, external_id, str(tenant_settings.get("sms_cost_currency", "USD")),
-                              f"{event.type} {event.event_id}" if event is not None else None)
+    preview = CampaignPreview(
+        campaign_name,
+        tenant.slug,
+        external_id,
+        str(tenant_settings.get("sms_cost_currency", "USD")),
+        f"{event.type} {event.event_id}" if event is not None else None,
+    )
     chain = locale_chain(contact.locale, tenant.locale)
     jurisdiction = resolve_jurisdiction(contact.jurisdiction, tenant.jurisdiction)
     condition_names = {"event": event_names, "contact": contact_view(contact)}
@@ -93,9 +105,17 @@ def preview_campaign(session: Session, definitions, settings, tenant: Tenant, ca
                 chosen = next((found for wanted in chain for found in locales if found.lower() == wanted.lower()), None)
                 for locale in locales:
                     names = _names(settings, tenant, contact, campaign, step.id, channel, event_names, variant)
-                    version = dict(step=step.id, delay=step.delay, variant=variant.id if variant else None,
-                                   template=template, channel=channel, locale=locale, chosen=locale == chosen,
-                                   fallback=channel != step.channel, applies=applies)
+                    version = dict(
+                        step=step.id,
+                        delay=step.delay,
+                        variant=variant.id if variant else None,
+                        template=template,
+                        channel=channel,
+                        locale=locale,
+                        chosen=locale == chosen,
+                        fallback=channel != step.channel,
+                        applies=applies,
+                    )
                     try:
                         rendered = renderer.render(template, channel, [locale], names)
                     except OutboundError as error:
@@ -104,13 +124,21 @@ def preview_campaign(session: Session, definitions, settings, tenant: Tenant, ca
                     sms = sms_segments(rendered.text) if channel == "sms" else None
                     problems = []
                     if campaign.purpose == "marketing":
-                        problems += check_message(rendered, channel, jurisdiction, names["tenant"],
-                                                  names["links"]["unsubscribe"])
+                        problems += check_message(
+                            rendered, channel, jurisdiction, names["tenant"], names["links"]["unsubscribe"]
+                        )
                     if sms and channel == step.channel and step.max_segments and sms.segments > step.max_segments:
                         problems.append(f"{sms.segments} segments exceed the step's limit of {step.max_segments}")
-                    preview.versions.append(RenderedVersion(
-                        **version, subject=rendered.subject, text=rendered.text, sms=sms, problems=tuple(problems),
-                        cost=round(sms.segments * cost_per_segment, 6) if sms else None))
+                    preview.versions.append(
+                        RenderedVersion(
+                            **version,
+                            subject=rendered.subject,
+                            text=rendered.text,
+                            sms=sms,
+                            problems=tuple(problems),
+                            cost=round(sms.segments * cost_per_segment, 6) if sms else None,
+                        )
+                    )
     return preview
 
 
@@ -118,9 +146,16 @@ def _names(settings, tenant: Tenant, contact: Contact, campaign, step: str, chan
     links = {"unsubscribe": unsubscribe_url(settings.base_url, settings.secret_key, tenant.id, contact.id, channel)}
     if campaign.purpose == "survey":
         links["survey"] = survey_url(settings.base_url, settings.secret_key, tenant.id, PREVIEW_MESSAGE_ID)
-    return {"contact": contact_view(contact), "event": event_names, "tenant": tenant_view(tenant),
-            "campaign": campaign.name, "step": step, "links": links,
-            "offer": {"code": sample_offer_code(campaign)}, "variant": variant.id if variant else None}
+    return {
+        "contact": contact_view(contact),
+        "event": event_names,
+        "tenant": tenant_view(tenant),
+        "campaign": campaign.name,
+        "step": step,
+        "links": links,
+        "offer": {"code": sample_offer_code(campaign)},
+        "variant": variant.id if variant else None,
+    }
 
 
 def sample_offer_code(campaign) -> str | None:
@@ -137,5 +172,9 @@ def _triggering_event(session: Session, definitions, tenant: Tenant, contact: Co
     types = sorted({trigger.on for trigger in definitions.triggers if trigger.campaign == campaign})
     if not types:
         return None
-    return session.scalar(select(Event).where(Event.tenant_id == tenant.id, Event.contact_id == contact.id,
-                                              Event.type.in_(types)).order_by(Event.occurred_at.desc()).limit(1))
+    return session.scalar(
+        select(Event)
+        .where(Event.tenant_id == tenant.id, Event.contact_id == contact.id, Event.type.in_(types))
+        .order_by(Event.occurred_at.desc())
+        .limit(1)
+    )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -30,8 +30,14 @@ def tenants_create(
     jurisdiction: Annotated[str, typer.Option(help="US, KR, EU or default")],
     timezone: Annotated[str, typer.Option(help="IANA time zone, e.g. Asia/Seoul")],
     locale: Annotated[str, typer.Option(help="Default locale, e.g. ko or en")],
-    name: Annotated[Optional[str], typer.Option(help="Display name")] = None,
-    setting: Annotated[Optional[list[str]], typer.Option("--set", help="Sender setting KEY=VALUE (sender_name, support_contact, postal_address, optout_number, sms_from, email_from)")] = None,
+    name: Annotated[str | None, typer.Option(help="Display name")] = None,
+    setting: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="Sender setting KEY=VALUE (sender_name, support_contact, postal_address, optout_number, sms_from, email_from)",
+        ),
+    ] = None,
     db: DbOption = None,
 ) -> None:
     """Create a tenant."""
@@ -41,8 +47,16 @@ def tenants_create(
 
     settings = dict(item.split("=", 1) for item in (setting or []) if "=" in item)
     with friendly_errors(), database(db) as factory, transaction(factory) as session:
-        tenant = create_tenant(session, SystemClock(), slug, jurisdiction=jurisdiction, timezone=timezone,
-                               locale=locale, name=name, settings=settings)
+        tenant = create_tenant(
+            session,
+            SystemClock(),
+            slug,
+            jurisdiction=jurisdiction,
+            timezone=timezone,
+            locale=locale,
+            name=name,
+            settings=settings,
+        )
         console.print(f"created tenant {tenant.slug} ({tenant.jurisdiction}, {tenant.timezone}, {tenant.locale})")
 
 

@@ -6,7 +6,7 @@ import csv
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -18,8 +18,23 @@ from outbound.db.models import Agent, CallbackAttempt, CallbackTask, Contact, Te
 app = typer.Typer(no_args_is_help=True, help="Callback tasks for agents.")
 agents_app = typer.Typer(no_args_is_help=True, help="Agent and supervisor accounts for the callback pages.")
 
-EXPORT_COLUMNS = ("id", "tenant", "campaign", "contact", "phone", "reason", "priority", "status", "due_at", "created_at",
-                  "closed_at", "attempts", "outcome", "agent", "notes")
+EXPORT_COLUMNS = (
+    "id",
+    "tenant",
+    "campaign",
+    "contact",
+    "phone",
+    "reason",
+    "priority",
+    "status",
+    "due_at",
+    "created_at",
+    "closed_at",
+    "attempts",
+    "outcome",
+    "agent",
+    "notes",
+)
 
 
 @app.command("list")
@@ -30,41 +45,78 @@ def callbacks_list(
 ) -> None:
     """List callback tasks, most urgent first."""
     with friendly_errors(), database(db) as factory, factory() as session:
-        query = (select(CallbackTask, Tenant.slug, Contact.external_id, Contact.phone)
-                 .join(Tenant, Tenant.id == CallbackTask.tenant_id).join(Contact, Contact.id == CallbackTask.contact_id)
-                 .order_by(CallbackTask.status, CallbackTask.priority.desc(), CallbackTask.due_at))
+        query = (
+            select(CallbackTask, Tenant.slug, Contact.external_id, Contact.phone)
+            .join(Tenant, Tenant.id == CallbackTask.tenant_id)
+            .join(Contact, Contact.id == CallbackTask.contact_id)
+            .order_by(CallbackTask.status, CallbackTask.priority.desc(), CallbackTask.due_at)
+        )
         if tenant:
             query = query.where(Tenant.slug == tenant)
         rows = session.execute(query).all()
         if as_json:
             for task, slug, external_id, phone in rows:
-                print(json.dumps({"id": task.id, "tenant": slug, "campaign": task.campaign, "contact": external_id,
-                                  "phone": phone, "reason": task.reason, "priority": task.priority, "status": task.status,
-                                  "due_at": task.due_at.isoformat(), "outcome": task.outcome}, ensure_ascii=False))
+                print(
+                    json.dumps(
+                        {
+                            "id": task.id,
+                            "tenant": slug,
+                            "campaign": task.campaign,
+                            "contact": external_id,
+                            "phone": phone,
+                            "reason": task.reason,
+                            "priority": task.priority,
+                            "status": task.status,
+                            "due_at": task.due_at.isoformat(),
+                            "outcome": task.outcome,
+                        },
+                        ensure_ascii=False,
+                    )
+                )
             return
         table = Table("id", "tenant", "campaign", "contact", "phone", "priority", "status", "due", "reason")
         for task, slug, external_id, phone in rows:
-            table.add_row(str(task.id), slug, task.campaign, external_id, phone or "", str(task.priority), task.status,
-                          f"{task.due_at:%Y-%m-%d %H:%M}Z", task.reason)
+            table.add_row(
+                str(task.id),
+                slug,
+                task.campaign,
+                external_id,
+                phone or "",
+                str(task.priority),
+                task.status,
+                f"{task.due_at:%Y-%m-%d %H:%M}Z",
+                task.reason,
+            )
         console.print(table)
 
 
 @app.command("export")
 def callbacks_export(
-    out: Annotated[Optional[Path], typer.Option("--out", help="CSV file to write (default: standard output)")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="CSV file to write (default: standard output)")] = None,
     tenant: TenantOption = None,
     db: DbOption = None,
 ) -> None:
     """Export callback tasks as CSV, one row per task with its latest outcome."""
     with friendly_errors(), database(db) as factory, factory() as session:
         # The agent holding the task now, else the one who made its last call.
-        last_caller = (select(Agent.username).join(CallbackAttempt, CallbackAttempt.agent_id == Agent.id)
-                       .where(CallbackAttempt.task_id == CallbackTask.id)
-                       .order_by(CallbackAttempt.id.desc()).limit(1).correlate(CallbackTask).scalar_subquery())
-        holder = select(Agent.username).where(Agent.id == CallbackTask.claimed_by).correlate(CallbackTask).scalar_subquery()
-        query = (select(CallbackTask, Tenant.slug, Contact.external_id, Contact.phone, func.coalesce(holder, last_caller))
-                 .join(Tenant, Tenant.id == CallbackTask.tenant_id).join(Contact, Contact.id == CallbackTask.contact_id)
-                 .order_by(CallbackTask.id))
+        last_caller = (
+            select(Agent.username)
+            .join(CallbackAttempt, CallbackAttempt.agent_id == Agent.id)
+            .where(CallbackAttempt.task_id == CallbackTask.id)
+            .order_by(CallbackAttempt.id.desc())
+            .limit(1)
+            .correlate(CallbackTask)
+            .scalar_subquery()
+        )
+        holder = (
+            select(Agent.username).where(Agent.id == CallbackTask.claimed_by).correlate(CallbackTask).scalar_subquery()
+        )
+        query = (
+            select(CallbackTask, Tenant.slug, Contact.external_id, Contact.phone, func.coalesce(holder, last_caller))
+            .join(Tenant, Tenant.id == CallbackTask.tenant_id)
+            .join(Contact, Contact.id == CallbackTask.contact_id)
+            .order_by(CallbackTask.id)
+        )
         if tenant:
             query = query.where(Tenant.slug == tenant)
         handle = out.open("w", newline="", encoding="utf-8") if out else sys.stdout
@@ -73,9 +125,25 @@ def callbacks_export(
             writer.writerow(EXPORT_COLUMNS)
             count = 0
             for task, slug, external_id, phone, username in session.execute(query):
-                writer.writerow([task.id, slug, task.campaign, external_id, phone or "", task.reason, task.priority,
-                                 task.status, _iso(task.due_at), _iso(task.created_at), _iso(task.closed_at),
-                                 task.attempts, task.outcome or "", username or "", task.notes or ""])
+                writer.writerow(
+                    [
+                        task.id,
+                        slug,
+                        task.campaign,
+                        external_id,
+                        phone or "",
+                        task.reason,
+                        task.priority,
+                        task.status,
+                        _iso(task.due_at),
+                        _iso(task.created_at),
+                        _iso(task.closed_at),
+                        task.attempts,
+                        task.outcome or "",
+                        username or "",
+                        task.notes or "",
+                    ]
+                )
                 count += 1
         finally:
             if out:
@@ -90,20 +158,27 @@ def agents_create(
     tenant: Annotated[str, typer.Option("--tenant", help="Tenant slug")],
     name: Annotated[str, typer.Option("--name", help="Display name")],
     supervisor: Annotated[bool, typer.Option("--supervisor", help="May see the supervisor page")] = False,
-    password: Annotated[Optional[str], typer.Option("--password", help="Password (prompted when not given)")] = None,
+    password: Annotated[str | None, typer.Option("--password", help="Password (prompted when not given)")] = None,
     db: DbOption = None,
 ) -> None:
     """Create an agent account (or a supervisor's) for a tenant's callback pages."""
-    from outbound.tenancy.agents import create_agent
     from outbound.clock import SystemClock
     from outbound.db.session import transaction
+    from outbound.tenancy.agents import create_agent
     from outbound.tenancy.tenants import get_tenant
 
     if password is None:
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
     with friendly_errors(), database(db) as factory, transaction(factory) as session:
-        agent = create_agent(session, get_tenant(session, tenant), username, name=name, password=password,
-                             role="supervisor" if supervisor else "agent", clock=SystemClock())
+        agent = create_agent(
+            session,
+            get_tenant(session, tenant),
+            username,
+            name=name,
+            password=password,
+            role="supervisor" if supervisor else "agent",
+            clock=SystemClock(),
+        )
         console.print(f"created {agent.role} {agent.username} in tenant {tenant}")
 
 

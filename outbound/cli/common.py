@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated, Iterator, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -14,8 +15,13 @@ from outbound.errors import OutboundError
 console = Console()
 err_console = Console(stderr=True)
 
-DbOption = Annotated[Optional[str], typer.Option("--db", help="Database URL (default: $OUTBOUND_DATABASE_URL, else sqlite:///outbound.db).")]
-TenantOption = Annotated[Optional[str], typer.Option("--tenant", help="Tenant slug (optional when only one tenant exists).")]
+DbOption = Annotated[
+    str | None,
+    typer.Option("--db", help="Database URL (default: $OUTBOUND_DATABASE_URL, else sqlite:///outbound.db)."),
+]
+TenantOption = Annotated[
+    str | None, typer.Option("--tenant", help="Tenant slug (optional when only one tenant exists).")
+]
 
 
 def settings_for(db: str | None):

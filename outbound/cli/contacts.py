@@ -39,62 +39,93 @@ def _when(at) -> str:
 
 
 @app.command("show")
-def contacts_show(external_id: Annotated[str, typer.Argument(help="The contact's external id")],
-                  tenant: TenantOption = None, db: DbOption = None,
-                  limit: Annotated[int, typer.Option(help="How many recent messages to show")] = 20) -> None:
+def contacts_show(
+    external_id: Annotated[str, typer.Argument(help="The contact's external id")],
+    tenant: TenantOption = None,
+    db: DbOption = None,
+    limit: Annotated[int, typer.Option(help="How many recent messages to show")] = 20,
+) -> None:
     """A contact, its consent history (when, source, text shown), its suppressions and recent messages."""
     from sqlalchemy import select
 
     from outbound.compliance.zones import resolve_jurisdiction, resolve_timezone
-    from outbound.ingest.contacts import address_hash
     from outbound.db.models import Consent, Contact, Message, Suppression
     from outbound.errors import NotFound
+    from outbound.ingest.contacts import address_hash
     from outbound.tenancy.tenants import get_tenant
 
     with friendly_errors(), database(db) as factory, factory() as session:
         owner = get_tenant(session, tenant)
-        contact = session.scalar(select(Contact).where(Contact.tenant_id == owner.id, Contact.external_id == external_id))
+        contact = session.scalar(
+            select(Contact).where(Contact.tenant_id == owner.id, Contact.external_id == external_id)
+        )
         if contact is None:
             raise NotFound(f"no contact {external_id!r} in tenant {owner.slug!r}")
-        _say(f"contact {contact.external_id} (id {contact.id}, tenant {owner.slug})"
-             + (f", erased {_when(contact.erased_at)}" if contact.erased_at else ""))
+        _say(
+            f"contact {contact.external_id} (id {contact.id}, tenant {owner.slug})"
+            + (f", erased {_when(contact.erased_at)}" if contact.erased_at else "")
+        )
         _say(f"  phone: {contact.phone or '-'}  email: {contact.email or '-'}  locale: {contact.locale or '-'}")
-        _say(f"  jurisdiction: {resolve_jurisdiction(contact.jurisdiction, owner.jurisdiction)}"
-             f"  time zone: {resolve_timezone(contact.timezone, contact.phone, owner.timezone)}")
+        _say(
+            f"  jurisdiction: {resolve_jurisdiction(contact.jurisdiction, owner.jurisdiction)}"
+            f"  time zone: {resolve_timezone(contact.timezone, contact.phone, owner.timezone)}"
+        )
         _say("consent history (oldest first):")
-        ledger = session.scalars(select(Consent).where(Consent.tenant_id == owner.id, Consent.contact_id == contact.id)
-                                 .order_by(Consent.at, Consent.id)).all()
+        ledger = session.scalars(
+            select(Consent)
+            .where(Consent.tenant_id == owner.id, Consent.contact_id == contact.id)
+            .order_by(Consent.at, Consent.id)
+        ).all()
         for entry in ledger:
-            _say(f"  {_when(entry.at)}  {entry.channel:<5} {entry.purpose:<13} "
-                 f"{'granted' if entry.granted else 'revoked'}{' +night' if entry.night else ''}"
-                 f"  source: {entry.source or '-'}  text: {entry.text or '-'!r}"
-                 f"  recorded: {_when(entry.recorded_at)}  notified: {_when(entry.notified_at)}")
+            _say(
+                f"  {_when(entry.at)}  {entry.channel:<5} {entry.purpose:<13} "
+                f"{'granted' if entry.granted else 'revoked'}{' +night' if entry.night else ''}"
+                f"  source: {entry.source or '-'}  text: {entry.text or '-'!r}"
+                f"  recorded: {_when(entry.recorded_at)}  notified: {_when(entry.notified_at)}"
+            )
         if not ledger:
             _say("  (none)")
         _say("suppressions:")
-        addresses = [(c, a) for c, a in (("sms", contact.phone), ("voice", contact.phone), ("email", contact.email)) if a]
+        addresses = [
+            (c, a) for c, a in (("sms", contact.phone), ("voice", contact.phone), ("email", contact.email)) if a
+        ]
         hashes = {(c, address_hash(c, a)) for c, a in addresses}
-        rows = [row for row in session.scalars(select(Suppression).where(
-            Suppression.tenant_id == owner.id, Suppression.address_hash.in_({h for _, h in hashes})))
-            if (row.channel, row.address_hash) in hashes]
+        rows = [
+            row
+            for row in session.scalars(
+                select(Suppression).where(
+                    Suppression.tenant_id == owner.id, Suppression.address_hash.in_({h for _, h in hashes})
+                )
+            )
+            if (row.channel, row.address_hash) in hashes
+        ]
         for row in rows:
             _say(f"  {row.channel:<5} {row.reason}  source: {row.source or '-'}  since {_when(row.created_at)}")
         if not rows:
             _say("  (none)")
         _say(f"recent messages (newest {limit}):")
-        messages = session.scalars(select(Message).where(Message.tenant_id == owner.id, Message.contact_id == contact.id)
-                                   .order_by(Message.created_at.desc(), Message.id.desc()).limit(limit)).all()
+        messages = session.scalars(
+            select(Message)
+            .where(Message.tenant_id == owner.id, Message.contact_id == contact.id)
+            .order_by(Message.created_at.desc(), Message.id.desc())
+            .limit(limit)
+        ).all()
         for message in messages:
-            _say(f"  #{message.id} {_when(message.sent_at or message.due_at)} {message.campaign}/{message.step} "
-                 f"{message.channel} {message.purpose} {message.status}"
-                 + (f"  [{message.rule}] {message.reason}" if message.rule and message.status != "sent" else ""))
+            _say(
+                f"  #{message.id} {_when(message.sent_at or message.due_at)} {message.campaign}/{message.step} "
+                f"{message.channel} {message.purpose} {message.status}"
+                + (f"  [{message.rule}] {message.reason}" if message.rule and message.status != "sent" else "")
+            )
         if not messages:
             _say("  (none)")
 
 
 @app.command("erase")
-def contacts_erase(external_id: Annotated[str, typer.Argument(help="The contact's external id")],
-                   tenant: TenantOption = None, db: DbOption = None) -> None:
+def contacts_erase(
+    external_id: Annotated[str, typer.Argument(help="The contact's external id")],
+    tenant: TenantOption = None,
+    db: DbOption = None,
+) -> None:
     """Erase a contact: personal data and message bodies go; hashed suppressions stay, so a re-import stays blocked."""
     from outbound.clock import SystemClock
     from outbound.ingest.erasure import erase_contact
@@ -102,21 +133,26 @@ def contacts_erase(external_id: Annotated[str, typer.Argument(help="The contact'
 
     with friendly_errors(), database(db) as factory, transaction(factory) as session:
         report = erase_contact(session, get_tenant(session, tenant), external_id, SystemClock().now())
-    _say(f"erased contact {external_id} (id {report.contact_id}): {report.messages_cleared} messages cleared, "
-         f"{report.messages_cancelled} pending cancelled, {report.suppressions_kept} hashed suppressions kept")
+    _say(
+        f"erased contact {external_id} (id {report.contact_id}): {report.messages_cleared} messages cleared, "
+        f"{report.messages_cancelled} pending cancelled, {report.suppressions_kept} hashed suppressions kept"
+    )
 
 
 @dnc_app.command("import")
-def dnc_import(file: FileArg,
-               list_date: Annotated[str, typer.Option("--list-date", help="The date the list was published (YYYY-MM-DD)")],
-               source: Annotated[str, typer.Option(help="Where the list came from")] = "national registry",
-               tenant: TenantOption = None, db: DbOption = None) -> None:
+def dnc_import(
+    file: FileArg,
+    list_date: Annotated[str, typer.Option("--list-date", help="The date the list was published (YYYY-MM-DD)")],
+    source: Annotated[str, typer.Option(help="Where the list came from")] = "national registry",
+    tenant: TenantOption = None,
+    db: DbOption = None,
+) -> None:
     """Import a Do-Not-Call list (one number per line) with its publication date."""
     from datetime import date
 
     from outbound.clock import SystemClock
-    from outbound.ingest.dnc import dnc_status, import_dnc
     from outbound.errors import InvalidInput
+    from outbound.ingest.dnc import dnc_status, import_dnc
     from outbound.tenancy.tenants import get_tenant
 
     with friendly_errors():
@@ -129,8 +165,10 @@ def dnc_import(file: FileArg,
             owner = get_tenant(session, tenant)
             report = import_dnc(session, owner, file, list_date=published, source=source, clock=clock)
             status = dnc_status(session, owner.id, clock.now())
-    _say(f"DNC list of {published}: {report.added} numbers added, {report.already} already suppressed, "
-         f"{len(report.errors)} lines refused; calls {'allowed' if status.fresh else 'BLOCKED: list too old'}")
+    _say(
+        f"DNC list of {published}: {report.added} numbers added, {report.already} already suppressed, "
+        f"{len(report.errors)} lines refused; calls {'allowed' if status.fresh else 'BLOCKED: list too old'}"
+    )
     print_errors(report.errors)
     if report.errors:
         raise typer.Exit(2)
@@ -141,14 +179,18 @@ def complaints(tenant: TenantOption = None, db: DbOption = None) -> None:
     """Each tenant's spam-complaint rate over 30 days: ok, warn (over 0.1%) or paused (over 0.3%)."""
     from sqlalchemy import select
 
-    from outbound.dispatch.breaker import breaker_status
     from outbound.clock import SystemClock
     from outbound.db.models import Tenant
+    from outbound.dispatch.breaker import breaker_status
     from outbound.tenancy.tenants import get_tenant
 
     with friendly_errors(), database(db) as factory, factory() as session:
-        tenants = [get_tenant(session, tenant)] if tenant else list(session.scalars(select(Tenant).order_by(Tenant.slug)))
+        tenants = (
+            [get_tenant(session, tenant)] if tenant else list(session.scalars(select(Tenant).order_by(Tenant.slug)))
+        )
         for each in tenants:
             status = breaker_status(session, each, SystemClock().now())
-            _say(f"{each.slug}: {status.rate:.3%} spam complaints ({status.complaints} of {status.delivered} emails) "
-                 f"→ {status.level}" + (" (marketing email paused)" if status.level == "paused" else ""))
+            _say(
+                f"{each.slug}: {status.rate:.3%} spam complaints ({status.complaints} of {status.delivered} emails) "
+                f"→ {status.level}" + (" (marketing email paused)" if status.level == "paused" else "")
+            )

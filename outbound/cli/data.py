@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -36,12 +36,24 @@ def events_import(file: FileArg, tenant: TenantOption = None, db: DbOption = Non
     from outbound.tenancy.tenants import get_tenant
 
     # On stderr, and gone when done: stdout keeps only the summary.
-    progress = Progress(TextColumn("importing events"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
-                        console=err_console, transient=True)
+    progress = Progress(
+        TextColumn("importing events"),
+        BarColumn(),
+        DownloadColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
+    )
     with friendly_errors(), progress, runtime_for(db) as runtime, transaction(runtime.factory) as session:
         task = progress.add_task("events", total=file.stat().st_size)
-        report = import_events(session, get_tenant(session, tenant), file, runtime.clock, on_event=runtime.on_event,
-                               progress=lambda done: progress.update(task, completed=done))
+        report = import_events(
+            session,
+            get_tenant(session, tenant),
+            file,
+            runtime.clock,
+            on_event=runtime.on_event,
+            progress=lambda done: progress.update(task, completed=done),
+        )
     console.print(f"events: {report.stored} stored, {report.duplicates} duplicates, {len(report.errors)} lines refused")
     print_errors([str(e) for e in report.errors])
     if report.errors:
@@ -51,31 +63,47 @@ def events_import(file: FileArg, tenant: TenantOption = None, db: DbOption = Non
 def message_record(message: Message, tenant: str, contact: str) -> dict:
     """The stable JSON shape of a message (DESIGN.md contract)."""
     return {
-        "id": message.id, "tenant": tenant, "campaign": message.campaign, "step": message.step,
-        "contact": contact, "channel": message.channel, "purpose": message.purpose,
-        "to": message.to_address, "status": message.status,
+        "id": message.id,
+        "tenant": tenant,
+        "campaign": message.campaign,
+        "step": message.step,
+        "contact": contact,
+        "channel": message.channel,
+        "purpose": message.purpose,
+        "to": message.to_address,
+        "status": message.status,
         "due_at": message.due_at.isoformat() if message.due_at else None,
         "sent_at": message.sent_at.isoformat() if message.sent_at else None,
-        "rule": message.rule, "reason": message.reason, "subject": message.subject, "body": message.body,
-        "locale": message.locale, "provider": message.provider, "provider_id": message.provider_id,
-        "sender": message.sender, "error_code": message.error_code, "attempts": message.attempts,
+        "rule": message.rule,
+        "reason": message.reason,
+        "subject": message.subject,
+        "body": message.body,
+        "locale": message.locale,
+        "provider": message.provider,
+        "provider_id": message.provider_id,
+        "sender": message.sender,
+        "error_code": message.error_code,
+        "attempts": message.attempts,
     }
 
 
 @messages_app.command("list")
 def messages_list(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line")] = False,
-    campaign: Annotated[Optional[str], typer.Option(help="Only this campaign")] = None,
-    status: Annotated[Optional[str], typer.Option(help="Only this status")] = None,
+    campaign: Annotated[str | None, typer.Option(help="Only this campaign")] = None,
+    status: Annotated[str | None, typer.Option(help="Only this status")] = None,
     tenant: TenantOption = None,
     limit: Annotated[int, typer.Option(help="At most this many (0: all)")] = 0,
     db: DbOption = None,
 ) -> None:
     """List messages, oldest due first."""
     with friendly_errors(), database(db) as factory, factory() as session:
-        query = (select(Message, Tenant.slug, Contact.external_id)
-                 .join(Tenant, Tenant.id == Message.tenant_id).join(Contact, Contact.id == Message.contact_id)
-                 .order_by(Message.due_at, Message.id))
+        query = (
+            select(Message, Tenant.slug, Contact.external_id)
+            .join(Tenant, Tenant.id == Message.tenant_id)
+            .join(Contact, Contact.id == Message.contact_id)
+            .order_by(Message.due_at, Message.id)
+        )
         if tenant:
             query = query.where(Tenant.slug == tenant)
         if campaign:
@@ -91,8 +119,17 @@ def messages_list(
             return
         table = Table("id", "tenant", "campaign", "step", "contact", "channel", "status", "due", "reason")
         for message, slug, external_id in rows:
-            table.add_row(str(message.id), slug, message.campaign, message.step, external_id, message.channel,
-                          message.status, f"{message.due_at:%Y-%m-%d %H:%M}Z", (message.reason or "")[:60])
+            table.add_row(
+                str(message.id),
+                slug,
+                message.campaign,
+                message.step,
+                external_id,
+                message.channel,
+                message.status,
+                f"{message.due_at:%Y-%m-%d %H:%M}Z",
+                (message.reason or "")[:60],
+            )
         console.print(table)
 
 
@@ -106,42 +143,69 @@ def explain(message_id: Annotated[int, typer.Argument(help="Message id")], db: D
             raise NotFound(f"no message {message_id}")
         tenant = session.get(Tenant, message.tenant_id)
         contact = session.get(Contact, message.contact_id)
-        console.print(f"[bold]message {message.id}[/bold]  {tenant.slug} / {message.campaign} / {message.step}  "
-                      f"{message.channel} {message.purpose} to {contact.external_id} ({message.to_address or '-'})")
-        console.print(f"status [bold]{message.status}[/bold]"
-                      + (f" — {message.rule}: {message.reason}" if message.reason else ""), highlight=False)
+        console.print(
+            f"[bold]message {message.id}[/bold]  {tenant.slug} / {message.campaign} / {message.step}  "
+            f"{message.channel} {message.purpose} to {contact.external_id} ({message.to_address or '-'})"
+        )
+        console.print(
+            f"status [bold]{message.status}[/bold]"
+            + (f" — {message.rule}: {message.reason}" if message.reason else ""),
+            highlight=False,
+        )
         if message.provider_id or message.provider:
-            console.print(f"provider {message.provider or '-'} id {message.provider_id or '-'}  from {message.sender or '-'}  "
-                          f"attempts {message.attempts}" + (f"  error code {message.error_code}" if message.error_code else ""),
-                          highlight=False)
+            console.print(
+                f"provider {message.provider or '-'} id {message.provider_id or '-'}  from {message.sender or '-'}  "
+                f"attempts {message.attempts}" + (f"  error code {message.error_code}" if message.error_code else ""),
+                highlight=False,
+            )
         table = Table("at (UTC)", "from", "to", "by", "rule", "reason")
-        for step in session.scalars(select(MessageTransition).where(
-                MessageTransition.message_id == message.id).order_by(MessageTransition.id)):
-            table.add_row(f"{step.at:%Y-%m-%d %H:%M:%S}", step.from_status or "", step.to_status, step.source,
-                          step.rule or "", step.reason or "")
+        for step in session.scalars(
+            select(MessageTransition).where(MessageTransition.message_id == message.id).order_by(MessageTransition.id)
+        ):
+            table.add_row(
+                f"{step.at:%Y-%m-%d %H:%M:%S}",
+                step.from_status or "",
+                step.to_status,
+                step.source,
+                step.rule or "",
+                step.reason or "",
+            )
         console.print(table)
         _print_delivery_events(session, message)
         if message.body:
-            console.print(f"[dim]{message.subject + chr(10) if message.subject else ''}{message.body}[/dim]", highlight=False)
+            console.print(
+                f"[dim]{message.subject + chr(10) if message.subject else ''}{message.body}[/dim]", highlight=False
+            )
 
 
 def _print_delivery_events(session, message: Message) -> None:
     """What the provider reported about the message (status callbacks, bounces, opens), in arrival order."""
     from outbound.db.models import DeliveryEvent
 
-    events = list(session.scalars(select(DeliveryEvent).where(
-        DeliveryEvent.tenant_id == message.tenant_id, DeliveryEvent.message_id == message.id).order_by(DeliveryEvent.id)))
+    events = list(
+        session.scalars(
+            select(DeliveryEvent)
+            .where(DeliveryEvent.tenant_id == message.tenant_id, DeliveryEvent.message_id == message.id)
+            .order_by(DeliveryEvent.id)
+        )
+    )
     if not events:
         return
     # One line per event, so provider ids stay whole on narrow terminals.
     console.print("[bold]delivery events[/bold]")
     for event in events:
         detail = event.detail or {}
-        extra = ", ".join(f"{k}={v}" for k, v in detail.items()
-                          if v is not None and k not in ("error_code", "provider_message_id", "status"))
-        console.print(f"  {event.received_at:%Y-%m-%d %H:%M:%S}  {event.provider} {event.type}  {event.provider_event_id}"
-                      + (f"  code {detail['error_code']}" if detail.get("error_code") else "")
-                      + (f"  {extra[:120]}" if extra else ""), highlight=False)
+        extra = ", ".join(
+            f"{k}={v}"
+            for k, v in detail.items()
+            if v is not None and k not in ("error_code", "provider_message_id", "status")
+        )
+        console.print(
+            f"  {event.received_at:%Y-%m-%d %H:%M:%S}  {event.provider} {event.type}  {event.provider_event_id}"
+            + (f"  code {detail['error_code']}" if detail.get("error_code") else "")
+            + (f"  {extra[:120]}" if extra else ""),
+            highlight=False,
+        )
 
 
 def register(app: typer.Typer) -> None:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -19,13 +19,15 @@ def _parse_time(text: str) -> datetime:
         raise typer.BadParameter(f"not an ISO 8601 time: {text!r}") from None
     if value.tzinfo is None:
         raise typer.BadParameter("give a time zone, e.g. 2026-11-23T09:00:00+09:00 or ...Z")
-    return value.astimezone(timezone.utc)
+    return value.astimezone(UTC)
 
 
 def run(
     until: Annotated[str, typer.Option(help="Advance the simulated clock to this ISO time (with offset)")],
     step: Annotated[str, typer.Option(help="Clock resolution, e.g. 1m, 15m")] = "1m",
-    start: Annotated[Optional[str], typer.Option(help="Start time (default: when the first pending message is due)")] = None,
+    start: Annotated[
+        str | None, typer.Option(help="Start time (default: when the first pending message is due)")
+    ] = None,
     db: DbOption = None,
 ) -> None:
     """Advance a simulated clock to --until, doing all due work on the way."""
@@ -47,8 +49,10 @@ def run(
         runtime.clock = clock
         runtime.dispatcher.clock = clock
         report = run_until(runtime, clock, end, resolution)
-    console.print(f"ran {begin:%Y-%m-%d %H:%M}Z → {end:%Y-%m-%d %H:%M}Z: {report.sent} sent, {report.deferred} deferred, "
-                  f"{report.blocked} blocked, {report.failed} failed, {report.retried} retried")
+    console.print(
+        f"ran {begin:%Y-%m-%d %H:%M}Z → {end:%Y-%m-%d %H:%M}Z: {report.sent} sent, {report.deferred} deferred, "
+        f"{report.blocked} blocked, {report.failed} failed, {report.retried} retried"
+    )
 
 
 def serve(
@@ -82,8 +86,10 @@ def worker(
         while True:
             report = runtime.dispatcher.drain()
             if report.claimed:
-                console.print(f"{report.claimed} claimed: {report.sent} sent, {report.deferred} deferred, "
-                              f"{report.blocked} blocked, {report.failed} failed")
+                console.print(
+                    f"{report.claimed} claimed: {report.sent} sent, {report.deferred} deferred, "
+                    f"{report.blocked} blocked, {report.failed} failed"
+                )
             if once:
                 return
             time.sleep(interval)

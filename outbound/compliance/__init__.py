@@ -12,6 +12,18 @@ from outbound.compliance.standing import dnc_decision
 from outbound.compliance.zones import resolve_jurisdiction, resolve_timezone
 
 __all__ = [
-    "Allow", "Block", "ConsentRecord", "Decision", "Defer", "MessageFacts", "Policy", "RULES", "Rule",
-    "decide", "dnc_decision", "policy_for", "resolve_jurisdiction", "resolve_timezone",
+    "Allow",
+    "Block",
+    "ConsentRecord",
+    "Decision",
+    "Defer",
+    "MessageFacts",
+    "Policy",
+    "RULES",
+    "Rule",
+    "decide",
+    "dnc_decision",
+    "policy_for",
+    "resolve_jurisdiction",
+    "resolve_timezone",
 ]

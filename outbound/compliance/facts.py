@@ -57,8 +57,9 @@ class MessageFacts:
         if self.purpose not in PURPOSES:
             raise InvalidInput(f"unknown purpose {self.purpose!r} (one of {', '.join(PURPOSES)})", field="purpose")
         if self.jurisdiction not in JURISDICTIONS:
-            raise InvalidInput(f"unknown jurisdiction {self.jurisdiction!r} (one of {', '.join(JURISDICTIONS)})",
-                               field="jurisdiction")
+            raise InvalidInput(
+                f"unknown jurisdiction {self.jurisdiction!r} (one of {', '.join(JURISDICTIONS)})", field="jurisdiction"
+            )
         try:
             ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError, TypeError):
@@ -66,8 +67,11 @@ class MessageFacts:
         object.__setattr__(self, "now", ensure_utc(self.now))
         object.__setattr__(self, "consents", tuple(self.consents))
         object.__setattr__(self, "suppressions", tuple(self.suppressions))
-        object.__setattr__(self, "recent_marketing",
-                           tuple((channel, ensure_utc(sent_at)) for channel, sent_at in self.recent_marketing))
+        object.__setattr__(
+            self,
+            "recent_marketing",
+            tuple((channel, ensure_utc(sent_at)) for channel, sent_at in self.recent_marketing),
+        )
         if self.last_purchase_at is not None:
             object.__setattr__(self, "last_purchase_at", ensure_utc(self.last_purchase_at))
         if self.dnc_list_date is not None:

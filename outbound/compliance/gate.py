@@ -21,8 +21,16 @@ Rule = Callable[[MessageFacts, Policy], Decision | None]
 
 # Blocks come before defers, so a message that can never go is not deferred first and blocked later.
 RULES: tuple[Rule, ...] = (
-    no_address, dnc, suppression, consent, kr_reconfirmation, postal_address, complaint_breaker,
-    quiet_hours, kr_night, frequency_cap,
+    no_address,
+    dnc,
+    suppression,
+    consent,
+    kr_reconfirmation,
+    postal_address,
+    complaint_breaker,
+    quiet_hours,
+    kr_night,
+    frequency_cap,
 )
 
 
@@ -33,8 +41,10 @@ def decide(facts: MessageFacts, policy: Policy, rules: Sequence[Rule] = RULES) -
         if decision is not None:
             return decision
     checked = _CHECKED if rules is RULES else _names(rules)
-    return Allow(reason=f"{facts.purpose} {facts.channel} in {facts.jurisdiction} ({facts.timezone}) "
-                        f"passed every rule: {checked}")
+    return Allow(
+        reason=f"{facts.purpose} {facts.channel} in {facts.jurisdiction} ({facts.timezone}) "
+        f"passed every rule: {checked}"
+    )
 
 
 def _names(rules: Sequence[Rule]) -> str:

@@ -68,8 +68,9 @@ def policy_for(jurisdiction: str, overrides: dict[str, Any] | None = None) -> Po
     naming the field.
     """
     if jurisdiction not in DEFAULTS:
-        raise InvalidInput(f"unknown jurisdiction {jurisdiction!r} (one of {', '.join(JURISDICTIONS)})",
-                           field="jurisdiction")
+        raise InvalidInput(
+            f"unknown jurisdiction {jurisdiction!r} (one of {', '.join(JURISDICTIONS)})", field="jurisdiction"
+        )
     policy = DEFAULTS[jurisdiction]
     if not overrides:
         return policy
@@ -96,9 +97,12 @@ def _parse(raw: dict[str, Any], prefix: str) -> dict[str, Any]:
         elif key in ("purchase_basis_months", "reconfirm_months", "dnc_max_age_days"):
             parsed[key] = _count(value, field, minimum=0)
         elif key in ("complaint_pause_rate", "complaint_warn_rate"):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                      or not 0 <= value <= 1):
-                raise InvalidInput(f"must be a fraction from 0 to 1 (0.003 is 0.3%) or null, not {value!r}", field=field)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1
+            ):
+                raise InvalidInput(
+                    f"must be a fraction from 0 to 1 (0.003 is 0.3%) or null, not {value!r}", field=field
+                )
             parsed[key] = None if value is None else float(value)
         elif key in ("cap_per_window", "cap_per_channel"):
             # A cap of 0 would defer forever with no time to wake up at; "no marketing" is a consent matter.
@@ -117,8 +121,9 @@ def _parse(raw: dict[str, Any], prefix: str) -> dict[str, Any]:
                 raise InvalidInput(f"must be 'defer' or 'drop', not {value!r}", field=field)
             parsed[key] = "drop" if value == "block" else value
         else:
-            known = sorted((_FIELDS - {"cap_window", "cap_channel_window"})
-                           | {"cap_window_hours", "cap_channel_window_hours"})
+            known = sorted(
+                (_FIELDS - {"cap_window", "cap_channel_window"}) | {"cap_window_hours", "cap_channel_window_hours"}
+            )
             raise InvalidInput(f"unknown setting (known: {', '.join(known)})", field=field)
     return parsed
 

@@ -8,7 +8,7 @@ decisions they make and are stored with each message, so keep them stable.
 from __future__ import annotations
 
 from calendar import monthrange
-from datetime import datetime, time, timedelta, timezone
+from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from outbound.compliance.decisions import Block, Decision, Defer
@@ -34,20 +34,32 @@ def suppression(facts: MessageFacts, policy: Policy) -> Decision | None:
         return None
     unreachable = [r for r in reasons if r in UNREACHABLE]
     if unreachable:
-        return Block(rule="suppression", reason=(
-            f"the {_channel(facts.channel)} address is suppressed as {', '.join(unreachable)}: "
-            f"no message of any purpose can reach it"))
+        return Block(
+            rule="suppression",
+            reason=(
+                f"the {_channel(facts.channel)} address is suppressed as {', '.join(unreachable)}: "
+                f"no message of any purpose can reach it"
+            ),
+        )
     if facts.purpose != "transactional":
-        return Block(rule="suppression", reason=(
-            f"the {_channel(facts.channel)} address is suppressed ({', '.join(reasons)}): "
-            f"no {facts.purpose} messages"))
+        return Block(
+            rule="suppression",
+            reason=(
+                f"the {_channel(facts.channel)} address is suppressed ({', '.join(reasons)}): "
+                f"no {facts.purpose} messages"
+            ),
+        )
     # Email unsubscribes and complaints are about bulk mail; order updates still go. A STOP on SMS
     # (or any other SMS suppression) is a refusal of all texts, bar what the tenant marks essential.
     if facts.channel == "email" or facts.essential:
         return None
-    return Block(rule="suppression", reason=(
-        f"the {_channel(facts.channel)} address opted out ({', '.join(reasons)}): "
-        f"transactional messages stop too unless the campaign is essential"))
+    return Block(
+        rule="suppression",
+        reason=(
+            f"the {_channel(facts.channel)} address opted out ({', '.join(reasons)}): "
+            f"transactional messages stop too unless the campaign is essential"
+        ),
+    )
 
 
 def consent(facts: MessageFacts, policy: Policy) -> Decision | None:
@@ -68,10 +80,15 @@ def quiet_hours(facts: MessageFacts, policy: Policy) -> Decision | None:
     if inside(local.time(), start, end):
         return None
     until = next_local(facts.now, facts.zone, start)
-    return Defer(until=until, rule="quiet_hours", reason=(
-        f"quiet hours: {local:%H:%M} in {facts.timezone} is outside {start:%H:%M}–{end:%H:%M} "
-        f"for marketing {_channel(facts.channel)}; next allowed {start:%H:%M} local "
-        f"({until.astimezone(facts.zone):%Y-%m-%d %H:%M %Z})"))
+    return Defer(
+        until=until,
+        rule="quiet_hours",
+        reason=(
+            f"quiet hours: {local:%H:%M} in {facts.timezone} is outside {start:%H:%M}–{end:%H:%M} "
+            f"for marketing {_channel(facts.channel)}; next allowed {start:%H:%M} local "
+            f"({until.astimezone(facts.zone):%Y-%m-%d %H:%M %Z})"
+        ),
+    )
 
 
 def kr_night(facts: MessageFacts, policy: Policy) -> Decision | None:
@@ -87,10 +104,15 @@ def kr_night(facts: MessageFacts, policy: Policy) -> Decision | None:
     if record is not None and record.granted and record.night:
         return None
     until = next_local(facts.now, facts.zone, end)
-    return Defer(until=until, rule="kr_night", reason=(
-        f"night-time advertising: {local:%H:%M} in {facts.timezone} is inside {start:%H:%M}–{end:%H:%M} "
-        f"and the contact has no night-time consent for marketing {_channel(facts.channel)}; "
-        f"next allowed {end:%H:%M} local ({until.astimezone(facts.zone):%Y-%m-%d %H:%M %Z})"))
+    return Defer(
+        until=until,
+        rule="kr_night",
+        reason=(
+            f"night-time advertising: {local:%H:%M} in {facts.timezone} is inside {start:%H:%M}–{end:%H:%M} "
+            f"and the contact has no night-time consent for marketing {_channel(facts.channel)}; "
+            f"next allowed {end:%H:%M} local ({until.astimezone(facts.zone):%Y-%m-%d %H:%M %Z})"
+        ),
+    )
 
 
 def frequency_cap(facts: MessageFacts, policy: Policy) -> Decision | None:
@@ -106,15 +128,25 @@ def frequency_cap(facts: MessageFacts, policy: Policy) -> Decision | None:
         sent = [at for _, at in facts.recent_marketing]
         wait = _over_cap(sent, facts.now, policy.cap_per_window, policy.cap_window)
         if wait:
-            waits.append((wait, f"{_count_in(sent, facts.now, policy.cap_window)} marketing messages in the last "
-                                f"{_span(policy.cap_window)} (cap {policy.cap_per_window})"))
+            waits.append(
+                (
+                    wait,
+                    f"{_count_in(sent, facts.now, policy.cap_window)} marketing messages in the last "
+                    f"{_span(policy.cap_window)} (cap {policy.cap_per_window})",
+                )
+            )
     if policy.cap_per_channel is not None:
         sent = [at for channel, at in facts.recent_marketing if channel == facts.channel]
         wait = _over_cap(sent, facts.now, policy.cap_per_channel, policy.cap_channel_window)
         if wait:
-            waits.append((wait, f"{_count_in(sent, facts.now, policy.cap_channel_window)} marketing "
-                                f"{_channel(facts.channel)} in the last {_span(policy.cap_channel_window)} "
-                                f"(cap {policy.cap_per_channel})"))
+            waits.append(
+                (
+                    wait,
+                    f"{_count_in(sent, facts.now, policy.cap_channel_window)} marketing "
+                    f"{_channel(facts.channel)} in the last {_span(policy.cap_channel_window)} "
+                    f"(cap {policy.cap_per_channel})",
+                )
+            )
     if not waits:
         return None
     # Wait for the later release, so that at `until` neither cap still holds.
@@ -122,8 +154,9 @@ def frequency_cap(facts: MessageFacts, policy: Policy) -> Decision | None:
     over = " and ".join(text for _, text in waits)
     if policy.over_cap == "drop":
         return Block(rule="frequency_cap", reason=f"frequency cap: {over}; the policy drops messages over the cap")
-    return Defer(until=until, rule="frequency_cap", reason=(
-        f"frequency cap: {over}; next allowed {until:%Y-%m-%d %H:%M} UTC"))
+    return Defer(
+        until=until, rule="frequency_cap", reason=(f"frequency cap: {over}; next allowed {until:%Y-%m-%d %H:%M} UTC")
+    )
 
 
 # -- consent by purpose ------------------------------------------------------------------------------------
@@ -133,8 +166,10 @@ def _transactional_consent(facts: MessageFacts) -> Decision | None:
     # Consent to order updates comes with the order; only an explicit revocation withdraws it.
     record = facts.latest_consent(facts.channel, "transactional")
     if record is not None and not record.granted:
-        return Block(rule="consent", reason=(
-            f"the contact revoked transactional {_channel(facts.channel)} on {_when(record.at)}"))
+        return Block(
+            rule="consent",
+            reason=(f"the contact revoked transactional {_channel(facts.channel)} on {_when(record.at)}"),
+        )
     return None
 
 
@@ -142,8 +177,9 @@ def _survey_consent(facts: MessageFacts) -> Decision | None:
     survey = facts.latest_consent(facts.channel, "survey")
     if survey is not None and not survey.granted:
         # An explicit "no surveys" stands even when marketing is allowed: it is the narrower wish.
-        return Block(rule="consent",
-                     reason=f"the contact revoked survey {_channel(facts.channel)} on {_when(survey.at)}")
+        return Block(
+            rule="consent", reason=f"the contact revoked survey {_channel(facts.channel)} on {_when(survey.at)}"
+        )
     if survey is not None:
         return None
     marketing = facts.latest_consent(facts.channel, "marketing")
@@ -153,16 +189,25 @@ def _survey_consent(facts: MessageFacts) -> Decision | None:
 
 
 def _marketing_consent(facts: MessageFacts, policy: Policy) -> Decision | None:
-    records = [c for c in facts.consents if c.purpose == "marketing" and (
-        c.channel == facts.channel or (policy.objection_covers_all_channels and not c.granted))]
+    records = [
+        c
+        for c in facts.consents
+        if c.purpose == "marketing"
+        and (c.channel == facts.channel or (policy.objection_covers_all_channels and not c.granted))
+    ]
     record = latest(records)
     if record is not None and not record.granted:
         if record.channel != facts.channel:
-            return Block(rule="consent", reason=(
-                f"the contact objected to marketing on {_channel(record.channel)} on {_when(record.at)}; "
-                f"an objection covers every channel (GDPR Art. 21) until a newer {_channel(facts.channel)} consent"))
-        return Block(rule="consent", reason=(
-            f"the contact revoked marketing {_channel(facts.channel)} on {_when(record.at)}"))
+            return Block(
+                rule="consent",
+                reason=(
+                    f"the contact objected to marketing on {_channel(record.channel)} on {_when(record.at)}; "
+                    f"an objection covers every channel (GDPR Art. 21) until a newer {_channel(facts.channel)} consent"
+                ),
+            )
+        return Block(
+            rule="consent", reason=(f"the contact revoked marketing {_channel(facts.channel)} on {_when(record.at)}")
+        )
     if record is not None:
         return None
     # No record either way: a recent purchase may stand in (KR Art. 50①, EU soft opt-in). An explicit
@@ -172,9 +217,13 @@ def _marketing_consent(facts: MessageFacts, policy: Policy) -> Decision | None:
         cutoff = months_before(facts.local_now, months)
         if facts.last_purchase_at >= cutoff:
             return None
-        return Block(rule="consent", reason=(
-            f"no marketing consent for {_channel(facts.channel)}, and the last purchase "
-            f"({_when(facts.last_purchase_at)}) is more than {months} months ago"))
+        return Block(
+            rule="consent",
+            reason=(
+                f"no marketing consent for {_channel(facts.channel)}, and the last purchase "
+                f"({_when(facts.last_purchase_at)}) is more than {months} months ago"
+            ),
+        )
     return Block(rule="consent", reason=f"no marketing consent for {_channel(facts.channel)}")
 
 
@@ -196,7 +245,7 @@ def next_local(now: datetime, zone: ZoneInfo, at: time) -> datetime:
     """
     day = now.astimezone(zone).date()
     while True:
-        candidate = datetime.combine(day, at, tzinfo=zone).astimezone(timezone.utc)
+        candidate = datetime.combine(day, at, tzinfo=zone).astimezone(UTC)
         if candidate > now:
             return candidate
         day += timedelta(days=1)
@@ -214,7 +263,7 @@ def months_after(local: datetime, months: int) -> datetime:
     index = local.year * 12 + local.month - 1 + months
     year, month = divmod(index, 12)
     day = min(local.day, monthrange(year, month + 1)[1])
-    return local.replace(year=year, month=month + 1, day=day).astimezone(timezone.utc)
+    return local.replace(year=year, month=month + 1, day=day).astimezone(UTC)
 
 
 def _over_cap(sent: list[datetime], now: datetime, cap: int, window: timedelta) -> datetime | None:

@@ -22,13 +22,19 @@ def dnc_decision(*, listed: bool, list_date: datetime | None, now: datetime, pol
     days = policy.dnc_max_age_days
     if days is not None:
         if list_date is None:
-            return Block(rule="dnc_stale", reason=(
-                f"no Do-Not-Call list has been imported; calls need one no older than {days} days"))
+            return Block(
+                rule="dnc_stale",
+                reason=(f"no Do-Not-Call list has been imported; calls need one no older than {days} days"),
+            )
         age = now - list_date
         if age > timedelta(days=days):
-            return Block(rule="dnc_stale", reason=(
-                f"the Do-Not-Call list of {list_date:%Y-%m-%d} is {age.days} days old (more than {days}); "
-                f"import a fresh list before calling"))
+            return Block(
+                rule="dnc_stale",
+                reason=(
+                    f"the Do-Not-Call list of {list_date:%Y-%m-%d} is {age.days} days old (more than {days}); "
+                    f"import a fresh list before calling"
+                ),
+            )
     return Allow(reason="not on the Do-Not-Call list, and the list is fresh")
 
 
@@ -36,8 +42,9 @@ def dnc(facts: MessageFacts, policy: Policy) -> Decision | None:
     """COMPLIANCE 9: calls are scrubbed against a Do-Not-Call list that must be fresh."""
     if facts.channel != "voice":
         return None
-    decision = dnc_decision(listed="dnc" in facts.suppressions, list_date=facts.dnc_list_date, now=facts.now,
-                            policy=policy)
+    decision = dnc_decision(
+        listed="dnc" in facts.suppressions, list_date=facts.dnc_list_date, now=facts.now, policy=policy
+    )
     return None if isinstance(decision, Allow) else decision
 
 
@@ -47,9 +54,13 @@ def postal_address(facts: MessageFacts, policy: Policy) -> Decision | None:
         return None
     if facts.has_postal_address:
         return None
-    return Block(rule="postal_address", reason=(
-        f"marketing email in {facts.jurisdiction} must carry the sender's postal address, and the tenant has "
-        f"none (set postal_address)"))
+    return Block(
+        rule="postal_address",
+        reason=(
+            f"marketing email in {facts.jurisdiction} must carry the sender's postal address, and the tenant has "
+            f"none (set postal_address)"
+        ),
+    )
 
 
 def complaint_breaker(facts: MessageFacts, policy: Policy) -> Decision | None:
@@ -59,9 +70,13 @@ def complaint_breaker(facts: MessageFacts, policy: Policy) -> Decision | None:
         return None
     if facts.complaint_rate <= limit:
         return None
-    return Block(rule="complaint_breaker", reason=(
-        f"spam complaints are {facts.complaint_rate:.2%} of the tenant's email (over {limit:.1%}): "
-        f"marketing email is paused until the rate falls"))
+    return Block(
+        rule="complaint_breaker",
+        reason=(
+            f"spam complaints are {facts.complaint_rate:.2%} of the tenant's email (over {limit:.1%}): "
+            f"marketing email is paused until the rate falls"
+        ),
+    )
 
 
 def kr_reconfirmation(facts: MessageFacts, policy: Policy) -> Decision | None:
@@ -76,6 +91,10 @@ def kr_reconfirmation(facts: MessageFacts, policy: Policy) -> Decision | None:
     lapse = months_before(facts.local_now, months)
     if record.at > lapse:
         return None
-    return Block(rule="kr_reconfirmation", reason=(
-        f"the advertising consent for {facts.channel} given {record.at:%Y-%m-%d %H:%M} UTC is {months} months "
-        f"old or more and was not reconfirmed"))
+    return Block(
+        rule="kr_reconfirmation",
+        reason=(
+            f"the advertising consent for {facts.channel} given {record.at:%Y-%m-%d %H:%M} UTC is {months} months "
+            f"old or more and was not reconfirmed"
+        ),
+    )

@@ -10,8 +10,8 @@ applies: what is stored is what `session.execute` would have stored, casts inclu
 from __future__ import annotations
 
 import hashlib
-
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from sqlalchemy import MetaData, Table, bindparam, insert, update
 from sqlalchemy.engine import Connection
@@ -35,9 +35,11 @@ def allocate_ids(session: Session | Connection, table: Table, count: int) -> lis
         return []
     connection = session.connection() if isinstance(session, Session) else session
     if connection.dialect.name == "postgresql":
-        return list(connection.exec_driver_sql(
-            f"SELECT nextval(pg_get_serial_sequence('{table.name}', 'id')) FROM generate_series(1, {int(count)})"
-        ).scalars())
+        return list(
+            connection.exec_driver_sql(
+                f"SELECT nextval(pg_get_serial_sequence('{table.name}', 'id')) FROM generate_series(1, {int(count)})"
+            ).scalars()
+        )
     top = connection.exec_driver_sql(f"SELECT max(id) FROM {table.name}").scalar() or 0
     return list(range(top + 1, top + 1 + count))
 
@@ -121,14 +123,17 @@ def update_by_id(session: Session | Connection, table: Table, rows: Sequence[dic
         _run(session, table, "update", tuple(k for k in rows[0] if k != "_id"), rows)
 
 
-def _run(session: Session | Connection, table: Table, kind: str, columns: tuple[str, ...],
-         rows: Sequence[dict[str, Any]]) -> None:
+def _run(
+    session: Session | Connection, table: Table, kind: str, columns: tuple[str, ...], rows: Sequence[dict[str, Any]]
+) -> None:
     connection = session.connection() if isinstance(session, Session) else session
     sql, names, processors, positional = _prepare(connection, table, kind, columns)
     # Column by column: a batch's rows mostly share their values (`now`, an empty detail), and each
     # distinct one goes through its processor once per call.
-    values = [[row[name] for row in rows] if fn is None else list(map(_memo(fn), [row[name] for row in rows]))
-              for name, fn in zip(names, processors, strict=True)]
+    values = [
+        [row[name] for row in rows] if fn is None else list(map(_memo(fn), [row[name] for row in rows]))
+        for name, fn in zip(names, processors, strict=True)
+    ]
     params: list = list(zip(*values, strict=True))
     if connection.dialect.name == "postgresql" and (kind == "insert" or len(params) >= PG_COPY_UPDATE):
         # COPY: one stream for all the rows, about twice as fast as an execution per row; an update
@@ -162,7 +167,8 @@ def _update_from_copy(connection: Connection, table: Table, names: tuple[str, ..
     # Made once per connection (a no-op after that, also after a rollback undid its making).
     connection.exec_driver_sql(
         f"CREATE TEMPORARY TABLE IF NOT EXISTS {staging} ON COMMIT DELETE ROWS AS "
-        f"SELECT id AS _id, {listed} FROM {preparer.format_table(table)} WITH NO DATA")
+        f"SELECT id AS _id, {listed} FROM {preparer.format_table(table)} WITH NO DATA"
+    )
     connection.exec_driver_sql(f"DELETE FROM {staging}")  # left by an earlier update in this transaction
     _copy(connection, Table(staging, MetaData()), names, rows)
     target = preparer.format_table(table)
@@ -194,7 +200,10 @@ def _prepare(connection: Connection, table: Table, kind: str, columns: tuple[str
     key = (kind, table.name)
     statement = _STATEMENTS.get(key)
     if statement is None:
-        statement = _STATEMENTS[key] = insert(table) if kind == "insert" else \
-            update(table).where(table.c.id == bindparam("_id", type_=table.c.id.type))
+        statement = _STATEMENTS[key] = (
+            insert(table)
+            if kind == "insert"
+            else update(table).where(table.c.id == bindparam("_id", type_=table.c.id.type))
+        )
     prepared = direct.compiled_for(statement, connection.dialect, columns)
     return prepared.sql, prepared.names, prepared.binds, prepared.positional

@@ -10,12 +10,13 @@ SQLite — and the SQL text stays the same for any list, so it is compiled and p
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 from sqlalchemy import BigInteger, Boolean, ColumnElement, Text, bindparam, text
-from sqlalchemy.engine import Connection
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.visitors import InternalTraversal
 from sqlalchemy.types import TypeDecorator
@@ -41,8 +42,10 @@ class _AmongIntegers(ColumnElement[bool]):
     type = Boolean()
     _is_implicitly_boolean = True  # a test, like a comparison: not rendered as `… = 1` where booleans are integers
     inherit_cache = True
-    _traverse_internals = [("column", InternalTraversal.dp_clauseelement),
-                           ("values", InternalTraversal.dp_clauseelement)]
+    _traverse_internals = [
+        ("column", InternalTraversal.dp_clauseelement),
+        ("values", InternalTraversal.dp_clauseelement),
+    ]
 
     def __init__(self, column, values) -> None:
         self.column, self.values = column, values
@@ -72,8 +75,10 @@ def code_rows(dialect_name: str, codes: Sequence[str], ids: Sequence[int]) -> tu
     written into the SQL.
     """
     if dialect_name == "postgresql":
-        return ("unnest(CAST(:v_codes AS TEXT[]), CAST(:v_ids AS BIGINT[])) AS v(code, id)",
-                {"v_codes": list(codes), "v_ids": [int(item) for item in ids]})
+        return (
+            "unnest(CAST(:v_codes AS TEXT[]), CAST(:v_ids AS BIGINT[])) AS v(code, id)",
+            {"v_codes": list(codes), "v_ids": [int(item) for item in ids]},
+        )
     pairs = json.dumps([[code, int(item)] for code, item in zip(codes, ids, strict=True)])
     return "(SELECT value ->> 0 AS code, value ->> 1 AS id FROM json_each(:v_pairs)) AS v", {"v_pairs": pairs}
 

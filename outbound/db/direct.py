@@ -12,8 +12,9 @@ the session's transaction. No SQL is written here: the statements are the caller
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from sqlalchemy import exc
 from sqlalchemy.engine import Connection
@@ -36,8 +37,9 @@ class _Prepared:
 _CACHE: dict[tuple, _Prepared] = {}
 
 
-def fetch(session: Session, statement: ClauseElement, params: dict[str, Any],
-          columns: Sequence[str] | None = None) -> list[tuple]:
+def fetch(
+    session: Session, statement: ClauseElement, params: dict[str, Any], columns: Sequence[str] | None = None
+) -> list[tuple]:
     """The rows `statement` (a SELECT, or a write with RETURNING) answers for `params`, as tuples.
 
     An IN list is an expanding bind parameter given as a non-empty list. For an INSERT or UPDATE,
@@ -47,26 +49,35 @@ def fetch(session: Session, statement: ClauseElement, params: dict[str, Any],
     results = prepared.results
     if not any(results):
         return [tuple(row) for row in rows]
-    return [tuple(value if fn is None or value is None else fn(value) for fn, value in zip(results, row, strict=True))
-            for row in rows]
+    return [
+        tuple(value if fn is None or value is None else fn(value) for fn, value in zip(results, row, strict=True))
+        for row in rows
+    ]
 
 
-def execute(session: Session, statement: ClauseElement, params: dict[str, Any],
-            columns: Sequence[str] | None = None) -> int:
+def execute(
+    session: Session, statement: ClauseElement, params: dict[str, Any], columns: Sequence[str] | None = None
+) -> int:
     """Run a write without RETURNING for `params`; the number of rows it changed."""
     return _run(session, statement, params, columns, lambda on: on.rowcount)[1]
 
 
-def _run(session: Session, statement: ClauseElement, params: dict[str, Any], columns: Sequence[str] | None,
-         answer: Callable[[Any], Any]) -> tuple[_Prepared, Any]:
+def _run(
+    session: Session,
+    statement: ClauseElement,
+    params: dict[str, Any],
+    columns: Sequence[str] | None,
+    answer: Callable[[Any], Any],
+) -> tuple[_Prepared, Any]:
     prepared, values = _bound(session, statement, params, columns)
     if session.autoflush:  # the session's pending changes first, as its own statements do
         session.flush()
     return prepared, on_driver(session.connection(), prepared.sql, values, answer=answer)
 
 
-def on_driver(connection: Connection, sql: str, params: Any, *, many: bool = False,
-              answer: Callable[[Any], Any] | None = None) -> Any:
+def on_driver(
+    connection: Connection, sql: str, params: Any, *, many: bool = False, answer: Callable[[Any], Any] | None = None
+) -> Any:
     """Run `sql` on a cursor of the driver's connection under `connection` (once, or once per parameter set
     with `many`): seen by the engine's listeners, its errors raised as SQLAlchemy raises them. What `answer`
     reads of the cursor, if given."""
@@ -104,8 +115,9 @@ def wrapped(connection: Connection, error: Exception, sql: str, params: Any) -> 
     return exc.DBAPIError.instance(sql, params, error, base, dialect=dialect)
 
 
-def _bound(session: Session, statement: ClauseElement, params: dict[str, Any],
-           columns: Sequence[str] | None) -> tuple[_Prepared, Any]:
+def _bound(
+    session: Session, statement: ClauseElement, params: dict[str, Any], columns: Sequence[str] | None
+) -> tuple[_Prepared, Any]:
     lengths = tuple(sorted((name, len(value)) for name, value in params.items() if isinstance(value, (list, tuple))))
     prepared = compiled_for(statement, session.get_bind().dialect, columns, lengths)
     values = []
@@ -119,8 +131,9 @@ def _bound(session: Session, statement: ClauseElement, params: dict[str, Any],
     return prepared, dict(zip((name.replace("\0", "_") for name in prepared.names), values, strict=True))
 
 
-def compiled_for(statement: ClauseElement, dialect, columns: Sequence[str] | None = None,
-                 lengths: tuple[tuple[str, int], ...] = ()) -> _Prepared:
+def compiled_for(
+    statement: ClauseElement, dialect, columns: Sequence[str] | None = None, lengths: tuple[tuple[str, int], ...] = ()
+) -> _Prepared:
     """`statement` compiled for `dialect` (with `columns` given, and IN lists of these lengths), with the
     bind processor of each parameter in order and the result processor of each column: made once, kept."""
     key = (statement, dialect.name, lengths, tuple(columns) if columns is not None else None)
@@ -135,8 +148,9 @@ def _prepare(statement: ClauseElement, dialect, lengths: dict[str, int], columns
     positional = bool(compiled.positional)
     order = list(compiled.positiontup) if positional else list(compiled.bind_names.values())
     types = {name: bind.type for name, bind in compiled.binds.items()}
-    defaults = {name: bind.effective_value for name, bind in compiled.binds.items()
-                if not bind.required and name not in lengths}
+    defaults = {
+        name: bind.effective_value for name, bind in compiled.binds.items() if not bind.required and name not in lengths
+    }
     sql = compiled.string
     names: list[str] = []
     binds: list[_Processor] = []
@@ -151,15 +165,18 @@ def _prepare(statement: ClauseElement, dialect, lengths: dict[str, int], columns
             raise ValueError(f"the IN list {name!r} is empty: leave the statement out instead")
         # An expanding parameter is compiled to a marker, replaced by one placeholder per value.
         expanded = [f"{name}\0{i}" for i in range(count)]
-        placeholders = ", ".join(
-            compiled.bindtemplate % {"name": n.replace("\0", "_")} for n in expanded) if not positional else \
-            ", ".join([_positional_placeholder(compiled)] * count)
+        placeholders = (
+            ", ".join(compiled.bindtemplate % {"name": n.replace("\0", "_")} for n in expanded)
+            if not positional
+            else ", ".join([_positional_placeholder(compiled)] * count)
+        )
         sql = sql.replace(f"__[POSTCOMPILE_{name}]", placeholders)
         names.extend(expanded)
         binds.extend([processor] * count)
     # A SELECT's columns, or what a write RETURNs (none without RETURNING).
-    results = tuple(column.type.dialect_impl(dialect).result_processor(dialect, None)
-                    for column in statement.exported_columns)
+    results = tuple(
+        column.type.dialect_impl(dialect).result_processor(dialect, None) for column in statement.exported_columns
+    )
     return _Prepared(sql, tuple(names), tuple(binds), results, positional, defaults)
 
 

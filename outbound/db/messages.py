@@ -12,8 +12,16 @@ from outbound.db.models import Message, MessageTransition
 from outbound.errors import OutboundError
 
 STATUSES = (
-    "scheduled", "deferred", "blocked", "cancelled", "sending", "sent",
-    "delivered", "undelivered", "failed", "unknown",
+    "scheduled",
+    "deferred",
+    "blocked",
+    "cancelled",
+    "sending",
+    "sent",
+    "delivered",
+    "undelivered",
+    "failed",
+    "unknown",
 )
 FINAL = frozenset({"blocked", "cancelled", "delivered", "undelivered", "failed"})
 
@@ -81,8 +89,15 @@ def move(
     if rule is not None or reason is not None:
         message.rule, message.reason = rule, reason
     return {
-        "tenant_id": message.tenant_id, "message_id": message.id, "at": at, "from_status": from_status,
-        "to_status": to_status, "source": source, "rule": rule, "reason": reason, "detail": detail or {},
+        "tenant_id": message.tenant_id,
+        "message_id": message.id,
+        "at": at,
+        "from_status": from_status,
+        "to_status": to_status,
+        "source": source,
+        "rule": rule,
+        "reason": reason,
+        "detail": detail or {},
     }
 
 

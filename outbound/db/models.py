@@ -7,9 +7,9 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
-    Float,
     Boolean,
     Column,
+    Float,
     ForeignKey,
     Index,
     Integer,

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import Connection
@@ -18,7 +18,7 @@ ALEMBIC_DIR = Path(__file__).resolve().parents[2] / "alembic"
 def make_engine(url: str, **kwargs) -> Engine:
     """An engine for `url`; SQLite files get WAL mode, foreign keys and a busy timeout."""
     if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
     if url.startswith("sqlite"):
         kwargs.setdefault("connect_args", {"timeout": 30, "check_same_thread": False})
     engine = create_engine(url, **kwargs)
@@ -56,8 +56,7 @@ def _savepoints_on_driver(engine: Engine) -> None:
     name_of = dialect.identifier_preparer.quote
     dialect.do_savepoint = lambda conn, name: run_on_driver(conn, f"SAVEPOINT {name_of(name)}")
     dialect.do_release_savepoint = lambda conn, name: run_on_driver(conn, f"RELEASE SAVEPOINT {name_of(name)}")
-    dialect.do_rollback_to_savepoint = lambda conn, name: run_on_driver(
-        conn, f"ROLLBACK TO SAVEPOINT {name_of(name)}")
+    dialect.do_rollback_to_savepoint = lambda conn, name: run_on_driver(conn, f"ROLLBACK TO SAVEPOINT {name_of(name)}")
 
 
 def run_on_driver(connection: Connection, sql: str) -> None:
@@ -72,9 +71,8 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
 @contextmanager
 def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """A unit of work: commits if the block ends normally, rolls back otherwise."""
-    with factory() as session:
-        with session.begin():
-            yield session
+    with factory() as session, session.begin():
+        yield session
 
 
 def alembic_config(url: str):

@@ -25,13 +25,22 @@ from outbound.rendering.templates import Rendered, Renderer
 
 UNSUBSCRIBE_URL = "https://sample.invalid/u/SAMPLE-TOKEN"
 SAMPLE_TENANT = {
-    "slug": "sample", "name": "Sample Shop", "sender_name": "Sample Shop", "support_contact": "help@sample.invalid",
-    "postal_address": "500 Sample Street, Springfield, IL 62701", "optout_number": "080-555-0199",
-    "sms_from": "+15555550123", "email_from": "hello@sample.invalid", "timezone": "UTC", "locale": "en",
+    "slug": "sample",
+    "name": "Sample Shop",
+    "sender_name": "Sample Shop",
+    "support_contact": "help@sample.invalid",
+    "postal_address": "500 Sample Street, Springfield, IL 62701",
+    "optout_number": "080-555-0199",
+    "sms_from": "+15555550123",
+    "email_from": "hello@sample.invalid",
+    "timezone": "UTC",
+    "locale": "en",
 }
 AD_MARK = "(광고)"
 _FAKE_MARK = re.compile(r"^\s*[\[\(（【]\s*광\s*고\s*[\]\)）】]")
-_FREE_OPTOUT_END = re.compile(r"(무료\s*수신\s*거부|무료\s*거부|수신\s*거부\s*무료)[^\n]*?080[-\s.]?\d{3,4}[-\s.]?\d{4}\s*$")
+_FREE_OPTOUT_END = re.compile(
+    r"(무료\s*수신\s*거부|무료\s*거부|수신\s*거부\s*무료)[^\n]*?080[-\s.]?\d{3,4}[-\s.]?\d{4}\s*$"
+)
 _OPT_OUT_WORDS = re.compile(r"\bSTOP\b|unsubscribe|opt[ -]?out|수신\s*거부", re.IGNORECASE)
 
 
@@ -50,8 +59,13 @@ def served_jurisdictions(locale: str, source: str) -> tuple[str, ...]:
     return ("US", "EU", "default", "KR") if adapts else ("US", "EU", "default")
 
 
-def check_message(rendered: Rendered, channel: str, jurisdiction: str, tenant: dict | None = None,
-                  unsubscribe_url: str = UNSUBSCRIBE_URL) -> list[str]:
+def check_message(
+    rendered: Rendered,
+    channel: str,
+    jurisdiction: str,
+    tenant: dict | None = None,
+    unsubscribe_url: str = UNSUBSCRIBE_URL,
+) -> list[str]:
     """Every way a rendered marketing message breaks the format of `jurisdiction` (empty: none).
     `tenant` and `unsubscribe_url` are what the message was rendered with: the sample ones when
     definitions load, the real ones when the dispatcher checks each message before it is sent."""
@@ -72,7 +86,9 @@ def check_message(rendered: Rendered, channel: str, jurisdiction: str, tenant: d
         if not any(tenant.get(key) and str(tenant[key]) in text for key in contacts):
             problems.append("KR advertising must give the sender's contact (e.g. tenant.support_contact)")
         if not _FREE_OPTOUT_END.search(text):
-            problems.append("KR advertising must end with a free opt-out, e.g. '무료수신거부 {{ tenant.optout_number }}'")
+            problems.append(
+                "KR advertising must end with a free opt-out, e.g. '무료수신거부 {{ tenant.optout_number }}'"
+            )
     if jurisdiction == "US" and channel == "email":
         if not tenant.get("postal_address") or str(tenant["postal_address"]) not in whole:
             problems.append("US marketing email must carry the sender's postal address (tenant.postal_address)")
@@ -98,8 +114,14 @@ def format_problems(campaigns: Iterable, renderer: Renderer) -> list[DefinitionE
     return list(errors.values())
 
 
-def _check_file(renderer: Renderer, template: str, channel: str, locale: str, variants: list,
-                errors: dict[tuple[str, str], DefinitionError]) -> None:
+def _check_file(
+    renderer: Renderer,
+    template: str,
+    channel: str,
+    locale: str,
+    variants: list,
+    errors: dict[tuple[str, str], DefinitionError],
+) -> None:
     name = f"{template}/{channel}.{locale}.j2"
     shown = f"{renderer.templates_dir.name}/{name}"
     try:
@@ -119,9 +141,23 @@ def _check_file(renderer: Renderer, template: str, channel: str, locale: str, va
 
 def _context(jurisdiction: str, locale: str, variant: str | None) -> dict:
     tenant = dict(SAMPLE_TENANT, jurisdiction=jurisdiction, locale=locale)
-    contact = {"external_id": "sample", "phone": "+15555550100", "email": "sample@sample.invalid", "locale": locale,
-               "timezone": "UTC", "jurisdiction": jurisdiction, "attributes": _Sample()}
+    contact = {
+        "external_id": "sample",
+        "phone": "+15555550100",
+        "email": "sample@sample.invalid",
+        "locale": locale,
+        "timezone": "UTC",
+        "jurisdiction": jurisdiction,
+        "attributes": _Sample(),
+    }
     event = {"id": "evt-sample", "type": "sample", "data": _Sample(), "occurred_at": "2026-01-01T00:00:00+00:00"}
-    return {"contact": contact, "event": event, "tenant": tenant, "campaign": "sample", "step": "sample",
-            "links": {"unsubscribe": UNSUBSCRIBE_URL, "survey": "https://sample.invalid/s/SAMPLE"},
-            "offer": {"code": "SAMPLE-CODE"}, "variant": variant}
+    return {
+        "contact": contact,
+        "event": event,
+        "tenant": tenant,
+        "campaign": "sample",
+        "step": "sample",
+        "links": {"unsubscribe": UNSUBSCRIBE_URL, "survey": "https://sample.invalid/s/SAMPLE"},
+        "offer": {"code": "SAMPLE-CODE"},
+        "variant": variant,
+    }

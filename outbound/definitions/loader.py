@@ -44,8 +44,12 @@ class Definitions:
 
     def exits_for(self, event_type: str) -> list[tuple[CampaignDef, ExitRule]]:
         """The campaigns whose enrollments `event_type` ends, each with the exit rule that matches."""
-        return [(campaign, rule) for campaign in self.campaigns.values() for rule in campaign.exit_on
-                if rule.event == event_type]
+        return [
+            (campaign, rule)
+            for campaign in self.campaigns.values()
+            for rule in campaign.exit_on
+            if rule.event == event_type
+        ]
 
     def campaigns_for_tenant(self, slug: str) -> list[CampaignDef]:
         """The campaigns that serve tenant `slug` (those naming no tenants serve all)."""
@@ -56,7 +60,9 @@ def load_definitions(root: Path) -> Definitions:
     """Read and check every definition under `root`; raise DefinitionErrors listing all problems."""
     root = Path(root)
     if not root.is_dir():
-        raise DefinitionErrors([DefinitionError(str(root), "no such folder (expected campaigns/, triggers/, templates/)")])
+        raise DefinitionErrors(
+            [DefinitionError(str(root), "no such folder (expected campaigns/, triggers/, templates/)")]
+        )
     errors: list[DefinitionError] = []
     renderer = Renderer(root / "templates")
     errors.extend(renderer.problems())
@@ -79,12 +85,18 @@ def load_definitions(root: Path) -> Definitions:
         for index, step in enumerate(campaign.steps):
             for template in step.templates():
                 number = next((n for n, v in enumerate(step.variants) if v.template == template), None)
-                where = ("steps", index, "template") if number is None else ("steps", index, "variants", number, "template")
+                where = (
+                    ("steps", index, "template") if number is None else ("steps", index, "variants", number, "template")
+                )
                 for channel in (step.channel, step.fallback) if step.fallback else (step.channel,):
                     if not renderer.available_locales(template, channel):
-                        errors.append(document.error(
-                            f"template {template!r} has no {channel} file"
-                            f" (expected templates/{template}/{channel}.<locale>.j2)", where))
+                        errors.append(
+                            document.error(
+                                f"template {template!r} has no {channel} file"
+                                f" (expected templates/{template}/{channel}.<locale>.j2)",
+                                where,
+                            )
+                        )
 
     triggers: list[TriggerDef] = []
     first_seen: dict[str, str] = {}
@@ -96,13 +108,19 @@ def load_definitions(root: Path) -> Definitions:
         for index, trigger in enumerate(parsed.triggers) if parsed else _valid_triggers(document.data):
             where = f"{document.file}:{document.line(('triggers', index))}"
             if trigger.name in first_seen:
-                errors.append(document.error(
-                    f"trigger name {trigger.name!r} is already used at {first_seen[trigger.name]}",
-                    ("triggers", index, "name")))
+                errors.append(
+                    document.error(
+                        f"trigger name {trigger.name!r} is already used at {first_seen[trigger.name]}",
+                        ("triggers", index, "name"),
+                    )
+                )
             elif trigger.campaign not in defined:
-                errors.append(document.error(
-                    f"unknown campaign {trigger.campaign!r} (no campaigns/{trigger.campaign}.yaml)",
-                    ("triggers", index, "campaign")))
+                errors.append(
+                    document.error(
+                        f"unknown campaign {trigger.campaign!r} (no campaigns/{trigger.campaign}.yaml)",
+                        ("triggers", index, "campaign"),
+                    )
+                )
             else:
                 triggers.append(trigger)
             first_seen.setdefault(trigger.name, where)
@@ -177,8 +195,10 @@ class _Document:
             errors.append(DefinitionError(file, "the file is empty", line=1))
             return None
         duplicates = list(_duplicate_keys(node))
-        errors.extend(DefinitionError(file, f"key {key!r} appears twice in the same mapping", line=line, field=key)
-                      for key, line in duplicates)
+        errors.extend(
+            DefinitionError(file, f"key {key!r} appears twice in the same mapping", line=line, field=key)
+            for key, line in duplicates
+        )
         return None if duplicates else document
 
     def line(self, loc: tuple[Any, ...]) -> int | None:
@@ -189,8 +209,14 @@ class _Document:
         line = current.start_mark.line + 1
         for part in loc:
             if isinstance(current, yaml.MappingNode):
-                match = next(((key, value) for key, value in current.value
-                              if isinstance(key, yaml.ScalarNode) and key.value == str(part)), None)
+                match = next(
+                    (
+                        (key, value)
+                        for key, value in current.value
+                        if isinstance(key, yaml.ScalarNode) and key.value == str(part)
+                    ),
+                    None,
+                )
                 if match is None:
                     return line
                 line, current = match[0].start_mark.line + 1, match[1]

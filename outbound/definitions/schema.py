@@ -18,9 +18,9 @@ from pydantic import (
     model_validator,
 )
 
-from outbound.enrollment.audience import Audience, InvalidAudience, compile_audience
 from outbound.clock import parse_duration
 from outbound.conditions import Condition, InvalidCondition, compile_condition
+from outbound.enrollment.audience import Audience, InvalidAudience, compile_audience
 
 Kind = Literal["notification", "reminder", "survey", "winback", "lead"]
 Purpose = Literal["transactional", "survey", "marketing"]
@@ -96,7 +96,7 @@ class StepDef(_Model):
     max_segments: int | None = Field(default=None, ge=1)
 
     @model_validator(mode="after")
-    def _template_or_variants(self) -> "StepDef":
+    def _template_or_variants(self) -> StepDef:
         if self.max_segments is not None and self.channel != "sms":
             raise ValueError("max_segments limits SMS steps only")
         if self.template is None and (not self.variants or any(v.template is None for v in self.variants)):
@@ -115,9 +115,9 @@ class StepDef(_Model):
         names = [self.template] + [variant.template for variant in self.variants]
         return list(dict.fromkeys(name for name in names if name))
 
-    def template_of(self, variant: "VariantDef | None") -> str:
+    def template_of(self, variant: VariantDef | None) -> str:
         """The template a contact gets with this variant (the step's when the variant names none)."""
-        return (variant.template if variant is not None and variant.template else self.template)  # type: ignore[return-value]
+        return variant.template if variant is not None and variant.template else self.template  # type: ignore[return-value]
 
 
 class SurveyConfig(_Model):
@@ -130,7 +130,7 @@ class SurveyConfig(_Model):
     recovery_priority: int = 5
 
     @model_validator(mode="after")
-    def _threshold_on_scale(self) -> "SurveyConfig":
+    def _threshold_on_scale(self) -> SurveyConfig:
         low, high = SCALES[self.scale]
         if self.recovery_threshold is not None and not low <= self.recovery_threshold <= high:
             raise ValueError(f"recovery_threshold must be on the {self.scale} scale ({low}-{high})")
@@ -156,7 +156,9 @@ class ScheduleDef(_Model):
         try:
             CronTrigger.from_crontab(cron, timezone="UTC")
         except ValueError as error:
-            raise ValueError(f"not a cron expression {cron!r} (five fields: minute hour day month weekday): {error}") from None
+            raise ValueError(
+                f"not a cron expression {cron!r} (five fields: minute hour day month weekday): {error}"
+            ) from None
         return cron
 
     @field_validator("timezone")
@@ -183,11 +185,13 @@ class OfferCodes(_Model):
             return pattern
         match = OFFER_PATTERN.match(pattern)
         if match is None or not 4 <= int(match["length"]) <= 16 or len(pattern) > 64:
-            raise ValueError("a pattern is upper-case letters, digits and dashes around one {random:N} (N from 4 to 16)")
+            raise ValueError(
+                "a pattern is upper-case letters, digits and dashes around one {random:N} (N from 4 to 16)"
+            )
         return pattern
 
     @model_validator(mode="after")
-    def _some_source(self) -> "OfferCodes":
+    def _some_source(self) -> OfferCodes:
         if not self.pool and self.pattern is None:
             raise ValueError("give a pool of codes, a pattern, or both (the pattern serves when the pool runs out)")
         if len(set(self.pool)) != len(self.pool):
@@ -259,7 +263,7 @@ class CampaignDef(_Model):
         return data
 
     @model_validator(mode="after")
-    def _consistent(self) -> "CampaignDef":
+    def _consistent(self) -> CampaignDef:
         if self.survey is not None and self.purpose != "survey":
             raise ValueError("survey settings belong to a campaign whose purpose is survey")
         if (self.schedule is None) != (self.audience is None):

@@ -12,11 +12,11 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from outbound.delivery import keywords
-from outbound.ingest.contacts import address_hash, default_region, normalise_phone
 from outbound.db.models import Consent, Contact, InboundMessage, Message, Suppression, Tenant
-from outbound.errors import InvalidInput
+from outbound.delivery import keywords
 from outbound.delivery.suppressions import suppress
+from outbound.errors import InvalidInput
+from outbound.ingest.contacts import address_hash, default_region, normalise_phone
 
 SOURCE = "inbound SMS"
 # Purposes an SMS opt-out revokes in the ledger. Transactional SMS stops through the suppression
@@ -36,8 +36,17 @@ class InboundOutcome:
     contact_id: int | None
 
 
-def receive_inbound_sms(session: Session, tenant: Tenant, *, from_number: str, to_number: str, body: str,
-                        provider_id: str | None, clock, settings) -> InboundOutcome:
+def receive_inbound_sms(
+    session: Session,
+    tenant: Tenant,
+    *,
+    from_number: str,
+    to_number: str,
+    body: str,
+    provider_id: str | None,
+    clock,
+    settings,
+) -> InboundOutcome:
     """Store one inbound SMS (once per `provider_id`), apply its keyword, and return the reply to send."""
     now = clock.now()
     if provider_id:
@@ -46,15 +55,28 @@ def receive_inbound_sms(session: Session, tenant: Tenant, *, from_number: str, t
             # A provider retry: the first delivery did the work and got the reply.
             return InboundOutcome(kind="duplicate", reply=None, contact_id=seen.contact_id)
     phone = _normalised(from_number, tenant)
-    contacts = list(session.scalars(select(Contact).where(
-        Contact.tenant_id == tenant.id, Contact.phone == phone, Contact.erased_at.is_(None)).order_by(Contact.id)))
+    contacts = list(
+        session.scalars(
+            select(Contact)
+            .where(Contact.tenant_id == tenant.id, Contact.phone == phone, Contact.erased_at.is_(None))
+            .order_by(Contact.id)
+        )
+    )
     contact = contacts[0] if contacts else None
     kind = keywords.classify(body)
     if kind == keywords.YES and not _yes_means_consent(session, tenant, contact, phone):
         kind = None
-    inbound = InboundMessage(tenant_id=tenant.id, contact_id=contact.id if contact else None, channel="sms",
-                             from_address=phone, to_address=to_number, body=body, provider_id=provider_id,
-                             kind=kind or "other", received_at=now)
+    inbound = InboundMessage(
+        tenant_id=tenant.id,
+        contact_id=contact.id if contact else None,
+        channel="sms",
+        from_address=phone,
+        to_address=to_number,
+        body=body,
+        provider_id=provider_id,
+        kind=kind or "other",
+        received_at=now,
+    )
     session.add(inbound)
     session.flush()
     sender = (tenant.settings or {}).get("sender_name") or tenant.name
@@ -109,45 +131,99 @@ def _normalised(number: str, tenant: Tenant) -> str:
         return (number or "").strip()
 
 
-def _ledger(session: Session, tenant: Tenant, contact: Contact, purpose: str, granted: bool, at: datetime,
-            body: str, *, notified: bool, night: bool = False) -> None:
+def _ledger(
+    session: Session,
+    tenant: Tenant,
+    contact: Contact,
+    purpose: str,
+    granted: bool,
+    at: datetime,
+    body: str,
+    *,
+    notified: bool,
+    night: bool = False,
+) -> None:
     # The reply confirming the change is the notice of it (KR Art. 50⑦), so it counts as notified.
-    session.add(Consent(tenant_id=tenant.id, contact_id=contact.id, channel="sms", purpose=purpose, granted=granted,
-                        night=night and granted, at=at, source=SOURCE, text=(body or "").strip()[:1000],
-                        recorded_at=at, notified_at=at if notified else None))
+    session.add(
+        Consent(
+            tenant_id=tenant.id,
+            contact_id=contact.id,
+            channel="sms",
+            purpose=purpose,
+            granted=granted,
+            night=night and granted,
+            at=at,
+            source=SOURCE,
+            text=(body or "").strip()[:1000],
+            recorded_at=at,
+            notified_at=at if notified else None,
+        )
+    )
     session.flush()
 
 
 def _replied_to_opt_out_since(session: Session, tenant_id: int, phone: str, since: datetime, this_id: int) -> bool:
-    return session.scalar(select(InboundMessage.id).where(
-        InboundMessage.tenant_id == tenant_id, InboundMessage.from_address == phone,
-        InboundMessage.kind == "opt_out", InboundMessage.received_at >= since,
-        InboundMessage.id != this_id).limit(1)) is not None
+    return (
+        session.scalar(
+            select(InboundMessage.id)
+            .where(
+                InboundMessage.tenant_id == tenant_id,
+                InboundMessage.from_address == phone,
+                InboundMessage.kind == "opt_out",
+                InboundMessage.received_at >= since,
+                InboundMessage.id != this_id,
+            )
+            .limit(1)
+        )
+        is not None
+    )
 
 
 def _lift_opt_out(session: Session, tenant_id: int, phone: str) -> None:
     # Only the contact's own STOP is undone; bounces, invalid numbers and DNC entries stay.
-    session.execute(delete(Suppression).where(
-        Suppression.tenant_id == tenant_id, Suppression.channel == "sms",
-        Suppression.address_hash == address_hash("sms", phone), Suppression.reason == "opt_out"))
+    session.execute(
+        delete(Suppression).where(
+            Suppression.tenant_id == tenant_id,
+            Suppression.channel == "sms",
+            Suppression.address_hash == address_hash("sms", phone),
+            Suppression.reason == "opt_out",
+        )
+    )
 
 
 def _revoked_by_sms(session: Session, tenant_id: int, contact_id: int) -> list[str]:
     """The SMS purposes whose newest ledger entry is a revocation by inbound SMS: what START restores."""
     restored = []
     for purpose in ("marketing", "survey", "transactional"):
-        latest = session.scalar(select(Consent).where(
-            Consent.tenant_id == tenant_id, Consent.contact_id == contact_id, Consent.channel == "sms",
-            Consent.purpose == purpose).order_by(Consent.at.desc(), Consent.id.desc()).limit(1))
+        latest = session.scalar(
+            select(Consent)
+            .where(
+                Consent.tenant_id == tenant_id,
+                Consent.contact_id == contact_id,
+                Consent.channel == "sms",
+                Consent.purpose == purpose,
+            )
+            .order_by(Consent.at.desc(), Consent.id.desc())
+            .limit(1)
+        )
         if latest is not None and not latest.granted and latest.source == SOURCE:
             restored.append(purpose)
     return restored
 
 
 def _latest_grant_night(session: Session, tenant_id: int, contact_id: int) -> bool:
-    grant = session.scalar(select(Consent).where(
-        Consent.tenant_id == tenant_id, Consent.contact_id == contact_id, Consent.channel == "sms",
-        Consent.purpose == "marketing", Consent.granted.is_(True)).order_by(Consent.at.desc(), Consent.id.desc()).limit(1))
+    grant = session.scalar(
+        select(Consent)
+        .where(
+            Consent.tenant_id == tenant_id,
+            Consent.contact_id == contact_id,
+            Consent.channel == "sms",
+            Consent.purpose == "marketing",
+            Consent.granted.is_(True),
+        )
+        .order_by(Consent.at.desc(), Consent.id.desc())
+        .limit(1)
+    )
     return bool(grant and grant.night)
 
 
@@ -155,7 +231,15 @@ def _yes_means_consent(session: Session, tenant: Tenant, contact: Contact | None
     """YES re-subscribes only as a reply to a consent request: the latest SMS we sent asked for consent."""
     if contact is None:
         return False
-    latest = session.scalar(select(Message.campaign).where(
-        Message.tenant_id == tenant.id, Message.contact_id == contact.id, Message.channel == "sms",
-        Message.sent_at.is_not(None)).order_by(Message.sent_at.desc(), Message.id.desc()).limit(1))
+    latest = session.scalar(
+        select(Message.campaign)
+        .where(
+            Message.tenant_id == tenant.id,
+            Message.contact_id == contact.id,
+            Message.channel == "sms",
+            Message.sent_at.is_not(None),
+        )
+        .order_by(Message.sent_at.desc(), Message.id.desc())
+        .limit(1)
+    )
     return latest in RECONFIRMATION_CAMPAIGNS

@@ -18,10 +18,28 @@ HELP = "help"
 # YES re-subscribes only as a reply to a consent request; the caller decides whether it is one.
 YES = "yes"
 
-OPT_OUT_WORDS = frozenset({
-    "stop", "stopall", "stop all", "unsubscribe", "cancel", "end", "quit", "revoke", "optout", "opt-out", "opt out",
-    "수신거부", "수신 거부", "거부", "중지", "수신중지", "수신 중지", "그만",
-})
+OPT_OUT_WORDS = frozenset(
+    {
+        "stop",
+        "stopall",
+        "stop all",
+        "unsubscribe",
+        "cancel",
+        "end",
+        "quit",
+        "revoke",
+        "optout",
+        "opt-out",
+        "opt out",
+        "수신거부",
+        "수신 거부",
+        "거부",
+        "중지",
+        "수신중지",
+        "수신 중지",
+        "그만",
+    }
+)
 OPT_IN_WORDS = frozenset({"start", "unstop", "subscribe", "resubscribe", "수신동의", "수신 동의"})
 HELP_WORDS = frozenset({"help", "info", "도움말", "도움", "문의"})
 YES_WORDS = frozenset({"yes", "y", "yes please", "예", "네", "동의", "동의합니다"})

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import binascii
 from collections.abc import Iterable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -38,8 +38,9 @@ def webhook_url(base_url: str, path: str, query: str = "") -> str:
     return base_url.rstrip("/") + path + (f"?{query}" if query else "")
 
 
-def check_twilio(tokens: Iterable[str], url: str, params: Any, signature: str | None,
-                 signature_settings: str | None = None) -> str:
+def check_twilio(
+    tokens: Iterable[str], url: str, params: Any, signature: str | None, signature_settings: str | None = None
+) -> str:
     """The auth token that signed this request (one of `tokens`); SignatureRefused when none did.
 
     `params` is the POST form (a multi-dict with `getlist`, or a plain dict).
@@ -53,8 +54,9 @@ def check_twilio(tokens: Iterable[str], url: str, params: Any, signature: str | 
     raise SignatureRefused("X-Twilio-Signature does not match this request", status=403)
 
 
-def check_sendgrid(public_keys: Iterable[str], body: bytes, signature: str | None, timestamp: str | None,
-                   now: datetime) -> str:
+def check_sendgrid(
+    public_keys: Iterable[str], body: bytes, signature: str | None, timestamp: str | None, now: datetime
+) -> str:
     """The public key that verifies this request (one of `public_keys`); SignatureRefused otherwise.
 
     Missing headers → 401; a stale or far-future timestamp, a bad signature or an unreadable
@@ -63,7 +65,7 @@ def check_sendgrid(public_keys: Iterable[str], body: bytes, signature: str | Non
     if not signature or not timestamp:
         raise SignatureRefused("the SendGrid signature or timestamp header is missing", status=401)
     try:
-        signed_at = datetime.fromtimestamp(int(timestamp), tz=timezone.utc)
+        signed_at = datetime.fromtimestamp(int(timestamp), tz=UTC)
     except (ValueError, OverflowError, OSError):
         raise SignatureRefused("the SendGrid timestamp is not a Unix time", status=403) from None
     if signed_at < now - SENDGRID_MAX_AGE or signed_at > now + SENDGRID_MAX_SKEW:

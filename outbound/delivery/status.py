@@ -25,10 +25,10 @@ from sqlalchemy import delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from outbound.ingest.contacts import address_hash
-from outbound.db.models import DeliveryEvent, Message, Suppression
 from outbound.db.messages import FINAL, transition
+from outbound.db.models import DeliveryEvent, Message, Suppression
 from outbound.delivery.suppressions import suppress
+from outbound.ingest.contacts import address_hash
 
 log = logging.getLogger(__name__)
 
@@ -40,20 +40,36 @@ RETRY_LATER_CODES = frozenset({"30003", "30005"})
 
 # Twilio MessageStatus → the message status it proves. Unlisted statuses are stored and change nothing.
 TWILIO_STATUS = {
-    "accepted": "sent", "scheduled": "sent", "queued": "sent", "sending": "sent", "sent": "sent",
-    "delivered": "delivered", "read": "delivered",
-    "undelivered": "undelivered", "failed": "failed", "canceled": "failed",
+    "accepted": "sent",
+    "scheduled": "sent",
+    "queued": "sent",
+    "sending": "sent",
+    "sent": "sent",
+    "delivered": "delivered",
+    "read": "delivered",
+    "undelivered": "undelivered",
+    "failed": "failed",
+    "canceled": "failed",
 }
 # SendGrid event → the message status it proves. Engagement means the mail arrived.
 SENDGRID_STATUS = {
-    "processed": "sent", "deferred": "sent",
-    "delivered": "delivered", "open": "delivered", "click": "delivered", "spamreport": "delivered",
-    "unsubscribe": "delivered", "group_unsubscribe": "delivered",
-    "bounce": "undelivered", "dropped": "failed",
+    "processed": "sent",
+    "deferred": "sent",
+    "delivered": "delivered",
+    "open": "delivered",
+    "click": "delivered",
+    "spamreport": "delivered",
+    "unsubscribe": "delivered",
+    "group_unsubscribe": "delivered",
+    "bounce": "undelivered",
+    "dropped": "failed",
 }
 SENDGRID_EVENTS = frozenset(SENDGRID_STATUS) | {"group_resubscribe"}
-SENDGRID_SUPPRESSIONS = {"spamreport": "spam_report", "unsubscribe": "unsubscribe",
-                         "group_unsubscribe": "group_unsubscribe"}
+SENDGRID_SUPPRESSIONS = {
+    "spamreport": "spam_report",
+    "unsubscribe": "unsubscribe",
+    "group_unsubscribe": "group_unsubscribe",
+}
 _RANK = {"sending": 0, "unknown": 0, "sent": 1, "delivered": 2, "undelivered": 2, "failed": 2}
 
 
@@ -126,14 +142,26 @@ def apply_report(session: Session, report: DeliveryReport, now: datetime, rng: r
     if tenant_id is None:
         log.warning("%s report %s matches no message or tenant; not stored", report.provider, report.event_id)
         return Applied(stored=False)
-    if session.scalar(select(DeliveryEvent.id).where(DeliveryEvent.provider == report.provider,
-                                                     DeliveryEvent.provider_event_id == report.event_id)):
+    if session.scalar(
+        select(DeliveryEvent.id).where(
+            DeliveryEvent.provider == report.provider, DeliveryEvent.provider_event_id == report.event_id
+        )
+    ):
         return Applied(stored=False, duplicate=True, message_id=message.id if message else None)
     event = DeliveryEvent(
-        tenant_id=tenant_id, message_id=message.id if message else None, provider=report.provider,
-        provider_event_id=report.event_id, type=report.type[:32], at=report.at, received_at=now,
-        detail={**report.detail, "error_code": report.error_code, "bounce_type": report.bounce_type,
-                "provider_message_id": report.provider_message_id},
+        tenant_id=tenant_id,
+        message_id=message.id if message else None,
+        provider=report.provider,
+        provider_event_id=report.event_id,
+        type=report.type[:32],
+        at=report.at,
+        received_at=now,
+        detail={
+            **report.detail,
+            "error_code": report.error_code,
+            "bounce_type": report.bounce_type,
+            "provider_message_id": report.provider_message_id,
+        },
     )
     try:
         # A concurrent delivery of the same report loses here, on the unique key.
@@ -152,14 +180,18 @@ def find_message(session: Session, report: DeliveryReport) -> Message | None:
     (Twilio) the one message to that number still waiting for its provider id."""
     if report.message_id is not None:
         message = session.get(Message, report.message_id, with_for_update=True)
-        if message is None or (report.tenant_id is not None and message.tenant_id != report.tenant_id) \
-                or message.channel != ('sms' if report.provider == 'twilio' else 'email'):
+        if (
+            message is None
+            or (report.tenant_id is not None and message.tenant_id != report.tenant_id)
+            or message.channel != ("sms" if report.provider == "twilio" else "email")
+        ):
             return None
         return message
     if not report.provider_message_id:
         return None
-    query = select(Message).where(Message.provider == report.provider,
-                                  Message.provider_id == report.provider_message_id)
+    query = select(Message).where(
+        Message.provider == report.provider, Message.provider_id == report.provider_message_id
+    )
     if report.tenant_id is not None:
         query = query.where(Message.tenant_id == report.tenant_id)
     if report.provider == "sendgrid":
@@ -167,8 +199,9 @@ def find_message(session: Session, report: DeliveryReport) -> Message | None:
         # apart, and only when exactly one message of that request went to it.
         if not report.address:
             return None
-        found = session.scalars(query.where(func.lower(Message.to_address) == report.address)
-                                .with_for_update().limit(2)).all()
+        found = session.scalars(
+            query.where(func.lower(Message.to_address) == report.address).with_for_update().limit(2)
+        ).all()
         return found[0] if len(found) == 1 else None
     message = session.scalars(query.with_for_update().limit(1)).first()
     if message is not None or report.provider != "twilio" or not report.address:
@@ -176,8 +209,12 @@ def find_message(session: Session, report: DeliveryReport) -> Message | None:
     # The callback can beat the worker's record of the answer, and a timed-out send never learns
     # its id: match the one message to this number with no provider id yet, if there is exactly one.
     waiting = select(Message).where(
-        Message.provider == "twilio", Message.provider_id.is_(None), Message.channel == "sms",
-        Message.status.in_(("sending", "unknown")), Message.to_address == report.address)
+        Message.provider == "twilio",
+        Message.provider_id.is_(None),
+        Message.channel == "sms",
+        Message.status.in_(("sending", "unknown")),
+        Message.to_address == report.address,
+    )
     if report.tenant_id is not None:
         waiting = waiting.where(Message.tenant_id == report.tenant_id)
     candidates = list(session.scalars(waiting.with_for_update().limit(2)))
@@ -187,7 +224,9 @@ def find_message(session: Session, report: DeliveryReport) -> Message | None:
     return candidates[0]
 
 
-def attach_pending(session: Session, messages: Iterable[Message], now: datetime, rng: random.Random | None = None) -> int:
+def attach_pending(
+    session: Session, messages: Iterable[Message], now: datetime, rng: random.Random | None = None
+) -> int:
     """Apply reports that arrived before we knew these messages' provider ids (Twilio ids are `SID:status`):
     one query for the whole batch."""
     by_sid = {m.provider_id: m for m in messages if m.provider_id and m.provider == "twilio"}
@@ -196,43 +235,75 @@ def attach_pending(session: Session, messages: Iterable[Message], now: datetime,
     prefixes: dict[int, list[str]] = defaultdict(list)
     for sid in by_sid:
         prefixes[len(sid) + 1].append(f"{sid}:")
-    pending = session.scalars(select(DeliveryEvent).where(
-        DeliveryEvent.provider == "twilio", DeliveryEvent.message_id.is_(None),
-        DeliveryEvent.tenant_id.in_({m.tenant_id for m in by_sid.values()}),
-        or_(*(func.substr(DeliveryEvent.provider_event_id, 1, length).in_(group) for length, group in prefixes.items())),
-    ).order_by(DeliveryEvent.id)).all()
+    pending = session.scalars(
+        select(DeliveryEvent)
+        .where(
+            DeliveryEvent.provider == "twilio",
+            DeliveryEvent.message_id.is_(None),
+            DeliveryEvent.tenant_id.in_({m.tenant_id for m in by_sid.values()}),
+            or_(
+                *(
+                    func.substr(DeliveryEvent.provider_event_id, 1, length).in_(group)
+                    for length, group in prefixes.items()
+                )
+            ),
+        )
+        .order_by(DeliveryEvent.id)
+    ).all()
     attached = 0
     for event in pending:
         message = by_sid.get(event.provider_event_id.partition(":")[0])
         if message is None or message.tenant_id != event.tenant_id:
             continue
         event.message_id = message.id
-        _apply(session, event, message, message.tenant_id, message.channel, message.to_address, now,
-               rng or random.Random())
+        _apply(
+            session, event, message, message.tenant_id, message.channel, message.to_address, now, rng or random.Random()
+        )
         attached += 1
     return attached
 
 
-def _apply(session: Session, event: DeliveryEvent, message: Message | None, tenant_id: int, channel: str,
-           address: str | None, now: datetime, rng: random.Random) -> Applied:
+def _apply(
+    session: Session,
+    event: DeliveryEvent,
+    message: Message | None,
+    tenant_id: int,
+    channel: str,
+    address: str | None,
+    now: datetime,
+    rng: random.Random,
+) -> Applied:
     detail = event.detail or {}
     effect = effect_of(event.provider, event.type, detail.get("error_code"), detail.get("bounce_type"))
     source = f"{event.provider} {event.type}" + (f" (code {detail['error_code']})" if detail.get("error_code") else "")
     if address and effect.suppress:
         suppress(session, tenant_id, channel, address, reason=effect.suppress, source=source, at=now)
     if address and effect.lift:
-        session.execute(delete(Suppression).where(
-            Suppression.tenant_id == tenant_id, Suppression.channel == channel,
-            Suppression.address_hash == address_hash(channel, address), Suppression.reason == effect.lift))
+        session.execute(
+            delete(Suppression).where(
+                Suppression.tenant_id == tenant_id,
+                Suppression.channel == channel,
+                Suppression.address_hash == address_hash(channel, address),
+                Suppression.reason == effect.lift,
+            )
+        )
     if message is None:
         return Applied(stored=True, suppressed=effect.suppress)
     changed = _advance(session, message, event, effect, source, now, rng)
-    return Applied(stored=True, message_id=message.id, status=message.status, changed=changed,
-                   suppressed=effect.suppress)
+    return Applied(
+        stored=True, message_id=message.id, status=message.status, changed=changed, suppressed=effect.suppress
+    )
 
 
-def _advance(session: Session, message: Message, event: DeliveryEvent, effect: Effect, source: str,
-             now: datetime, rng: random.Random) -> bool:
+def _advance(
+    session: Session,
+    message: Message,
+    event: DeliveryEvent,
+    effect: Effect,
+    source: str,
+    now: datetime,
+    rng: random.Random,
+) -> bool:
     """Move the message forward to what the report proves; never back, never out of a final state."""
     target, current = effect.status, message.status
     if target is None or current in FINAL or current not in _RANK or _RANK[target] <= _RANK[current]:
@@ -246,10 +317,17 @@ def _advance(session: Session, message: Message, event: DeliveryEvent, effect: E
     detail = {"delivery_event": event.provider_event_id, "code": code}
     if effect.retry and message.attempts < MAX_ATTEMPTS:
         message.due_at = now + retry_delay(message.attempts, rng)
-        transition(session, message, "scheduled", at=now, source="webhook", rule=rule,
-                   reason=f"{source}: not delivered for now, attempt {message.attempts} of {MAX_ATTEMPTS}; "
-                          f"trying again at {message.due_at:%Y-%m-%d %H:%M:%S}Z",
-                   detail={**detail, "retry_at": message.due_at.isoformat()})
+        transition(
+            session,
+            message,
+            "scheduled",
+            at=now,
+            source="webhook",
+            rule=rule,
+            reason=f"{source}: not delivered for now, attempt {message.attempts} of {MAX_ATTEMPTS}; "
+            f"trying again at {message.due_at:%Y-%m-%d %H:%M:%S}Z",
+            detail={**detail, "retry_at": message.due_at.isoformat()},
+        )
         return True
     if target in ("sent", "delivered") and message.sent_at is None:
         message.sent_at = event.at

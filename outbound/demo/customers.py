@@ -18,9 +18,9 @@ from typing import Any
 from sqlalchemy import select
 
 from outbound.db.models import CallbackTask, Contact, Enrollment, InboundMessage, Message, Tenant
+from outbound.engagement.surveys import answer_from_link, answer_from_sms, survey_token
 from outbound.enrollment.planner import end_lead_nurture
 from outbound.ingest.events import ingest_batch
-from outbound.engagement.surveys import answer_from_link, answer_from_sms, survey_token
 
 # Extra chance to buy after a message reached the customer, and the chance everybody has anyway.
 UPLIFT = {"churn_winback": 0.16, "lapsed_winback": 0.14, "cart_abandonment": 0.10, "lead_followup": 0.12}
@@ -34,8 +34,10 @@ REPLIES = {
     "en": ("{n}", "{n} - fast delivery", "{n}/10", "I'd say {n}", "{n}, everything arrived as ordered"),
     "ko": ("{n}", "{n}점", "{n}점이요", "{n}점 배송이 빨라요", "네 {n}점이요"),
 }
-LOW = {"en": ("{n} - arrived late and the box was crushed", "{n}. Nobody answered my email"),
-       "ko": ("{n}점... 상자가 찌그러져 왔어요", "{n}점 배송이 너무 늦었어요")}
+LOW = {
+    "en": ("{n} - arrived late and the box was crushed", "{n}. Nobody answered my email"),
+    "ko": ("{n}점... 상자가 찌그러져 왔어요", "{n}점 배송이 너무 늦었어요"),
+}
 
 
 @dataclass(order=True)
@@ -75,23 +77,38 @@ class Customers:
     def observe(self, session, now: datetime) -> list[Reaction]:
         """Reactions to messages sent, enrollments made and lead callbacks opened since the last look."""
         reactions: list[Reaction] = []
-        query = select(Message, Contact.locale).join(Contact, Contact.id == Message.contact_id).where(
-            Message.sent_at.is_not(None))
+        query = (
+            select(Message, Contact.locale)
+            .join(Contact, Contact.id == Message.contact_id)
+            .where(Message.sent_at.is_not(None))
+        )
         if self._since is not None:
             query = query.where(Message.sent_at >= self._since)
         for message, locale in session.execute(query):
             if message.id not in self._seen_messages:
                 self._seen_messages.add(message.id)
                 reactions += self._to_message(message, locale or "en")
-        for enrollment in session.scalars(select(Enrollment).where(Enrollment.id > self._last_enrollment).order_by(Enrollment.id)):
+        for enrollment in session.scalars(
+            select(Enrollment).where(Enrollment.id > self._last_enrollment).order_by(Enrollment.id)
+        ):
             self._last_enrollment = enrollment.id
             if enrollment.campaign in BASE and self.rng.random() < BASE[enrollment.campaign]:
-                reactions.append(self._order(enrollment, enrollment.enrolled_at + timedelta(hours=self.rng.uniform(3, 140))))
-        for task in session.scalars(select(CallbackTask).where(CallbackTask.id > self._last_task).order_by(CallbackTask.id)):
+                reactions.append(
+                    self._order(enrollment, enrollment.enrolled_at + timedelta(hours=self.rng.uniform(3, 140)))
+                )
+        for task in session.scalars(
+            select(CallbackTask).where(CallbackTask.id > self._last_task).order_by(CallbackTask.id)
+        ):
             self._last_task = task.id
             if task.campaign == "lead_followup":
-                reactions.append(self._reaction(task.created_at + timedelta(minutes=self.rng.uniform(3, 40)), "agent",
-                                                task.tenant_id, {"task": task.id}))
+                reactions.append(
+                    self._reaction(
+                        task.created_at + timedelta(minutes=self.rng.uniform(3, 40)),
+                        "agent",
+                        task.tenant_id,
+                        {"task": task.id},
+                    )
+                )
         self._since = now
         return reactions
 
@@ -100,20 +117,46 @@ class Customers:
         if message.campaign == "delivery_survey" and message.channel == "sms" and rng.random() < 0.55:
             score = rng.choices(NPS_SCORES, NPS_WEIGHTS)[0]
             late = rng.random() < 0.05  # answers after the 3-day window: stored, not counted
-            at = message.sent_at + (timedelta(days=4, hours=rng.uniform(0, 20)) if late else timedelta(minutes=rng.uniform(3, 240)))
-            reactions = [self._reaction(at, "sms_reply", message.tenant_id,
-                                        {"contact": message.contact_id, "text": self._reply(score, language)})]
+            at = message.sent_at + (
+                timedelta(days=4, hours=rng.uniform(0, 20)) if late else timedelta(minutes=rng.uniform(3, 240))
+            )
+            reactions = [
+                self._reaction(
+                    at,
+                    "sms_reply",
+                    message.tenant_id,
+                    {"contact": message.contact_id, "text": self._reply(score, language)},
+                )
+            ]
             if rng.random() < 0.06:  # a second answer to the same message: stored, not counted
-                reactions.append(self._reaction(at + timedelta(minutes=rng.uniform(5, 60)), "sms_reply", message.tenant_id,
-                                                {"contact": message.contact_id, "text": str(min(10, score + 1))}))
+                reactions.append(
+                    self._reaction(
+                        at + timedelta(minutes=rng.uniform(5, 60)),
+                        "sms_reply",
+                        message.tenant_id,
+                        {"contact": message.contact_id, "text": str(min(10, score + 1))},
+                    )
+                )
             return reactions
         if message.campaign == "support_csat" and rng.random() < 0.45:
             at = message.sent_at + timedelta(minutes=rng.uniform(10, 1800))
-            return [self._reaction(at, "click", message.tenant_id,
-                                   {"message": message.id, "score": rng.choices(CSAT_SCORES, CSAT_WEIGHTS)[0]})]
+            return [
+                self._reaction(
+                    at,
+                    "click",
+                    message.tenant_id,
+                    {"message": message.id, "score": rng.choices(CSAT_SCORES, CSAT_WEIGHTS)[0]},
+                )
+            ]
         if message.campaign in UPLIFT and message.enrollment_id is not None and rng.random() < UPLIFT[message.campaign]:
-            return [self._reaction(message.sent_at + timedelta(hours=rng.uniform(2, 96)), "order", message.tenant_id,
-                                   {"enrollment": message.enrollment_id})]
+            return [
+                self._reaction(
+                    message.sent_at + timedelta(hours=rng.uniform(2, 96)),
+                    "order",
+                    message.tenant_id,
+                    {"enrollment": message.enrollment_id},
+                )
+            ]
         return []
 
     def _reply(self, score: int, language: str) -> str:
@@ -139,16 +182,29 @@ class Customers:
             self._place_order(session, tenant, payload["enrollment"], clock, on_event)
         elif reaction.kind == "sms_reply":
             contact = session.get(Contact, payload["contact"])
-            inbound = InboundMessage(tenant_id=tenant.id, contact_id=contact.id, channel="sms", from_address=contact.phone,
-                                     to_address=(tenant.settings or {}).get("sms_from"), body=payload["text"], kind="other",
-                                     received_at=clock.now())
+            inbound = InboundMessage(
+                tenant_id=tenant.id,
+                contact_id=contact.id,
+                channel="sms",
+                from_address=contact.phone,
+                to_address=(tenant.settings or {}).get("sms_from"),
+                body=payload["text"],
+                kind="other",
+                received_at=clock.now(),
+            )
             session.add(inbound)
             session.flush()
             answer_from_sms(session, tenant, contact, inbound, clock, definitions)
             self.tally.replies += 1
         elif reaction.kind == "click":
-            answer_from_link(session, self.secret, survey_token(self.secret, tenant.id, payload["message"]),
-                             payload["score"], clock, definitions)
+            answer_from_link(
+                session,
+                self.secret,
+                survey_token(self.secret, tenant.id, payload["message"]),
+                payload["score"],
+                clock,
+                definitions,
+            )
             self.tally.clicks += 1
         elif reaction.kind == "agent":
             self._call_lead(session, payload["task"], clock)
@@ -162,8 +218,13 @@ class Customers:
         data = {"order_id": f"R-{tenant.id}-{self.tally.orders:05d}", "value": value, "currency": currency}
         if enrollment.campaign == "cart_abandonment":
             data["cart_id"] = enrollment.dedupe_key  # the reminded cart is the one bought
-        envelope = {"id": f"evt-react-{tenant.id}-{self.tally.orders:05d}", "type": "order_placed",
-                    "occurred_at": clock.now().isoformat(), "contact": {"external_id": contact.external_id}, "data": data}
+        envelope = {
+            "id": f"evt-react-{tenant.id}-{self.tally.orders:05d}",
+            "type": "order_placed",
+            "occurred_at": clock.now().isoformat(),
+            "contact": {"external_id": contact.external_id},
+            "data": data,
+        }
         ingest_batch(session, tenant, [envelope], clock, on_event=on_event)
 
     def _call_lead(self, session, task_id: int, clock) -> None:

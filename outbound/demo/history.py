@@ -18,8 +18,9 @@ TOPICS = {
 }
 
 
-def order_history(seed: int, slug: str, contacts: list[dict[str, Any]], events: list[dict[str, Any]],
-                  start: datetime, currency: str) -> list[dict[str, Any]]:
+def order_history(
+    seed: int, slug: str, contacts: list[dict[str, Any]], events: list[dict[str, Any]], start: datetime, currency: str
+) -> list[dict[str, Any]]:
     """Past `order_placed` events (before `start`) for a fifth of the customers who do not order in the window."""
     rng = random.Random(f"{seed}:{slug}:history")
     ordering = {e["contact"].get("external_id") for e in events if e["type"] in ("order_placed", "lead_created")}
@@ -41,16 +42,26 @@ def order_history(seed: int, slug: str, contacts: list[dict[str, Any]], events: 
     envelopes = []
     for n, (at, contact, currency, rng_) in enumerate(history, start=1):
         value = rng_.randrange(89, 3900) * 100 if currency == "KRW" else round(rng_.uniform(12, 240), 2)
-        envelopes.append({
-            "id": f"hist-{slug}-{n:05d}", "type": "order_placed", "occurred_at": at.isoformat(timespec="seconds"),
-            "contact": {"external_id": contact["external_id"]},
-            "data": {"order_id": f"H-{slug[:2].upper()}-{n:05d}", "value": value, "currency": currency, "source": "backfill"},
-        })
+        envelopes.append(
+            {
+                "id": f"hist-{slug}-{n:05d}",
+                "type": "order_placed",
+                "occurred_at": at.isoformat(timespec="seconds"),
+                "contact": {"external_id": contact["external_id"]},
+                "data": {
+                    "order_id": f"H-{slug[:2].upper()}-{n:05d}",
+                    "value": value,
+                    "currency": currency,
+                    "source": "backfill",
+                },
+            }
+        )
     return envelopes
 
 
-def closed_tickets(seed: int, slug: str, contacts: list[dict[str, Any]], start: datetime, span: timedelta,
-                   currency: str) -> list[dict[str, Any]]:
+def closed_tickets(
+    seed: int, slug: str, contacts: list[dict[str, Any]], start: datetime, span: timedelta, currency: str
+) -> list[dict[str, Any]]:
     """`ticket_closed` events from the help desk for about one customer in ten, in the daytime of the window."""
     rng = random.Random(f"{seed}:{slug}:tickets")
     tickets = []
@@ -61,8 +72,13 @@ def closed_tickets(seed: int, slug: str, contacts: list[dict[str, Any]], start: 
         at = start + timedelta(days=day, hours=rng.uniform(1, 20))
         tickets.append((at, contact))
     tickets.sort(key=lambda item: item[0])
-    return [{
-        "id": f"tkt-{slug}-{n:04d}", "type": "ticket_closed", "occurred_at": at.isoformat(timespec="seconds"),
-        "contact": {"external_id": contact["external_id"]},
-        "data": {"ticket_id": f"T-{n:05d}", "topic": rng.choice(TOPICS[currency]), "channel": "chat"},
-    } for n, (at, contact) in enumerate(tickets, start=1)]
+    return [
+        {
+            "id": f"tkt-{slug}-{n:04d}",
+            "type": "ticket_closed",
+            "occurred_at": at.isoformat(timespec="seconds"),
+            "contact": {"external_id": contact["external_id"]},
+            "data": {"ticket_id": f"T-{n:05d}", "topic": rng.choice(TOPICS[currency]), "channel": "chat"},
+        }
+        for n, (at, contact) in enumerate(tickets, start=1)
+    ]

@@ -11,37 +11,71 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from outbound.db.models import Event, Tenant
-from outbound.reporting.campaigns import callback_counts, campaign_results, decisions_by_rule, sample_messages
 from outbound.rendering.templates import sms_segments
+from outbound.reporting.campaigns import callback_counts, campaign_results, decisions_by_rule, sample_messages
 
 OUTCOME_STYLE = {"deferred": "yellow", "blocked": "red", "cancelled": "magenta", "failed": "red"}
 
 
 def print_report(session: Session, console: Console, *, outbox, ingest_errors: list[str], duplicates: int) -> dict:
     """Print the report and return its main figures."""
-    events = session.execute(select(Tenant.slug, func.count(Event.id)).select_from(Event).join(Tenant, Tenant.id == Event.tenant_id)
-                             .group_by(Tenant.slug)).all()
+    events = session.execute(
+        select(Tenant.slug, func.count(Event.id))
+        .select_from(Event)
+        .join(Tenant, Tenant.id == Event.tenant_id)
+        .group_by(Tenant.slug)
+    ).all()
     console.print()
     console.rule("[bold]Events in")
-    console.print(", ".join(f"{slug}: {count} stored" for slug, count in events)
-                  + f"; {duplicates} duplicate id(s) stored once; {len(ingest_errors)} refused with a reason:", highlight=False)
+    console.print(
+        ", ".join(f"{slug}: {count} stored" for slug, count in events)
+        + f"; {duplicates} duplicate id(s) stored once; {len(ingest_errors)} refused with a reason:",
+        highlight=False,
+    )
     for error in ingest_errors:
         console.print(f"  [yellow]{error}[/yellow]", highlight=False)
 
     results = campaign_results(session)
     console.rule("[bold]Campaigns")
-    table = Table("tenant", "campaign", "messages", "sent", "waited (deferred)", "blocked", "cancelled", "failed", "still due")
+    table = Table(
+        "tenant", "campaign", "messages", "sent", "waited (deferred)", "blocked", "cancelled", "failed", "still due"
+    )
     totals: Counter = Counter()
     for result in results:
         s = result.statuses
         sent = s["sent"] + s["delivered"]
         pending = s["scheduled"] + s["deferred"] + s["sending"]
-        table.add_row(result.tenant, result.campaign, str(result.total), f"[green]{sent}[/green]", str(result.deferred_ever),
-                      str(s["blocked"]), str(s["cancelled"]), str(s["failed"]), str(pending))
-        totals.update(sent=sent, deferred=result.deferred_ever, blocked=s["blocked"], cancelled=s["cancelled"],
-                      failed=s["failed"], pending=pending, messages=result.total)
-    table.add_row("[bold]all", "", str(totals["messages"]), f"[bold green]{totals['sent']}", str(totals["deferred"]),
-                  str(totals["blocked"]), str(totals["cancelled"]), str(totals["failed"]), str(totals["pending"]))
+        table.add_row(
+            result.tenant,
+            result.campaign,
+            str(result.total),
+            f"[green]{sent}[/green]",
+            str(result.deferred_ever),
+            str(s["blocked"]),
+            str(s["cancelled"]),
+            str(s["failed"]),
+            str(pending),
+        )
+        totals.update(
+            sent=sent,
+            deferred=result.deferred_ever,
+            blocked=s["blocked"],
+            cancelled=s["cancelled"],
+            failed=s["failed"],
+            pending=pending,
+            messages=result.total,
+        )
+    table.add_row(
+        "[bold]all",
+        "",
+        str(totals["messages"]),
+        f"[bold green]{totals['sent']}",
+        str(totals["deferred"]),
+        str(totals["blocked"]),
+        str(totals["cancelled"]),
+        str(totals["failed"]),
+        str(totals["pending"]),
+    )
     console.print(table)
 
     console.rule("[bold]Why messages waited or were stopped, by rule")
@@ -56,7 +90,9 @@ def print_report(session: Session, console: Console, *, outbox, ingest_errors: l
     callbacks = callback_counts(session)
     if callbacks:
         console.rule("[bold]Callback tasks for agents")
-        console.print(", ".join(f"{slug} / {campaign}: {count} open" for slug, campaign, count in callbacks), highlight=False)
+        console.print(
+            ", ".join(f"{slug} / {campaign}: {count} open" for slug, campaign, count in callbacks), highlight=False
+        )
 
     console.rule("[bold]Sample messages as sent (sandbox outbox)")
     for message, slug, external_id in sample_messages(session):
@@ -68,5 +104,9 @@ def print_report(session: Session, console: Console, *, outbox, ingest_errors: l
         body = (f"[bold]{message.subject}[/bold]\n\n" if message.subject else "") + (message.body or "")
         console.print(Panel(body, title=title, title_align="left", expand=False), highlight=False)
 
-    return {"totals": dict(totals), "by_rule": {f"{o}:{r}": n for (o, r), n in by_rule.items()},
-            "ingest_errors": len(ingest_errors), "outbox": len(outbox.sent)}
+    return {
+        "totals": dict(totals),
+        "by_rule": {f"{o}:{r}": n for (o, r), n in by_rule.items()},
+        "ingest_errors": len(ingest_errors),
+        "outbox": len(outbox.sent),
+    }

@@ -15,18 +15,17 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from outbound.bootstrap import SHIPPED_DEFINITIONS, build
 from outbound.clock import SimulatedClock
-from outbound.ingest.contacts import import_contacts
+from outbound.config import Settings
 from outbound.db.session import transaction, upgrade
 from outbound.demo.customers import Customers
 from outbound.demo.kinds_report import print_campaign_kinds
 from outbound.demo.report import print_report
 from outbound.demo.scenario import build_scenario
+from outbound.ingest.contacts import import_contacts
 from outbound.ingest.events import ingest_batch
-from outbound.providers.outbox import Outbox
-from outbound.config import Settings
 from outbound.jobs.simulation import run_until
+from outbound.providers.outbox import Outbox
 from outbound.tenancy.tenants import create_tenant
-
 
 REACTION_STRIDE = timedelta(minutes=20)
 
@@ -47,7 +46,13 @@ def run_demo(out: Path, *, db_url: str | None = None, seed: int = 7, console: Co
             console = Console(width=140)  # a report written to a file or a log keeps its tables whole
     started = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
-    for name in ("demo.db", "demo.db-wal", "demo.db-shm", "outbox.jsonl", *(f.name for f in out.glob("events-*.jsonl"))):
+    for name in (
+        "demo.db",
+        "demo.db-wal",
+        "demo.db-shm",
+        "outbox.jsonl",
+        *(f.name for f in out.glob("events-*.jsonl")),
+    ):
         (out / name).unlink(missing_ok=True)
     url = db_url or f"sqlite:///{out / 'demo.db'}"
     upgrade(url)
@@ -56,26 +61,40 @@ def run_demo(out: Path, *, db_url: str | None = None, seed: int = 7, console: Co
     console.print(f"[bold]outbound demo[/bold] — {scenario.describe()}", highlight=False)
     clock = SimulatedClock(scenario.start - timedelta(hours=1))
     outbox = Outbox(path=out / "outbox.jsonl")
-    runtime = build(Settings(database_url=url, definitions=SHIPPED_DEFINITIONS, base_url="https://outbound.example"),
-                    clock=clock, providers={"sms": outbox, "email": outbox})
+    runtime = build(
+        Settings(database_url=url, definitions=SHIPPED_DEFINITIONS, base_url="https://outbound.example"),
+        clock=clock,
+        providers={"sms": outbox, "email": outbox},
+    )
     ingest_errors: list[str] = []
     try:
         tenants = {}
         with transaction(runtime.factory) as session:
             for spec in scenario.tenants:
-                tenant = create_tenant(session, clock, spec.slug, jurisdiction=spec.jurisdiction, timezone=spec.timezone,
-                                       locale=spec.locale, name=spec.name, settings=dict(spec.settings))
+                tenant = create_tenant(
+                    session,
+                    clock,
+                    spec.slug,
+                    jurisdiction=spec.jurisdiction,
+                    timezone=spec.timezone,
+                    locale=spec.locale,
+                    name=spec.name,
+                    settings=dict(spec.settings),
+                )
                 tenants[spec.slug] = tenant
                 contacts_file = out / f"contacts-{spec.slug}.jsonl"
-                contacts_file.write_text("".join(json.dumps(c, ensure_ascii=False) + "\n" for c in scenario.contacts[spec.slug]))
+                contacts_file.write_text(
+                    "".join(json.dumps(c, ensure_ascii=False) + "\n" for c in scenario.contacts[spec.slug])
+                )
                 report = import_contacts(session, tenant, contacts_file, clock)
                 ingest_errors += [f"{spec.slug} contacts {error}" for error in report.errors]
 
         # Past orders from the order system come first: the batch win-back looks at this history.
         with transaction(runtime.factory) as session:
             for slug, history in scenario.history.items():
-                batch = ingest_batch(session, session.merge(tenants[slug], load=False), history, clock,
-                                     on_event=runtime.on_event)
+                batch = ingest_batch(
+                    session, session.merge(tenants[slug], load=False), history, clock, on_event=runtime.on_event
+                )
                 ingest_errors += [f"{slug} history {error}" for error in batch.errors]
 
         order = itertools.count()  # ties in time keep their order, and the heap never compares two payloads
@@ -83,7 +102,9 @@ def run_demo(out: Path, *, db_url: str | None = None, seed: int = 7, console: Co
         for slug, events in scenario.events.items():
             # The traffic as recorded, for `outbound campaigns dry-run … --events` afterwards.
             recorded = [*events, *scenario.helpdesk.get(slug, [])]
-            (out / f"events-{slug}.jsonl").write_text("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in recorded))
+            (out / f"events-{slug}.jsonl").write_text(
+                "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in recorded)
+            )
             last = scenario.start
             for raw in events:
                 last = _event_time(raw, last)
@@ -100,8 +121,14 @@ def run_demo(out: Path, *, db_url: str | None = None, seed: int = 7, console: Co
                     heapq.heappush(timeline, (max(reaction.at, clock.now()), next(order), "reaction", "", reaction))
 
         total = len(timeline) - 1
-        with Progress(TextColumn("replaying events"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=console, transient=True) as progress:
+        with Progress(
+            TextColumn("replaying events"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        ) as progress:
             task = progress.add_task("events", total=total)
             while timeline:
                 when = timeline[0][0]
@@ -121,24 +148,29 @@ def run_demo(out: Path, *, db_url: str | None = None, seed: int = 7, console: Co
                         continue
                     tenant = session.merge(tenants[slug], load=False)
                     batch = ingest_batch(session, tenant, [item], clock, on_event=runtime.on_event)
-                ingest_errors += [f"{slug} event {item.get('id', '?')}: {error.field}: {error.message}" for error in batch.errors]
+                ingest_errors += [
+                    f"{slug} event {item.get('id', '?')}: {error.field}: {error.message}" for error in batch.errors
+                ]
                 progress.advance(task)
                 observe()
             run_until(runtime, clock, scenario.end)
 
         with runtime.factory() as session:
-            figures = print_report(session, console, outbox=outbox, ingest_errors=ingest_errors,
-                                   duplicates=scenario_duplicates(scenario))
+            figures = print_report(
+                session, console, outbox=outbox, ingest_errors=ingest_errors, duplicates=scenario_duplicates(scenario)
+            )
             figures.update(print_campaign_kinds(session, console, customers.tally))
     finally:
         runtime.close()
     slug = scenario.tenants[-1].slug
-    console.print(f"\nfinished in {time.perf_counter() - started:.1f} s — database {url}, outbox {out / 'outbox.jsonl'}\n"
-                  f"look closer: .venv/bin/outbound messages list --db {url} --status blocked\n"
-                  f"             .venv/bin/outbound explain ID --db {url}\n"
-                  f"try a campaign on the recorded traffic: .venv/bin/outbound campaigns dry-run cart_abandonment "
-                  f"--tenant {slug} --events {out / f'events-{slug}.jsonl'} --db {url}",
-                  highlight=False)
+    console.print(
+        f"\nfinished in {time.perf_counter() - started:.1f} s — database {url}, outbox {out / 'outbox.jsonl'}\n"
+        f"look closer: .venv/bin/outbound messages list --db {url} --status blocked\n"
+        f"             .venv/bin/outbound explain ID --db {url}\n"
+        f"try a campaign on the recorded traffic: .venv/bin/outbound campaigns dry-run cart_abandonment "
+        f"--tenant {slug} --events {out / f'events-{slug}.jsonl'} --db {url}",
+        highlight=False,
+    )
     return figures
 
 

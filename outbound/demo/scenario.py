@@ -13,13 +13,13 @@ import json
 import random
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import phonenumbers
 
-START = datetime(2026, 11, 23, tzinfo=timezone.utc)
+START = datetime(2026, 11, 23, tzinfo=UTC)
 EVENT_SPAN = timedelta(days=2)
 # Delayed steps (reminders, surveys after delivery) need room after the last event.
 RUN_SPAN = timedelta(days=5)
@@ -131,10 +131,14 @@ def build_scenario(seed: int = 7) -> Scenario:
         events=events,
         malformed=malformed,
         duplicates=duplicates,
-        history={slug: order_history(seed, slug, contacts[slug], events[slug], START, m.currency)
-                 for slug, m in markets.items()},
-        helpdesk={slug: closed_tickets(seed, slug, contacts[slug], START, EVENT_SPAN, m.currency)
-                  for slug, m in markets.items()},
+        history={
+            slug: order_history(seed, slug, contacts[slug], events[slug], START, m.currency)
+            for slug, m in markets.items()
+        },
+        helpdesk={
+            slug: closed_tickets(seed, slug, contacts[slug], START, EVENT_SPAN, m.currency)
+            for slug, m in markets.items()
+        },
     )
 
 
@@ -295,7 +299,7 @@ def _churn(s: _Stream, scored: list[dict[str, Any]]) -> None:
     """Nightly model runs at 03:00 shop time; a third of the scores are high."""
     zone = ZoneInfo(s.market.tenant.timezone)
     first = s.lo.astimezone(zone).date()
-    runs = [datetime.combine(first + timedelta(days=k), time(3), zone).astimezone(timezone.utc) for k in (1, 2)]
+    runs = [datetime.combine(first + timedelta(days=k), time(3), zone).astimezone(UTC) for k in (1, 2)]
     high = set(s.rng.sample(range(len(scored)), round(len(scored) / 3)))
     for i, c in enumerate(scored):
         score = s.rng.uniform(0.70, 0.98) if i in high else s.rng.uniform(0.03, 0.69)
@@ -358,21 +362,11 @@ def _sms_marketing_granted(contact: dict[str, Any]) -> bool:
     return bool(items) and items[-1]["granted"]
 
 
-
-
 # Names as (written, romanised for the e-mail address).
-KR_SURNAMES = [tuple(p.split(":")) for p in "김:kim 이:lee 박:park 최:choi 정:jung 강:kang 조:cho 윤:yoon 장:jang 임:lim "
-               "한:han 오:oh 서:seo 신:shin 권:kwon 황:hwang 안:ahn 송:song 류:ryu 홍:hong".split()]  # fmt: skip
-KR_GIVEN = [tuple(p.split(":")) for p in "민준:minjun 서연:seoyeon 지호:jiho 하은:haeun 도윤:doyoon 지우:jiwoo 서준:seojun "
-            "수아:sua 예준:yejun 지민:jimin 현우:hyunwoo 유진:yujin 준서:junseo 채원:chaewon 시우:siwoo 다은:daeun "
-            "은우:eunwoo 소윤:soyoon 건우:gunwoo 하린:harin 우진:woojin 예린:yerin 선영:sunyoung 영호:youngho "
-            "미경:mikyung 정훈:junghoon 성민:sungmin 혜진:hyejin".split()]  # fmt: skip
-US_FIRST = ("Emma Olivia Ava Sophia Mia Isabella Amelia Harper Evelyn Abigail Liam Noah Oliver Elijah James William "
-            "Benjamin Lucas Henry Theodore Maria Jose Daniel Grace Chloe Ethan Jacob Michael Sarah Jessica David "
-            "Aaliyah Jamal Priya Wei Carlos Sofia").split()  # fmt: skip
-US_LAST = ("Smith Johnson Williams Brown Jones Garcia Miller Davis Rodriguez Martinez Hernandez Lopez Gonzalez Wilson "
-           "Anderson Thomas Taylor Moore Jackson Martin Lee Perez Thompson White Harris Sanchez Clark Ramirez Lewis "
-           "Robinson Walker Young Allen King Wright Scott Nguyen Patel Kim Chen").split()  # fmt: skip
+KR_SURNAMES = [tuple(p.split(":")) for p in ["김:kim", "이:lee", "박:park", "최:choi", "정:jung", "강:kang", "조:cho", "윤:yoon", "장:jang", "임:lim", "한:han", "오:oh", "서:seo", "신:shin", "권:kwon", "황:hwang", "안:ahn", "송:song", "류:ryu", "홍:hong"]]  # fmt: skip
+KR_GIVEN = [tuple(p.split(":")) for p in ["민준:minjun", "서연:seoyeon", "지호:jiho", "하은:haeun", "도윤:doyoon", "지우:jiwoo", "서준:seojun", "수아:sua", "예준:yejun", "지민:jimin", "현우:hyunwoo", "유진:yujin", "준서:junseo", "채원:chaewon", "시우:siwoo", "다은:daeun", "은우:eunwoo", "소윤:soyoon", "건우:gunwoo", "하린:harin", "우진:woojin", "예린:yerin", "선영:sunyoung", "영호:youngho", "미경:mikyung", "정훈:junghoon", "성민:sungmin", "혜진:hyejin"]]  # fmt: skip
+US_FIRST = ["Emma", "Olivia", "Ava", "Sophia", "Mia", "Isabella", "Amelia", "Harper", "Evelyn", "Abigail", "Liam", "Noah", "Oliver", "Elijah", "James", "William", "Benjamin", "Lucas", "Henry", "Theodore", "Maria", "Jose", "Daniel", "Grace", "Chloe", "Ethan", "Jacob", "Michael", "Sarah", "Jessica", "David", "Aaliyah", "Jamal", "Priya", "Wei", "Carlos", "Sofia"]  # fmt: skip
+US_LAST = ["Smith", "Johnson", "Williams", "Brown", "Jones", "Garcia", "Miller", "Davis", "Rodriguez", "Martinez", "Hernandez", "Lopez", "Gonzalez", "Wilson", "Anderson", "Thomas", "Taylor", "Moore", "Jackson", "Martin", "Lee", "Perez", "Thompson", "White", "Harris", "Sanchez", "Clark", "Ramirez", "Lewis", "Robinson", "Walker", "Young", "Allen", "King", "Wright", "Scott", "Nguyen", "Patel", "Kim", "Chen"]  # fmt: skip
 # Area codes that match each zone, so a phone-derived time zone agrees with the stored one.
 US_ZONES = {
     "America/New_York": ((212, 646, 215, 617, 404, 305, 202), 40),
@@ -392,8 +386,10 @@ KR_TEXT = {
 }
 US_TEXT = {
     ("sms", "transactional"): ("checkout form", "Text me order and delivery updates."),
-    ("sms", "marketing"): ("checkout form", "Yes, text me offers from Maple Goods. Up to 4 msgs/week. "
-                           "Msg & data rates may apply. Reply STOP to opt out."),  # fmt: skip
+    ("sms", "marketing"): (
+        "checkout form",
+        "Yes, text me offers from Maple Goods. Up to 4 msgs/week. Msg & data rates may apply. Reply STOP to opt out.",
+    ),  # fmt: skip
     ("sms", "revoke"): ("reply STOP", "STOP"),
     ("sms", "survey"): ("checkout form", "Text me a short survey after delivery."),
     ("email", "marketing"): ("newsletter signup", "Send me deals and new arrivals by email."),
@@ -408,7 +404,9 @@ def _kr_contacts(rng: random.Random, n: int) -> list[tuple[dict[str, Any], str]]
         (sur, sur_r), (given, given_r) = rng.choice(KR_SURNAMES), rng.choice(KR_GIVEN)
         home = rng.choices(("Asia/Seoul", "America/Los_Angeles"), (96, 4))[0]
         phone = _unique(taken, lambda: f"+8210{rng.randint(2000, 9999)}{rng.randrange(10000):04d}", valid=_dialable)
-        email = _unique(taken, lambda given_r=given_r, sur_r=sur_r: f"{given_r}.{sur_r}{rng.randint(1, 99)}@{rng.choice(DOMAINS)}")
+        email = _unique(
+            taken, lambda given_r=given_r, sur_r=sur_r: f"{given_r}.{sur_r}{rng.randint(1, 99)}@{rng.choice(DOMAINS)}"
+        )
         c = _contact(rng, f"kr-cust-{k:04d}", phone, email, home, rng.choices(("ko", "en"), (88, 12))[0])
         c["attributes"] = {"name": sur + given, "tier": rng.choices(("regular", "vip"), (80, 20))[0]}
         if home == "Asia/Seoul" and rng.random() < 0.06:
@@ -427,7 +425,9 @@ def _us_contacts(rng: random.Random, n: int) -> list[tuple[dict[str, Any], str]]
         home = rng.choices(zones, [US_ZONES[z][1] for z in zones])[0]
         area = rng.choice(US_ZONES[home][0])
         phone = _unique(taken, lambda area=area: f"+1{area}555{rng.randrange(100, 200):04d}", valid=_dialable)
-        email = _unique(taken, lambda first=first, last=last: f"{first}.{last}{rng.randint(1, 99)}@{rng.choice(DOMAINS)}".lower())
+        email = _unique(
+            taken, lambda first=first, last=last: f"{first}.{last}{rng.randint(1, 99)}@{rng.choice(DOMAINS)}".lower()
+        )
         c = _contact(rng, f"us-cust-{k:04d}", phone, email, home, rng.choices(("en", "es"), (94, 6))[0])
         c["attributes"] = {"name": f"{first} {last}", "tier": rng.choices(("regular", "vip"), (80, 20))[0]}
         if rng.random() < 0.06:

@@ -37,19 +37,39 @@ class BreakerStatus:
     pause_at: float | None
 
 
-def complaint_rate(session: Session, tenant_id: int, now: datetime, window: timedelta = WINDOW) -> tuple[float, int, int]:
+def complaint_rate(
+    session: Session, tenant_id: int, now: datetime, window: timedelta = WINDOW
+) -> tuple[float, int, int]:
     """(rate, complaints, emails sent) over the `window` before `now` for one tenant.
 
     With complaints but no email sent in the window (complaints about older mail),
     the complaints count as their own base, so the rate is 100% rather than undefined.
     """
     since = now - window
-    complaints = session.scalar(select(func.count(DeliveryEvent.id)).where(
-        DeliveryEvent.tenant_id == tenant_id, DeliveryEvent.provider == "sendgrid",
-        DeliveryEvent.type == "spamreport", DeliveryEvent.at > since, DeliveryEvent.at <= now)) or 0
-    sent = session.scalar(select(func.count(Message.id)).where(
-        Message.tenant_id == tenant_id, Message.channel == "email", Message.sent_at.is_not(None),
-        Message.sent_at > since, Message.sent_at <= now)) or 0
+    complaints = (
+        session.scalar(
+            select(func.count(DeliveryEvent.id)).where(
+                DeliveryEvent.tenant_id == tenant_id,
+                DeliveryEvent.provider == "sendgrid",
+                DeliveryEvent.type == "spamreport",
+                DeliveryEvent.at > since,
+                DeliveryEvent.at <= now,
+            )
+        )
+        or 0
+    )
+    sent = (
+        session.scalar(
+            select(func.count(Message.id)).where(
+                Message.tenant_id == tenant_id,
+                Message.channel == "email",
+                Message.sent_at.is_not(None),
+                Message.sent_at > since,
+                Message.sent_at <= now,
+            )
+        )
+        or 0
+    )
     if not complaints:
         return 0.0, 0, sent
     return complaints / max(sent, complaints), complaints, sent
@@ -64,8 +84,15 @@ def breaker_status(session: Session, tenant: Tenant, now: datetime) -> BreakerSt
         level = "paused"
     elif policy.complaint_warn_rate is not None and rate > policy.complaint_warn_rate:
         level = "warn"
-    return BreakerStatus(tenant=tenant.slug, rate=rate, complaints=complaints, delivered=sent, level=level,
-                         warn_at=policy.complaint_warn_rate, pause_at=policy.complaint_pause_rate)
+    return BreakerStatus(
+        tenant=tenant.slug,
+        rate=rate,
+        complaints=complaints,
+        delivered=sent,
+        level=level,
+        warn_at=policy.complaint_warn_rate,
+        pause_at=policy.complaint_pause_rate,
+    )
 
 
 def rates_for_dispatch(session: Session, tenants: dict[int, Tenant], now: datetime) -> dict[int, float]:
@@ -75,7 +102,13 @@ def rates_for_dispatch(session: Session, tenants: dict[int, Tenant], now: dateti
         status = breaker_status(session, tenant, now)
         rates[tenant.id] = status.rate
         if status.level != "ok":
-            log.warning("tenant %s: spam complaints %.2f%% of email in the last %d days (%d of %d): %s",
-                        tenant.slug, status.rate * 100, WINDOW.days, status.complaints, status.delivered,
-                        "marketing email paused" if status.level == "paused" else "warning")
+            log.warning(
+                "tenant %s: spam complaints %.2f%% of email in the last %d days (%d of %d): %s",
+                tenant.slug,
+                status.rate * 100,
+                WINDOW.days,
+                status.complaints,
+                status.delivered,
+                "marketing email paused" if status.level == "paused" else "warning",
+            )
     return rates

@@ -12,8 +12,8 @@ functions below them read and write the database and never commit.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 from datetime import datetime, time, timedelta
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -33,11 +33,11 @@ from outbound.compliance import (
     resolve_timezone,
 )
 from outbound.compliance.rules import inside, next_local
-from outbound.ingest.contacts import ConsentIn, address_hash, contact_address_hash, record_consent
 from outbound.db.models import Agent, CallbackAttempt, CallbackTask, Contact, DncImport, Enrollment, Suppression, Tenant
+from outbound.delivery.suppressions import suppress
 from outbound.enrollment.planner import exit_enrollment
 from outbound.errors import InvalidInput, NotFound, OutboundError
-from outbound.delivery.suppressions import suppress
+from outbound.ingest.contacts import ConsentIn, address_hash, contact_address_hash, record_consent
 
 OUTCOMES = {
     "reached": "Reached",
@@ -131,8 +131,11 @@ def decide_call(facts: CallFacts) -> Decision:
     start, end = facts.window
     local = facts.now.astimezone(zone)
     if not inside(local.time(), start, end):
-        return Defer(until=next_local(facts.now, zone, start), rule="calling_hours",
-                     reason=f"it is {local:%H:%M} for the customer ({facts.zone}); calls only {start:%H:%M}–{end:%H:%M}")
+        return Defer(
+            until=next_local(facts.now, zone, start),
+            rule="calling_hours",
+            reason=f"it is {local:%H:%M} for the customer ({facts.zone}); calls only {start:%H:%M}–{end:%H:%M}",
+        )
     return Allow(rule="calling_hours", reason=f"it is {local:%H:%M} for the customer, inside {start:%H:%M}–{end:%H:%M}")
 
 
@@ -144,8 +147,9 @@ class Plan:
     due_at: datetime | None = None
 
 
-def plan_outcome(outcome: str, *, unanswered_before: int, rules: CallingRules, now: datetime,
-                 call_back_at: datetime | None = None) -> Plan:
+def plan_outcome(
+    outcome: str, *, unanswered_before: int, rules: CallingRules, now: datetime, call_back_at: datetime | None = None
+) -> Plan:
     """The task's next state after `outcome`; `unanswered_before` counts earlier no-answer/voicemail calls."""
     if outcome not in OUTCOMES:
         raise InvalidInput(f"must be one of {', '.join(OUTCOMES)}, not {outcome!r}", field="outcome")
@@ -177,15 +181,21 @@ class Offer:
     agent: str | None = None  # who holds it, when claimed
 
 
-def call_decisions(session: Session, tenant: Tenant, contacts: list[Contact], now: datetime) -> dict[int, tuple[str, Decision]]:
+def call_decisions(
+    session: Session, tenant: Tenant, contacts: list[Contact], now: datetime
+) -> dict[int, tuple[str, Decision]]:
     """Per contact id: the customer's time zone and whether they may be called now. The same Do-Not-Call rule
     as `outbound.ingest.dnc.may_call` (the gate's `dnc_decision`), with one lookup for the whole batch of numbers."""
     hashes = {c.id: contact_address_hash("voice", c) for c in contacts if c.phone}
     reasons: dict[str, list[str]] = {}
     if hashes:
-        for digest, reason in session.execute(select(Suppression.address_hash, Suppression.reason).where(
-                Suppression.tenant_id == tenant.id, Suppression.channel == "voice",
-                Suppression.address_hash.in_(set(hashes.values())))):
+        for digest, reason in session.execute(
+            select(Suppression.address_hash, Suppression.reason).where(
+                Suppression.tenant_id == tenant.id,
+                Suppression.channel == "voice",
+                Suppression.address_hash.in_(set(hashes.values())),
+            )
+        ):
             reasons.setdefault(digest, []).append(reason)
     list_date = session.scalar(select(func.max(DncImport.list_date)).where(DncImport.tenant_id == tenant.id))
     settings = tenant.settings or {}
@@ -195,10 +205,20 @@ def call_decisions(session: Session, tenant: Tenant, contacts: list[Contact], no
         jurisdiction = resolve_jurisdiction(contact.jurisdiction, tenant.jurisdiction)
         us = jurisdiction == "US" or _us_number(contact.phone)
         found = reasons.get(hashes.get(contact.id, ""), [])
-        dnc = dnc_decision(listed="dnc" in found, list_date=list_date, now=now,
-                           policy=policy_for("US" if us else jurisdiction, settings.get("compliance")))
-        facts = CallFacts(now=now, zone=zone, window=calling_rules(settings, us=us).window, phone=contact.phone,
-                          suppressions=tuple(r for r in found if r != "dnc"), dnc=dnc)
+        dnc = dnc_decision(
+            listed="dnc" in found,
+            list_date=list_date,
+            now=now,
+            policy=policy_for("US" if us else jurisdiction, settings.get("compliance")),
+        )
+        facts = CallFacts(
+            now=now,
+            zone=zone,
+            window=calling_rules(settings, us=us).window,
+            phone=contact.phone,
+            suppressions=tuple(r for r in found if r != "dnc"),
+            dnc=dnc,
+        )
         result[contact.id] = (zone, decide_call(facts))
     return result
 
@@ -206,10 +226,13 @@ def call_decisions(session: Session, tenant: Tenant, contacts: list[Contact], no
 def queue(session: Session, tenant: Tenant, now: datetime, limit: int = 200) -> list[Offer]:
     """Open and claimed tasks, best first (priority, then due time), each with its calling decision now."""
     rows = session.execute(
-        select(CallbackTask, Contact, Agent.name).join(Contact, Contact.id == CallbackTask.contact_id)
+        select(CallbackTask, Contact, Agent.name)
+        .join(Contact, Contact.id == CallbackTask.contact_id)
         .outerjoin(Agent, Agent.id == CallbackTask.claimed_by)
         .where(CallbackTask.tenant_id == tenant.id, CallbackTask.status.in_(("open", "claimed")))
-        .order_by(CallbackTask.priority.desc(), CallbackTask.due_at, CallbackTask.id).limit(limit)).all()
+        .order_by(CallbackTask.priority.desc(), CallbackTask.due_at, CallbackTask.id)
+        .limit(limit)
+    ).all()
     decisions = call_decisions(session, tenant, [contact for _, contact, _ in rows], now)
     offers = []
     for task, contact, agent in rows:
@@ -219,26 +242,40 @@ def queue(session: Session, tenant: Tenant, now: datetime, limit: int = 200) -> 
     return offers
 
 
-def claim_next(session: Session, tenant: Tenant, agent: Agent, now: datetime, lease: timedelta = LEASE) -> CallbackTask | None:
+def claim_next(
+    session: Session, tenant: Tenant, agent: Agent, now: datetime, lease: timedelta = LEASE
+) -> CallbackTask | None:
     """The task this agent already holds (lease renewed), else the best due task that may be called now,
     claimed for `lease`; None when there is none. Tasks whose number can never be called are closed."""
-    held = session.scalar(select(CallbackTask).where(
-        CallbackTask.tenant_id == tenant.id, CallbackTask.status == "claimed", CallbackTask.claimed_by == agent.id,
-        CallbackTask.lease_expires_at > now).order_by(CallbackTask.id).limit(1))
+    held = session.scalar(
+        select(CallbackTask)
+        .where(
+            CallbackTask.tenant_id == tenant.id,
+            CallbackTask.status == "claimed",
+            CallbackTask.claimed_by == agent.id,
+            CallbackTask.lease_expires_at > now,
+        )
+        .order_by(CallbackTask.id)
+        .limit(1)
+    )
     if held is not None:
         held.lease_expires_at = now + lease
         session.flush()
         return held
-    claimable = or_(CallbackTask.status == "open",
-                    and_(CallbackTask.status == "claimed", CallbackTask.lease_expires_at <= now))
+    claimable = or_(
+        CallbackTask.status == "open", and_(CallbackTask.status == "claimed", CallbackTask.lease_expires_at <= now)
+    )
     offset, size = 0, iter(_BATCHES)
     while True:
         batch = next(size, _BATCHES[-1])
         rows = session.execute(
-            select(CallbackTask.id, Contact).join(Contact, Contact.id == CallbackTask.contact_id)
+            select(CallbackTask.id, Contact)
+            .join(Contact, Contact.id == CallbackTask.contact_id)
             .where(CallbackTask.tenant_id == tenant.id, CallbackTask.due_at <= now, claimable)
             .order_by(CallbackTask.priority.desc(), CallbackTask.due_at, CallbackTask.id)
-            .offset(offset).limit(batch)).all()
+            .offset(offset)
+            .limit(batch)
+        ).all()
         if not rows:
             return None
         decisions = call_decisions(session, tenant, [contact for _, contact in rows], now)
@@ -254,18 +291,30 @@ def claim_next(session: Session, tenant: Tenant, agent: Agent, now: datetime, le
 def _take(session: Session, tenant_id: int, task_id: int, claimable, agent_id: int, until: datetime) -> bool:
     # The WHERE re-checks the state at write time: whoever updates first wins, the other sees 0 rows.
     result = session.execute(
-        update(CallbackTask).where(CallbackTask.id == task_id, CallbackTask.tenant_id == tenant_id, claimable)
+        update(CallbackTask)
+        .where(CallbackTask.id == task_id, CallbackTask.tenant_id == tenant_id, claimable)
         .values(status="claimed", claimed_by=agent_id, lease_expires_at=until)
-        .execution_options(synchronize_session=False))
+        .execution_options(synchronize_session=False)
+    )
     return result.rowcount == 1
 
 
-def _close_uncallable(session: Session, tenant_id: int, task_id: int, claimable, decision: Block, now: datetime) -> None:
+def _close_uncallable(
+    session: Session, tenant_id: int, task_id: int, claimable, decision: Block, now: datetime
+) -> None:
     session.execute(
-        update(CallbackTask).where(CallbackTask.id == task_id, CallbackTask.tenant_id == tenant_id, claimable)
-        .values(status="closed", outcome="blocked", notes=f"{decision.rule}: {decision.reason}", closed_at=now,
-                claimed_by=None, lease_expires_at=None)
-        .execution_options(synchronize_session=False))
+        update(CallbackTask)
+        .where(CallbackTask.id == task_id, CallbackTask.tenant_id == tenant_id, claimable)
+        .values(
+            status="closed",
+            outcome="blocked",
+            notes=f"{decision.rule}: {decision.reason}",
+            closed_at=now,
+            claimed_by=None,
+            lease_expires_at=None,
+        )
+        .execution_options(synchronize_session=False)
+    )
 
 
 def get_task(session: Session, tenant_id: int, task_id: int) -> CallbackTask:
@@ -276,8 +325,17 @@ def get_task(session: Session, tenant_id: int, task_id: int) -> CallbackTask:
     return task
 
 
-def record_outcome(session: Session, tenant: Tenant, agent: Agent, task_id: int, outcome: str, *, now: datetime,
-                   notes: str = "", call_back_at: datetime | None = None) -> CallbackAttempt:
+def record_outcome(
+    session: Session,
+    tenant: Tenant,
+    agent: Agent,
+    task_id: int,
+    outcome: str,
+    *,
+    now: datetime,
+    notes: str = "",
+    call_back_at: datetime | None = None,
+) -> CallbackAttempt:
     """Record one call on a task the agent holds, and apply what the outcome means (see `plan_outcome`):
     do not call → voice suppression and revoked marketing SMS consent; wrong number → voice suppression;
     converted → the enrollment (its nurture messages) ends."""
@@ -285,23 +343,48 @@ def record_outcome(session: Session, tenant: Tenant, agent: Agent, task_id: int,
     notes = (notes or "").strip()
     if len(notes) > 4000:
         raise InvalidInput("at most 4000 characters", field="notes")
-    unanswered = session.scalar(select(func.count()).select_from(CallbackAttempt).where(
-        CallbackAttempt.task_id == task.id, CallbackAttempt.outcome.in_(UNANSWERED))) or 0
+    unanswered = (
+        session.scalar(
+            select(func.count())
+            .select_from(CallbackAttempt)
+            .where(CallbackAttempt.task_id == task.id, CallbackAttempt.outcome.in_(UNANSWERED))
+        )
+        or 0
+    )
     rules = calling_rules(tenant.settings or {}, us=False)
     plan = plan_outcome(outcome, unanswered_before=unanswered, rules=rules, now=now, call_back_at=call_back_at)
     # Conditional on still holding it: an agent whose lease was taken over cannot overwrite the new holder's work.
-    values: dict[str, Any] = {"status": plan.status, "outcome": outcome, "notes": notes or None,
-                              "attempts": CallbackTask.attempts + 1, "claimed_by": None, "lease_expires_at": None}
+    values: dict[str, Any] = {
+        "status": plan.status,
+        "outcome": outcome,
+        "notes": notes or None,
+        "attempts": CallbackTask.attempts + 1,
+        "claimed_by": None,
+        "lease_expires_at": None,
+    }
     values.update({"due_at": plan.due_at} if plan.status == "open" else {"closed_at": now})
     result = session.execute(
-        update(CallbackTask).where(CallbackTask.id == task.id, CallbackTask.tenant_id == tenant.id,
-                                   CallbackTask.status == "claimed", CallbackTask.claimed_by == agent.id)
-        .values(**values).execution_options(synchronize_session=False))
+        update(CallbackTask)
+        .where(
+            CallbackTask.id == task.id,
+            CallbackTask.tenant_id == tenant.id,
+            CallbackTask.status == "claimed",
+            CallbackTask.claimed_by == agent.id,
+        )
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
     if result.rowcount != 1:
         raise TaskNotHeld(f"callback task {task.id} is not claimed by {agent.username}; take the next call instead")
-    attempt = CallbackAttempt(tenant_id=tenant.id, task_id=task.id, agent_id=agent.id, outcome=outcome,
-                              notes=notes or None, call_back_at=plan.due_at if outcome == "call_back_later" else None,
-                              at=now)
+    attempt = CallbackAttempt(
+        tenant_id=tenant.id,
+        task_id=task.id,
+        agent_id=agent.id,
+        outcome=outcome,
+        notes=notes or None,
+        call_back_at=plan.due_at if outcome == "call_back_later" else None,
+        at=now,
+    )
     session.add(attempt)
     session.flush()
     session.refresh(task)
@@ -310,9 +393,20 @@ def record_outcome(session: Session, tenant: Tenant, agent: Agent, task_id: int,
     if outcome in ("do_not_call", "wrong_number") and contact is not None and contact.phone:
         suppress(session, tenant.id, "voice", contact.phone, reason=outcome, source=source, at=now)
     if outcome == "do_not_call" and contact is not None:
-        record_consent(session, tenant, contact, ConsentIn(
-            channel="sms", purpose="marketing", granted=False, at=now, source=source,
-            text="Asked on a call not to be called again nor sent marketing"), _Fixed(now))
+        record_consent(
+            session,
+            tenant,
+            contact,
+            ConsentIn(
+                channel="sms",
+                purpose="marketing",
+                granted=False,
+                at=now,
+                source=source,
+                text="Asked on a call not to be called again nor sent marketing",
+            ),
+            _Fixed(now),
+        )
     if outcome == "converted" and task.enrollment_id is not None:
         enrollment = session.get(Enrollment, task.enrollment_id)
         if enrollment is not None and enrollment.status == "active":
@@ -359,7 +453,9 @@ class CustomerContext:
     attempts: list  # (attempt, agent name), newest first
 
 
-def customer_context(session: Session, tenant: Tenant, task: CallbackTask, now: datetime, recent: int = 10) -> CustomerContext:
+def customer_context(
+    session: Session, tenant: Tenant, task: CallbackTask, now: datetime, recent: int = 10
+) -> CustomerContext:
     """The context of the task's customer, every query scoped by the tenant."""
     from outbound.db.models import Consent, Event, Message, SurveyResponse
 
@@ -369,27 +465,51 @@ def customer_context(session: Session, tenant: Tenant, task: CallbackTask, now: 
     zone, decision = call_decisions(session, tenant, [contact], now)[contact.id]
     mine = {"tenant_id": tenant.id, "contact_id": contact.id}
     events = session.scalars(select(Event).filter_by(**mine).order_by(Event.occurred_at.desc()).limit(recent)).all()
-    messages = session.scalars(select(Message).filter_by(**mine)
-                               .order_by(Message.updated_at.desc(), Message.id.desc()).limit(recent)).all()
-    surveys = session.scalars(select(SurveyResponse).filter_by(**mine)
-                              .order_by(SurveyResponse.received_at.desc()).limit(recent)).all()
+    messages = session.scalars(
+        select(Message).filter_by(**mine).order_by(Message.updated_at.desc(), Message.id.desc()).limit(recent)
+    ).all()
+    surveys = session.scalars(
+        select(SurveyResponse).filter_by(**mine).order_by(SurveyResponse.received_at.desc()).limit(recent)
+    ).all()
     latest: dict[tuple[str, str], Any] = {}
     for consent in session.scalars(select(Consent).filter_by(**mine).order_by(Consent.at, Consent.id)):
         latest[(consent.channel, consent.purpose)] = consent
-    addresses = [(channel, address_hash(channel, value)) for channel, value in
-                 (("sms", contact.phone), ("voice", contact.phone), ("email", contact.email)) if value]
-    suppressions = [(row.channel, row.reason) for row in session.scalars(select(Suppression).where(
-        Suppression.tenant_id == tenant.id,
-        or_(*[and_(Suppression.channel == c, Suppression.address_hash == h) for c, h in addresses]) if addresses
-        else Suppression.id.is_(None)))]
+    addresses = [
+        (channel, address_hash(channel, value))
+        for channel, value in (("sms", contact.phone), ("voice", contact.phone), ("email", contact.email))
+        if value
+    ]
+    suppressions = [
+        (row.channel, row.reason)
+        for row in session.scalars(
+            select(Suppression).where(
+                Suppression.tenant_id == tenant.id,
+                or_(*[and_(Suppression.channel == c, Suppression.address_hash == h) for c, h in addresses])
+                if addresses
+                else Suppression.id.is_(None),
+            )
+        )
+    ]
     attempts = session.execute(
-        select(CallbackAttempt, Agent.name).outerjoin(Agent, Agent.id == CallbackAttempt.agent_id)
+        select(CallbackAttempt, Agent.name)
+        .outerjoin(Agent, Agent.id == CallbackAttempt.agent_id)
         .join(CallbackTask, CallbackTask.id == CallbackAttempt.task_id)
         .where(CallbackAttempt.tenant_id == tenant.id, CallbackTask.contact_id == contact.id)
-        .order_by(CallbackAttempt.at.desc(), CallbackAttempt.id.desc()).limit(recent)).all()
-    return CustomerContext(contact, zone, now.astimezone(ZoneInfo(zone)), decision, list(events), list(messages),
-                           list(surveys), sorted(latest.values(), key=lambda c: (c.channel, c.purpose)),
-                           suppressions, [tuple(row) for row in attempts])
+        .order_by(CallbackAttempt.at.desc(), CallbackAttempt.id.desc())
+        .limit(recent)
+    ).all()
+    return CustomerContext(
+        contact,
+        zone,
+        now.astimezone(ZoneInfo(zone)),
+        decision,
+        list(events),
+        list(messages),
+        list(surveys),
+        sorted(latest.values(), key=lambda c: (c.channel, c.purpose)),
+        suppressions,
+        [tuple(row) for row in attempts],
+    )
 
 
 @dataclass(frozen=True)
@@ -406,30 +526,50 @@ class Summary:
 def supervisor_summary(session: Session, tenant: Tenant, now: datetime, hours: int = 24) -> Summary:
     """Counts for the tenant's supervisor page; `hours` whole hours ending with the current one."""
     zone = ZoneInfo(tenant.timezone)
-    counts = dict(session.execute(select(CallbackTask.status, func.count()).where(
-        CallbackTask.tenant_id == tenant.id, CallbackTask.status.in_(("open", "claimed")))
-        .group_by(CallbackTask.status)).all())
-    oldest = session.scalar(select(func.min(CallbackTask.due_at)).where(
-        CallbackTask.tenant_id == tenant.id, CallbackTask.status.in_(("open", "claimed")), CallbackTask.due_at <= now))
+    counts = dict(
+        session.execute(
+            select(CallbackTask.status, func.count())
+            .where(CallbackTask.tenant_id == tenant.id, CallbackTask.status.in_(("open", "claimed")))
+            .group_by(CallbackTask.status)
+        ).all()
+    )
+    oldest = session.scalar(
+        select(func.min(CallbackTask.due_at)).where(
+            CallbackTask.tenant_id == tenant.id,
+            CallbackTask.status.in_(("open", "claimed")),
+            CallbackTask.due_at <= now,
+        )
+    )
     midnight = datetime.combine(now.astimezone(zone).date(), time(0), tzinfo=zone)
     outcomes: dict[str, dict[str, int]] = {}
     for name, outcome, count in session.execute(
-            select(Agent.name, CallbackAttempt.outcome, func.count()).join(Agent, Agent.id == CallbackAttempt.agent_id)
-            .where(CallbackAttempt.tenant_id == tenant.id, CallbackAttempt.at >= midnight)
-            .group_by(Agent.name, CallbackAttempt.outcome).order_by(Agent.name)):
+        select(Agent.name, CallbackAttempt.outcome, func.count())
+        .join(Agent, Agent.id == CallbackAttempt.agent_id)
+        .where(CallbackAttempt.tenant_id == tenant.id, CallbackAttempt.at >= midnight)
+        .group_by(Agent.name, CallbackAttempt.outcome)
+        .order_by(Agent.name)
+    ):
         outcomes.setdefault(name, {})[outcome] = count
     end = now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
     start = end - timedelta(hours=hours)
-    created = session.scalars(select(CallbackTask.created_at).where(
-        CallbackTask.tenant_id == tenant.id, CallbackTask.created_at >= start, CallbackTask.created_at < end)).all()
-    closed = session.scalars(select(CallbackTask.closed_at).where(
-        CallbackTask.tenant_id == tenant.id, CallbackTask.closed_at >= start, CallbackTask.closed_at < end)).all()
-    return Summary(counts.get("open", 0), counts.get("claimed", 0), oldest, outcomes,
-                   hourly(created, closed, start, hours, zone))
+    created = session.scalars(
+        select(CallbackTask.created_at).where(
+            CallbackTask.tenant_id == tenant.id, CallbackTask.created_at >= start, CallbackTask.created_at < end
+        )
+    ).all()
+    closed = session.scalars(
+        select(CallbackTask.closed_at).where(
+            CallbackTask.tenant_id == tenant.id, CallbackTask.closed_at >= start, CallbackTask.closed_at < end
+        )
+    ).all()
+    return Summary(
+        counts.get("open", 0), counts.get("claimed", 0), oldest, outcomes, hourly(created, closed, start, hours, zone)
+    )
 
 
-def hourly(created: list[datetime], closed: list[datetime], start: datetime, hours: int,
-           zone: ZoneInfo) -> list[tuple[datetime, int, int]]:
+def hourly(
+    created: list[datetime], closed: list[datetime], start: datetime, hours: int, zone: ZoneInfo
+) -> list[tuple[datetime, int, int]]:
     """Bucket times into `hours` hours from `start` (UTC, on the hour): (local hour start, created, closed)."""
     buckets = [[0, 0] for _ in range(hours)]
     for column, times in ((0, created), (1, closed)):

@@ -37,22 +37,60 @@ class Answer:
     comment: str | None
 
 
-EN_WORDS = {w: n for n, w in enumerate("zero one two three four five six seven eight nine ten".split())}
-KO_WORDS = {"영": 0, "빵": 0, "공": 0, "일": 1, "이": 2, "삼": 3, "사": 4, "오": 5, "육": 6, "칠": 7, "팔": 8, "구": 9,
-            "십": 10, "하나": 1, "한": 1, "둘": 2, "두": 2, "셋": 3, "세": 3, "넷": 4, "네": 4, "다섯": 5, "여섯": 6,
-            "일곱": 7, "여덟": 8, "아홉": 9, "열": 10}
-_FILLER = r"(?:(?:i'?d say|i would say|i give (?:it|you)|i'?ll give (?:it|you)|maybe|probably|definitely|a solid|solid|" \
-          r"score(?: is)?|rating|음+|음\.+|네|예|저는|제 점수는|점수는|점수)[\s:,.~]*)*"
+EN_WORDS = {
+    w: n for n, w in enumerate(["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"])
+}
+KO_WORDS = {
+    "영": 0,
+    "빵": 0,
+    "공": 0,
+    "일": 1,
+    "이": 2,
+    "삼": 3,
+    "사": 4,
+    "오": 5,
+    "육": 6,
+    "칠": 7,
+    "팔": 8,
+    "구": 9,
+    "십": 10,
+    "하나": 1,
+    "한": 1,
+    "둘": 2,
+    "두": 2,
+    "셋": 3,
+    "세": 3,
+    "넷": 4,
+    "네": 4,
+    "다섯": 5,
+    "여섯": 6,
+    "일곱": 7,
+    "여덟": 8,
+    "아홉": 9,
+    "열": 10,
+}
+_FILLER = (
+    r"(?:(?:i'?d say|i would say|i give (?:it|you)|i'?ll give (?:it|you)|maybe|probably|definitely|a solid|solid|"
+    r"score(?: is)?|rating|음+|음\.+|네|예|저는|제 점수는|점수는|점수)[\s:,.~]*)*"
+)
 _SEP = r"[\s\-–—:,.!~/)]"
-_DIGITS = re.compile(rf"^{_FILLER}(?P<n>\d{{1,2}})(?!\d|[.,]\d|-\d)(?:\s*(?:점|/\s*(?:10|5)|out of (?:10|5)|pts?\b|points?\b))?"
-                     rf"(?P<rest>(?:(?<=점)|{_SEP}).*|)$", re.IGNORECASE | re.DOTALL)
-_EN = re.compile(rf"^{_FILLER}(?P<w>{'|'.join(EN_WORDS)})(?:\s*(?:/\s*(?:10|5)|out of (?:10|5)|points?))?"
-                 rf"(?P<rest>(?:[-–—:,.!~]|\s*$).*)$", re.IGNORECASE | re.DOTALL)
+_DIGITS = re.compile(
+    rf"^{_FILLER}(?P<n>\d{{1,2}})(?!\d|[.,]\d|-\d)(?:\s*(?:점|/\s*(?:10|5)|out of (?:10|5)|pts?\b|points?\b))?"
+    rf"(?P<rest>(?:(?<=점)|{_SEP}).*|)$",
+    re.IGNORECASE | re.DOTALL,
+)
+_EN = re.compile(
+    rf"^{_FILLER}(?P<w>{'|'.join(EN_WORDS)})(?:\s*(?:/\s*(?:10|5)|out of (?:10|5)|points?))?"
+    rf"(?P<rest>(?:[-–—:,.!~]|\s*$).*)$",
+    re.IGNORECASE | re.DOTALL,
+)
 _KO = re.compile(rf"^{_FILLER}(?P<w>{'|'.join(sorted(KO_WORDS, key=len, reverse=True))})\s*점(?P<rest>.*)$", re.DOTALL)
 _OUT_OF = re.compile(r"(?P<max>\d{1,2})\s*점\s*만점에\s*(?P<n>\d{1,2})\s*점?")
 _INLINE = re.compile(r"(?<![\d.])(?P<n>\d{1,2})\s*점")
 # What Korean puts after a score ("10점이요", "9점 드려요") is part of saying it, not a comment.
-_KO_TAIL = re.compile(r"^\s*(?:이에요|이요|입니다|예요|요|드려요|드립니다|드릴게요|줄게요|줄께요|주고 싶어요)(?=$|[\s.!~,])")
+_KO_TAIL = re.compile(
+    r"^\s*(?:이에요|이요|입니다|예요|요|드려요|드립니다|드릴게요|줄게요|줄께요|주고 싶어요)(?=$|[\s.!~,])"
+)
 
 
 def parse_answer(text: str, scale: str = "nps") -> Answer | None:
@@ -78,7 +116,7 @@ def _read(clean: str) -> tuple[int, str] | None:
     if bare in KO_WORDS and len(bare) > 1 or bare in ("십", "열"):
         return KO_WORDS[bare], ""
     if match := _OUT_OF.search(clean):
-        return int(match["n"]), clean[:match.start()] + clean[match.end():]
+        return int(match["n"]), clean[: match.start()] + clean[match.end() :]
     if match := _DIGITS.match(clean):
         return int(match["n"]), match["rest"]
     if match := _EN.match(clean):
@@ -86,23 +124,34 @@ def _read(clean: str) -> tuple[int, str] | None:
     if match := _KO.match(clean):
         return KO_WORDS[match["w"]], match["rest"]
     if match := _INLINE.search(clean):
-        return int(match["n"]), clean[:match.start()] + _KO_TAIL.sub("", clean[match.end():])
+        return int(match["n"]), clean[: match.start()] + _KO_TAIL.sub("", clean[match.end() :])
     return None
 
 
 # -- recording answers ------------------------------------------------------------------------
 
-def answer_from_sms(session: Session, tenant: Tenant, contact: Contact, inbound_message: InboundMessage,
-                    clock: Clock, definitions=None) -> SurveyResponse | None:
+
+def answer_from_sms(
+    session: Session, tenant: Tenant, contact: Contact, inbound_message: InboundMessage, clock: Clock, definitions=None
+) -> SurveyResponse | None:
     """Record an inbound SMS as the answer to the contact's latest survey message; None if it is not one.
 
     `definitions` gives each campaign's scale, window and threshold (default: the configured folder).
     """
     received = inbound_message.received_at or clock.now()
-    message = session.scalar(select(Message).where(
-        Message.tenant_id == tenant.id, Message.contact_id == contact.id, Message.purpose == "survey",
-        Message.channel == "sms", Message.sent_at.is_not(None), Message.sent_at <= received,
-    ).order_by(Message.sent_at.desc(), Message.id.desc()).limit(1))
+    message = session.scalar(
+        select(Message)
+        .where(
+            Message.tenant_id == tenant.id,
+            Message.contact_id == contact.id,
+            Message.purpose == "survey",
+            Message.channel == "sms",
+            Message.sent_at.is_not(None),
+            Message.sent_at <= received,
+        )
+        .order_by(Message.sent_at.desc(), Message.id.desc())
+        .limit(1)
+    )
     if message is None:
         return None
     config = survey_config(definitions, message.campaign)
@@ -113,8 +162,9 @@ def answer_from_sms(session: Session, tenant: Tenant, contact: Contact, inbound_
     return _record(session, tenant.id, contact.id, message, config, answer, "sms", received, clock)
 
 
-def answer_from_link(session: Session, secret: str, token: str, score: int, clock: Clock,
-                     definitions=None) -> SurveyResponse:
+def answer_from_link(
+    session: Session, secret: str, token: str, score: int, clock: Clock, definitions=None
+) -> SurveyResponse:
     """Record a one-click score from an email link; InvalidInput for a bad token or score, NotFound for no message."""
     read = read_survey_token(secret, token)
     if read is None:
@@ -127,14 +177,24 @@ def answer_from_link(session: Session, secret: str, token: str, score: int, cloc
     low, high = SCALES[config.scale]
     if not low <= score <= high:
         raise InvalidInput(f"a score is from {low} to {high}", field="score")
-    return _record(session, tenant_id, message.contact_id, message, config, Answer(score=score, comment=None),
-                   "email", clock.now(), clock)
+    return _record(
+        session,
+        tenant_id,
+        message.contact_id,
+        message,
+        config,
+        Answer(score=score, comment=None),
+        "email",
+        clock.now(),
+        clock,
+    )
 
 
 def add_comment(session: Session, response_id: int, tenant_id: int, comment: str) -> SurveyResponse:
     """Attach the contact's comment to an answer given by link (the thank-you page asks for one)."""
-    response = session.scalar(select(SurveyResponse).where(SurveyResponse.id == response_id,
-                                                           SurveyResponse.tenant_id == tenant_id))
+    response = session.scalar(
+        select(SurveyResponse).where(SurveyResponse.id == response_id, SurveyResponse.tenant_id == tenant_id)
+    )
     if response is None:
         raise NotFound("no such answer")
     response.comment = comment.strip()[:2000] or response.comment
@@ -142,22 +202,47 @@ def add_comment(session: Session, response_id: int, tenant_id: int, comment: str
     return response
 
 
-def _record(session: Session, tenant_id: int, contact_id: int, message: Message, config: SurveyConfig, answer: Answer,
-            channel: str, received: datetime, clock: Clock) -> SurveyResponse:
+def _record(
+    session: Session,
+    tenant_id: int,
+    contact_id: int,
+    message: Message,
+    config: SurveyConfig,
+    answer: Answer,
+    channel: str,
+    received: datetime,
+    clock: Clock,
+) -> SurveyResponse:
     first = session.scalar(select(SurveyResponse.id).where(SurveyResponse.message_id == message.id)) is None
     in_window = message.sent_at is None or received - message.sent_at <= config.window
     response = SurveyResponse(
-        tenant_id=tenant_id, contact_id=contact_id, message_id=message.id if first else None, campaign=message.campaign,
-        scale=config.scale, score=answer.score, comment=answer.comment, channel=channel,
-        counted=first and in_window, received_at=received,
+        tenant_id=tenant_id,
+        contact_id=contact_id,
+        message_id=message.id if first else None,
+        campaign=message.campaign,
+        scale=config.scale,
+        score=answer.score,
+        comment=answer.comment,
+        channel=channel,
+        counted=first and in_window,
+        received_at=received,
     )
     session.add(response)
     if response.counted and answer.score <= config.threshold:
         said = f' — "{answer.comment}"' if answer.comment else ""
-        session.add(CallbackTask(
-            tenant_id=tenant_id, contact_id=contact_id, campaign=message.campaign, enrollment_id=message.enrollment_id,
-            reason=f"{config.recovery_reason} ({config.scale.upper()} {answer.score}{said})",
-            priority=config.recovery_priority, status="open", due_at=clock.now(), created_at=clock.now()))
+        session.add(
+            CallbackTask(
+                tenant_id=tenant_id,
+                contact_id=contact_id,
+                campaign=message.campaign,
+                enrollment_id=message.enrollment_id,
+                reason=f"{config.recovery_reason} ({config.scale.upper()} {answer.score}{said})",
+                priority=config.recovery_priority,
+                status="open",
+                due_at=clock.now(),
+                created_at=clock.now(),
+            )
+        )
     session.flush()
     return response
 
@@ -187,6 +272,7 @@ def _configured_definitions():
 
 
 # -- signed links -----------------------------------------------------------------------------
+
 
 def survey_token(secret: str, tenant_id: int, message_id: int) -> str:
     """An unforgeable token naming one survey message (distinct from unsubscribe tokens)."""
@@ -220,6 +306,7 @@ def _b64(data: bytes) -> str:
 
 # -- reporting --------------------------------------------------------------------------------
 
+
 @dataclass
 class SurveyScore:
     """A campaign's answers for one tenant (and one ISO week, when asked per week)."""
@@ -252,8 +339,14 @@ def survey_scores(session: Session, *, by_week: bool = False) -> list[SurveyScor
     """NPS and CSAT per tenant and campaign (and ISO week of the answer, if `by_week`)."""
     results: dict[tuple, SurveyScore] = {}
     rows = session.execute(
-        select(Tenant.slug, SurveyResponse.campaign, SurveyResponse.scale, SurveyResponse.score, SurveyResponse.counted,
-               SurveyResponse.received_at).join(Tenant, Tenant.id == SurveyResponse.tenant_id)
+        select(
+            Tenant.slug,
+            SurveyResponse.campaign,
+            SurveyResponse.scale,
+            SurveyResponse.score,
+            SurveyResponse.counted,
+            SurveyResponse.received_at,
+        ).join(Tenant, Tenant.id == SurveyResponse.tenant_id)
     )
     for slug, campaign, scale, score, counted, received_at in rows:
         week = None
@@ -276,7 +369,8 @@ def recovery_counts(session: Session) -> dict[tuple[str, str], int]:
     """Service-recovery callbacks opened per tenant and survey campaign."""
     counts: dict[tuple[str, str], int] = defaultdict(int)
     for slug, campaign in session.execute(
-        select(Tenant.slug, CallbackTask.campaign).join(Tenant, Tenant.id == CallbackTask.tenant_id)
+        select(Tenant.slug, CallbackTask.campaign)
+        .join(Tenant, Tenant.id == CallbackTask.tenant_id)
         .where(CallbackTask.campaign.in_(select(SurveyResponse.campaign).distinct()))
     ):
         counts[(slug, campaign)] += 1

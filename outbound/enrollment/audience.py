@@ -26,9 +26,10 @@ the history as it was then.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Any, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from jinja2 import TemplateSyntaxError, nodes
 from jinja2.parser import Parser
@@ -75,16 +76,22 @@ class Audience:
         """The rule as a SQL condition on `contacts`, for one tenant at time `now`."""
         return _test(self._tree, _Scope(tenant_id, now))
 
-    def contact_ids(self, session: Session, tenant_id: int, now: datetime, *, only: list[int] | None = None) -> list[int]:
+    def contact_ids(
+        self, session: Session, tenant_id: int, now: datetime, *, only: list[int] | None = None
+    ) -> list[int]:
         """The ids of the tenant's (not erased) contacts the rule matches at `now`, in id order."""
-        query = select(Contact.id).where(Contact.tenant_id == tenant_id, Contact.erased_at.is_(None),
-                                         self.where(tenant_id, now)).order_by(Contact.id)
+        query = (
+            select(Contact.id)
+            .where(Contact.tenant_id == tenant_id, Contact.erased_at.is_(None), self.where(tenant_id, now))
+            .order_by(Contact.id)
+        )
         if only is not None:
             query = query.where(Contact.id.in_(only))
         return list(session.scalars(query))
 
-    def contact_chunks(self, session: Session, tenant_id: int, now: datetime, size: int,
-                       *, columns: tuple = (Contact.id,)) -> Iterator[list[Row]]:
+    def contact_chunks(
+        self, session: Session, tenant_id: int, now: datetime, size: int, *, columns: tuple = (Contact.id,)
+    ) -> Iterator[list[Row]]:
         """The matching contacts' `columns` (the first being `Contact.id`) in id order, `size` rows at a time.
 
         Each chunk is its own query that resumes after the last id of the one before (keyset paging),
@@ -121,7 +128,7 @@ class Audience:
 def compile_audience(source: Any) -> Audience:
     """Parse and check an audience rule; InvalidAudience says what is wrong."""
     if not isinstance(source, str) or not source.strip():
-        raise InvalidAudience("an audience rule is a non-empty expression, e.g. count(\"order_placed\") >= 2")
+        raise InvalidAudience('an audience rule is a non-empty expression, e.g. count("order_placed") >= 2')
     try:
         parser = Parser(_environment, source, state="variable")
         tree = parser.parse_expression()
@@ -131,7 +138,7 @@ def compile_audience(source: Any) -> Audience:
         raise InvalidAudience(f"syntax error in {source!r}: {error.message}") from None
     audience = Audience(source, tree)
     # Translating once with placeholder values checks every node now, at load time.
-    audience.where(0, datetime(2000, 1, 1, tzinfo=timezone.utc))
+    audience.where(0, datetime(2000, 1, 1, tzinfo=UTC))
     return audience
 
 
@@ -162,8 +169,9 @@ def _compare(left_node: nodes.Node, op: str, right_node: nodes.Node, scope: _Sco
     if op in ("in", "notin"):
         left = _operand(left_node, scope)
         if not isinstance(right_node, (nodes.List, nodes.Tuple)) or not all(
-                isinstance(item, nodes.Const) for item in right_node.items):
-            raise InvalidAudience("`in` needs a list of constants, e.g. contact.locale in [\"ko\", \"en\"]")
+            isinstance(item, nodes.Const) for item in right_node.items
+        ):
+            raise InvalidAudience('`in` needs a list of constants, e.g. contact.locale in ["ko", "en"]')
         values = [item.value for item in right_node.items]
         left = _typed(left, values[0] if values else "")
         return left.in_(values) if op == "in" else left.not_in(values)
@@ -224,11 +232,17 @@ def _operand(node: nodes.Node, scope: _Scope) -> Any:
 def _contact_field(node: nodes.Getattr) -> Any:
     if isinstance(node.node, nodes.Name) and node.node.name == "contact":
         if node.attr not in CONTACT_FIELDS:
-            raise InvalidAudience(f"unknown contact field {node.attr!r} (known: {', '.join(CONTACT_FIELDS)}, attributes.NAME)")
+            raise InvalidAudience(
+                f"unknown contact field {node.attr!r} (known: {', '.join(CONTACT_FIELDS)}, attributes.NAME)"
+            )
         return getattr(Contact, node.attr)
     parent = node.node
-    if (isinstance(parent, nodes.Getattr) and parent.attr == "attributes" and isinstance(parent.node, nodes.Name)
-            and parent.node.name == "contact"):
+    if (
+        isinstance(parent, nodes.Getattr)
+        and parent.attr == "attributes"
+        and isinstance(parent.node, nodes.Name)
+        and parent.node.name == "contact"
+    ):
         if node.attr.startswith("_"):
             raise InvalidAudience(f"access to {node.attr!r} is not allowed")
         column = Contact.attributes[node.attr]
@@ -253,8 +267,12 @@ def _call(node: nodes.Call, scope: _Scope) -> Any:
     unknown = set(kwargs) - allowed
     if unknown:
         raise InvalidAudience(f"{name}() has no argument {sorted(unknown)[0]!r}")
-    conditions = [Event.tenant_id == scope.tenant_id, Event.contact_id == Contact.id, Event.type == args[0],
-                  Event.occurred_at <= scope.now]
+    conditions = [
+        Event.tenant_id == scope.tenant_id,
+        Event.contact_id == Contact.id,
+        Event.type == args[0],
+        Event.occurred_at <= scope.now,
+    ]
     if "within" in kwargs:
         try:
             conditions.append(Event.occurred_at > scope.now - parse_duration(kwargs["within"]))
@@ -265,7 +283,12 @@ def _call(node: nodes.Call, scope: _Scope) -> Any:
     if name == "count":
         column = select(func.count(Event.id)).where(*conditions).correlate(Contact).scalar_subquery()
     else:
-        column = select(func.coalesce(func.sum(Event.data[args[1]].as_float()), 0.0)).where(*conditions).correlate(Contact).scalar_subquery()
+        column = (
+            select(func.coalesce(func.sum(Event.data[args[1]].as_float()), 0.0))
+            .where(*conditions)
+            .correlate(Contact)
+            .scalar_subquery()
+        )
     column._audience_kind = "number"
     return column
 
@@ -273,4 +296,4 @@ def _call(node: nodes.Call, scope: _Scope) -> Any:
 def _string(node: nodes.Node, function: str) -> str:
     if isinstance(node, nodes.Const) and isinstance(node.value, str):
         return node.value
-    raise InvalidAudience(f"{function}() takes quoted text arguments, e.g. {function}(\"order_placed\")")
+    raise InvalidAudience(f'{function}() takes quoted text arguments, e.g. {function}("order_placed")')

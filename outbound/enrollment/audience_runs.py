@@ -22,12 +22,12 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from outbound.enrollment.audience_writer import CONTACT_VIEW, BatchEnrollment, reads_contact
-from outbound.enrollment.campaign_state import is_live
 from outbound.clock import Clock
 from outbound.db.bulk_sql import without_jit
 from outbound.db.models import BatchRun, Contact, Tenant
 from outbound.db.session import transaction
+from outbound.enrollment.audience_writer import CONTACT_VIEW, BatchEnrollment, reads_contact
+from outbound.enrollment.campaign_state import is_live
 
 log = logging.getLogger(__name__)
 CHUNK = 20_000  # contacts per chunk: a handful of statements each, memory bounded by it
@@ -71,8 +71,15 @@ def fire_batch(session: Session, tenant: Tenant, campaign, fire_time: datetime, 
     now = clock.now()
     if not is_live(session, tenant.id, campaign, now):
         return None
-    run = BatchRun(tenant_id=tenant.id, campaign=campaign.name, fire_time=fire_time, started_at=now,
-                   audience=0, enrolled=0, held_out=0)
+    run = BatchRun(
+        tenant_id=tenant.id,
+        campaign=campaign.name,
+        fire_time=fire_time,
+        started_at=now,
+        audience=0,
+        enrolled=0,
+        held_out=0,
+    )
     try:
         with session.begin_nested():
             session.add(run)
@@ -88,8 +95,15 @@ def fire_batch(session: Session, tenant: Tenant, campaign, fire_time: datetime, 
             enrolled, held_out = enrolled + chunk_enrolled, held_out + chunk_held_out
     run.audience, run.enrolled, run.held_out = audience, enrolled, held_out
     session.flush()
-    log.info("batch %s for %s at %s: %d in audience, %d enrolled (%d held out)", campaign.name, tenant.slug,
-             fire_time.isoformat(), run.audience, run.enrolled, run.held_out)
+    log.info(
+        "batch %s for %s at %s: %d in audience, %d enrolled (%d held out)",
+        campaign.name,
+        tenant.slug,
+        fire_time.isoformat(),
+        run.audience,
+        run.enrolled,
+        run.held_out,
+    )
     return run
 
 
@@ -113,9 +127,14 @@ def run_due_batches(factory, definitions, clock: Clock) -> list[BatchRun]:
         return runs
     with factory() as session:
         tenants = list(session.scalars(select(Tenant).order_by(Tenant.id)))
-        last = dict(((tenant_id, name), at) for tenant_id, name, at in session.execute(
-            select(BatchRun.tenant_id, BatchRun.campaign, func.max(BatchRun.fire_time))
-            .group_by(BatchRun.tenant_id, BatchRun.campaign)))
+        last = dict(
+            ((tenant_id, name), at)
+            for tenant_id, name, at in session.execute(
+                select(BatchRun.tenant_id, BatchRun.campaign, func.max(BatchRun.fire_time)).group_by(
+                    BatchRun.tenant_id, BatchRun.campaign
+                )
+            )
+        )
     for tenant in tenants:
         for campaign in batch_campaigns(definitions, tenant):
             since = last.get((tenant.id, campaign.name)) or tenant.created_at
@@ -135,12 +154,16 @@ def next_batch_time(factory, definitions, after: datetime) -> datetime | None:
         return None
     with factory() as session:
         tenants = list(session.scalars(select(Tenant)))
-    times = [cron_trigger(campaign, tenant).get_next_fire_time(None, after + timedelta(microseconds=1))
-             for tenant in tenants for campaign in batch_campaigns(definitions, tenant)]
+    times = [
+        cron_trigger(campaign, tenant).get_next_fire_time(None, after + timedelta(microseconds=1))
+        for tenant in tenants
+        for campaign in batch_campaigns(definitions, tenant)
+    ]
     return min((t for t in times if t is not None), default=None)
 
 
 # -- APScheduler with its job store in our database --------------------------------------------
+
 
 def run_batch_job(tenant_slug: str, campaign_name: str) -> None:
     """The job APScheduler runs at each cron time: fire the batch for the current minute (leader only)."""
@@ -178,9 +201,18 @@ def schedule_batch_jobs(scheduler, runtime, leadership=None) -> set[str]:
     for tenant in tenants:
         for campaign in batch_campaigns(runtime.definitions, tenant):
             job_id = f"batch:{tenant.slug}:{campaign.name}"
-            scheduler.add_job("outbound.enrollment.audience_runs:run_batch_job", trigger=cron_trigger(campaign, tenant),
-                              args=[tenant.slug, campaign.name], id=job_id, name=job_id, jobstore=JOBSTORE,
-                              replace_existing=True, coalesce=True, max_instances=1, misfire_grace_time=3600)
+            scheduler.add_job(
+                "outbound.enrollment.audience_runs:run_batch_job",
+                trigger=cron_trigger(campaign, tenant),
+                args=[tenant.slug, campaign.name],
+                id=job_id,
+                name=job_id,
+                jobstore=JOBSTORE,
+                replace_existing=True,
+                coalesce=True,
+                max_instances=1,
+                misfire_grace_time=3600,
+            )
             wanted.add(job_id)
     return wanted
 

@@ -27,8 +27,16 @@ from outbound.db.models import CallbackTask, Contact, Enrollment, Message, Messa
 from outbound.db.types import UTCDateTime
 from outbound.enrollment.planner import CODE_ALPHABET, code_pattern_parts, pick_variant
 
-CONTACT_VIEW = (Contact.id, Contact.external_id, Contact.phone, Contact.email, Contact.locale, Contact.timezone,
-                Contact.jurisdiction, Contact.attributes)
+CONTACT_VIEW = (
+    Contact.id,
+    Contact.external_id,
+    Contact.phone,
+    Contact.email,
+    Contact.locale,
+    Contact.timezone,
+    Contact.jurisdiction,
+    Contact.attributes,
+)
 CODE_DRAWS = 8  # draws of a pattern code per contact before giving up, as `assign_offer_code`
 
 _ENROLLMENTS, _MESSAGES, _TRANSITIONS = Enrollment.__table__, Message.__table__, MessageTransition.__table__
@@ -86,8 +94,11 @@ class BatchEnrollment:
         self.reads_contact = reads_contact(campaign)
         self.held_out = holdout_test(tenant.slug, campaign.name, campaign.holdout)
         # Steps without a condition or variants are the same for every contact: one tuple shared by all.
-        self.same_steps = None if self.reads_contact or any(step.variants for step in campaign.steps) else tuple(
-            (step, None) for step in campaign.steps)
+        self.same_steps = (
+            None
+            if self.reads_contact or any(step.variants for step in campaign.steps)
+            else tuple((step, None) for step in campaign.steps)
+        )
 
     def enroll(self, session: Session, contacts: list) -> tuple[int, int]:
         """Enroll a chunk of contacts (rows with at least `id` and `external_id`, in id order).
@@ -98,8 +109,9 @@ class BatchEnrollment:
         chosen = self._choose(connection, contacts)
         if not chosen:
             return 0, 0
-        messaged = [(contact_id, external_id, steps) for contact_id, external_id, _, held_out, steps in chosen
-                    if not held_out]
+        messaged = [
+            (contact_id, external_id, steps) for contact_id, external_id, _, held_out, steps in chosen if not held_out
+        ]
         enrollment_of = self._insert_enrollments(connection, chosen)
         if messaged and self.campaign.offer_codes is not None:
             self._assign_offer_codes(session, connection, messaged, enrollment_of)
@@ -115,9 +127,13 @@ class BatchEnrollment:
         same_steps, key_rule, no_event = self.same_steps, self.key, event_view(None)
         if same_steps is not None and key_rule is None:
             # The common shape (no key, no condition, no variant): one comprehension, a hash per contact.
-            return [(c.id, c.external_id, "", True, ()) if held_out(c.external_id)
-                    else (c.id, c.external_id, "", False, same_steps)
-                    for c in contacts if not recent or (c.id, "") not in recent]
+            return [
+                (c.id, c.external_id, "", True, ())
+                if held_out(c.external_id)
+                else (c.id, c.external_id, "", False, same_steps)
+                for c in contacts
+                if not recent or (c.id, "") not in recent
+            ]
         chosen = []
         for contact in contacts:
             contact_id, external_id = contact.id, contact.external_id
@@ -130,9 +146,19 @@ class BatchEnrollment:
             elif same_steps is not None:
                 chosen.append((contact_id, external_id, key, False, same_steps))
             else:
-                chosen.append((contact_id, external_id, key, False, tuple(
-                    (step, pick_variant(step, slug, name, external_id))
-                    for step in campaign.steps if step.when is None or step.when.test(**names))))
+                chosen.append(
+                    (
+                        contact_id,
+                        external_id,
+                        key,
+                        False,
+                        tuple(
+                            (step, pick_variant(step, slug, name, external_id))
+                            for step in campaign.steps
+                            if step.when is None or step.when.test(**names)
+                        ),
+                    )
+                )
         return chosen
 
     def _recently_enrolled(self, connection: Connection, contacts: list) -> set[tuple[int, str]]:
@@ -140,10 +166,19 @@ class BatchEnrollment:
         if self.window is None:
             return set()
         table = _ENROLLMENTS
-        return set(map(tuple, connection.execute(select(table.c.contact_id, table.c.dedupe_key).where(
-            table.c.tenant_id == self.tenant.id, table.c.campaign == self.campaign.name,
-            table.c.contact_id.between(contacts[0].id, contacts[-1].id),
-            table.c.enrolled_at > self.now - self.window))))
+        return set(
+            map(
+                tuple,
+                connection.execute(
+                    select(table.c.contact_id, table.c.dedupe_key).where(
+                        table.c.tenant_id == self.tenant.id,
+                        table.c.campaign == self.campaign.name,
+                        table.c.contact_id.between(contacts[0].id, contacts[-1].id),
+                        table.c.enrolled_at > self.now - self.window,
+                    )
+                ),
+            )
+        )
 
     def _insert_enrollments(self, connection: Connection, chosen: list) -> dict[int, int]:
         """One `INSERT … SELECT` from `contacts` per (key, outcome) group; the enrollment id of each messaged contact."""
@@ -156,14 +191,21 @@ class BatchEnrollment:
         ids: dict[int, int] = {}
         at = literal(now, UTCDateTime())
         for (key, held_out, reason), contact_ids in groups.items():
-            values = {"tenant_id": literal(self.tenant.id), "campaign": literal(campaign.name),
-                      "contact_id": _CONTACTS.c.id, "dedupe_key": literal(key), "trigger": literal(self.trigger),
-                      "status": literal("active" if reason is None else "completed"), "enrolled_at": at,
-                      "holdout": literal(held_out)}
+            values = {
+                "tenant_id": literal(self.tenant.id),
+                "campaign": literal(campaign.name),
+                "contact_id": _CONTACTS.c.id,
+                "dedupe_key": literal(key),
+                "trigger": literal(self.trigger),
+                "status": literal("active" if reason is None else "completed"),
+                "enrolled_at": at,
+                "holdout": literal(held_out),
+            }
             if reason is not None:
                 values.update(ended_at=at, end_reason=literal(reason))
             statement = insert(_ENROLLMENTS).from_select(
-                list(values), select(*values.values()).where(among(_CONTACTS.c.id, contact_ids)))
+                list(values), select(*values.values()).where(among(_CONTACTS.c.id, contact_ids))
+            )
             if held_out:  # nothing follows a held-out enrollment: its id is not needed
                 connection.execute(statement)
             else:
@@ -190,47 +232,86 @@ class BatchEnrollment:
         at = literal(now, UTCDateTime())
         for group, enrollment_ids in groups.items():
             step, variant = chosen[group]
-            values = {"tenant_id": literal(self.tenant.id), "enrollment_id": _ENROLLMENTS.c.id,
-                      "contact_id": _ENROLLMENTS.c.contact_id, "campaign": literal(campaign.name),
-                      "step": literal(step.id), "channel": literal(step.channel), "purpose": literal(campaign.purpose),
-                      "template": literal(step.template_of(variant)), "status": literal("scheduled"),
-                      "due_at": literal(max(now + step.delay, now), UTCDateTime()), "created_at": at, "updated_at": at,
-                      "attempts": literal(0)}
+            values = {
+                "tenant_id": literal(self.tenant.id),
+                "enrollment_id": _ENROLLMENTS.c.id,
+                "contact_id": _ENROLLMENTS.c.contact_id,
+                "campaign": literal(campaign.name),
+                "step": literal(step.id),
+                "channel": literal(step.channel),
+                "purpose": literal(campaign.purpose),
+                "template": literal(step.template_of(variant)),
+                "status": literal("scheduled"),
+                "due_at": literal(max(now + step.delay, now), UTCDateTime()),
+                "created_at": at,
+                "updated_at": at,
+                "attempts": literal(0),
+            }
             if variant is not None:
                 values["variant"] = literal(variant.id)
-            connection.execute(insert(_MESSAGES).from_select(
-                list(values), select(*values.values()).where(among(_ENROLLMENTS.c.id, enrollment_ids))))
-        transitions = {"tenant_id": _MESSAGES.c.tenant_id, "message_id": _MESSAGES.c.id, "at": at,
-                       "to_status": literal("scheduled"), "source": literal("trigger"),
-                       "reason": literal(f"enrolled by {self.trigger}"),
-                       "detail": literal({}, _TRANSITIONS.c.detail.type)}
-        with_steps = everyone if self.same_steps is not None else sorted(
-            {enrollment_id for enrollment_ids in groups.values() for enrollment_id in enrollment_ids})
-        connection.execute(insert(_TRANSITIONS).from_select(list(transitions), select(*transitions.values()).where(
-            among(_MESSAGES.c.enrollment_id, with_steps))))
+            connection.execute(
+                insert(_MESSAGES).from_select(
+                    list(values), select(*values.values()).where(among(_ENROLLMENTS.c.id, enrollment_ids))
+                )
+            )
+        transitions = {
+            "tenant_id": _MESSAGES.c.tenant_id,
+            "message_id": _MESSAGES.c.id,
+            "at": at,
+            "to_status": literal("scheduled"),
+            "source": literal("trigger"),
+            "reason": literal(f"enrolled by {self.trigger}"),
+            "detail": literal({}, _TRANSITIONS.c.detail.type),
+        }
+        with_steps = (
+            everyone
+            if self.same_steps is not None
+            else sorted({enrollment_id for enrollment_ids in groups.values() for enrollment_id in enrollment_ids})
+        )
+        connection.execute(
+            insert(_TRANSITIONS).from_select(
+                list(transitions), select(*transitions.values()).where(among(_MESSAGES.c.enrollment_id, with_steps))
+            )
+        )
 
     def _insert_callbacks(self, connection: Connection, enrollment_ids: list[int]) -> None:
         rule, now = self.campaign.callback, self.now
-        values = {"tenant_id": literal(self.tenant.id), "contact_id": _ENROLLMENTS.c.contact_id,
-                  "campaign": literal(self.campaign.name), "enrollment_id": _ENROLLMENTS.c.id,
-                  "reason": literal(rule.reason), "priority": literal(rule.priority), "status": literal("open"),
-                  "due_at": literal(now + rule.delay, UTCDateTime()), "created_at": literal(now, UTCDateTime()),
-                  "attempts": literal(0)}
-        connection.execute(insert(_CALLBACKS).from_select(list(values), select(*values.values()).where(
-            among(_ENROLLMENTS.c.id, enrollment_ids))))
+        values = {
+            "tenant_id": literal(self.tenant.id),
+            "contact_id": _ENROLLMENTS.c.contact_id,
+            "campaign": literal(self.campaign.name),
+            "enrollment_id": _ENROLLMENTS.c.id,
+            "reason": literal(rule.reason),
+            "priority": literal(rule.priority),
+            "status": literal("open"),
+            "due_at": literal(now + rule.delay, UTCDateTime()),
+            "created_at": literal(now, UTCDateTime()),
+            "attempts": literal(0),
+        }
+        connection.execute(
+            insert(_CALLBACKS).from_select(
+                list(values), select(*values.values()).where(among(_ENROLLMENTS.c.id, enrollment_ids))
+            )
+        )
 
     # -- offer codes: the pool first, in contact order, then codes drawn from the pattern ---------
 
-    def _assign_offer_codes(self, session: Session, connection: Connection, messaged: list,
-                            enrollment_of: dict[int, int]) -> None:
+    def _assign_offer_codes(
+        self, session: Session, connection: Connection, messaged: list, enrollment_of: dict[int, int]
+    ) -> None:
         offers = self.campaign.offer_codes
         pooled = self._from_pool(session, [contact_id for contact_id, _, _ in messaged]) if self.pool_left else 0
         if offers.pattern and pooled < len(messaged):
             # The seed names the enrollment, so a contact enrolled again after the window draws a new code.
             prefix = f"{self.tenant.slug}:{self.campaign.name}:"
-            self._from_pattern(connection, offers.pattern, {
-                contact_id: f"{prefix}{external_id}:{enrollment_of[contact_id]}"
-                for contact_id, external_id, _ in messaged[pooled:]})
+            self._from_pattern(
+                connection,
+                offers.pattern,
+                {
+                    contact_id: f"{prefix}{external_id}:{enrollment_of[contact_id]}"
+                    for contact_id, external_id, _ in messaged[pooled:]
+                },
+            )
 
     def _from_pool(self, session: Session, contact_ids: list[int]) -> int:
         """Give the next unused pool codes (oldest first) to the first contacts; returns how many got one."""
@@ -238,27 +319,57 @@ class BatchEnrollment:
         free = self._free_pool_codes(session, len(contact_ids))
         if len(free) < len(contact_ids):
             # Codes enter the table the first time the pool is drawn from (and when the file adds more).
-            known = set(session.scalars(select(OfferCode.code).where(
-                OfferCode.tenant_id == tenant_id, OfferCode.campaign == name, OfferCode.code.in_(pool))))
+            known = set(
+                session.scalars(
+                    select(OfferCode.code).where(
+                        OfferCode.tenant_id == tenant_id, OfferCode.campaign == name, OfferCode.code.in_(pool)
+                    )
+                )
+            )
             fresh = [code for code in pool if code not in known]
             if fresh:
-                session.execute(insert(_CODES), [
-                    {"tenant_id": tenant_id, "campaign": name, "code": code, "contact_id": None, "assigned_at": None}
-                    for code in fresh])
+                session.execute(
+                    insert(_CODES),
+                    [
+                        {
+                            "tenant_id": tenant_id,
+                            "campaign": name,
+                            "code": code,
+                            "contact_id": None,
+                            "assigned_at": None,
+                        }
+                        for code in fresh
+                    ],
+                )
                 free = self._free_pool_codes(session, len(contact_ids))
             self.pool_left = len(free) >= len(contact_ids)
         if free:
-            session.execute(update(_CODES).where(_CODES.c.id == bindparam("code_id"))
-                            .values(contact_id=bindparam("owner"), assigned_at=self.now),
-                            [{"code_id": code_id, "owner": contact_id}
-                             for code_id, contact_id in zip(free, contact_ids, strict=False)])
+            session.execute(
+                update(_CODES)
+                .where(_CODES.c.id == bindparam("code_id"))
+                .values(contact_id=bindparam("owner"), assigned_at=self.now),
+                [
+                    {"code_id": code_id, "owner": contact_id}
+                    for code_id, contact_id in zip(free, contact_ids, strict=False)
+                ],
+            )
         return len(free)
 
     def _free_pool_codes(self, session: Session, count: int) -> list[int]:
-        return list(session.scalars(select(OfferCode.id).where(
-            OfferCode.tenant_id == self.tenant.id, OfferCode.campaign == self.campaign.name,
-            OfferCode.contact_id.is_(None), OfferCode.code.in_(self.campaign.offer_codes.pool))
-            .order_by(OfferCode.id).limit(count).with_for_update(skip_locked=True)))
+        return list(
+            session.scalars(
+                select(OfferCode.id)
+                .where(
+                    OfferCode.tenant_id == self.tenant.id,
+                    OfferCode.campaign == self.campaign.name,
+                    OfferCode.contact_id.is_(None),
+                    OfferCode.code.in_(self.campaign.offer_codes.pool),
+                )
+                .order_by(OfferCode.id)
+                .limit(count)
+                .with_for_update(skip_locked=True)
+            )
+        )
 
     def _from_pattern(self, connection: Connection, pattern: str, seeds: dict[int, str]) -> None:
         """A code per contact drawn from the pattern, redrawn while taken (8 draws at most, as `assign_offer_code`).
@@ -285,8 +396,11 @@ class BatchEnrollment:
             # ORDER BY ends the SELECT (SQLite would read ON CONFLICT after a bare FROM as a join) and walks
             # the code index in order.
             "ORDER BY v.code ON CONFLICT DO NOTHING RETURNING contact_id"
-        ).bindparams(bindparam("tenant_id", self.tenant.id, Integer), bindparam("campaign", self.campaign.name, String),
-                     bindparam("assigned_at", self.now, UTCDateTime()))
+        ).bindparams(
+            bindparam("tenant_id", self.tenant.id, Integer),
+            bindparam("campaign", self.campaign.name, String),
+            bindparam("assigned_at", self.now, UTCDateTime()),
+        )
         return set(connection.scalars(statement, values))
 
 

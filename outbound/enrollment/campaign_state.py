@@ -38,13 +38,15 @@ def campaign_states(session: Session, tenant_id: int, campaigns, now: datetime) 
 
 # Built once: each run of ingested events asks it, and building it costs more than running it.
 _STORED_STATES = select(CampaignState.campaign, CampaignState.state).where(
-    CampaignState.tenant_id == bindparam("tenant_id"))
+    CampaignState.tenant_id == bindparam("tenant_id")
+)
 
 
 def campaign_state(session: Session, tenant_id: int, campaign, now: datetime) -> str:
     """The state of one campaign for one tenant."""
-    stored = session.scalar(select(CampaignState.state).where(
-        CampaignState.tenant_id == tenant_id, CampaignState.campaign == campaign.name))
+    stored = session.scalar(
+        select(CampaignState.state).where(CampaignState.tenant_id == tenant_id, CampaignState.campaign == campaign.name)
+    )
     return state_of(campaign, stored, now)
 
 
@@ -57,8 +59,9 @@ def pause(session: Session, tenant_id: int, campaign, clock: Clock) -> str:
     """Pause an active campaign for one tenant (pausing a paused one changes nothing); returns the new state."""
     current = campaign_state(session, tenant_id, campaign, clock.now())
     if current in ("draft", "finished"):
-        raise InvalidInput(f"campaign {campaign.name!r} is {current}; only an active campaign can be paused",
-                           field="campaign")
+        raise InvalidInput(
+            f"campaign {campaign.name!r} is {current}; only an active campaign can be paused", field="campaign"
+        )
     _store(session, tenant_id, campaign.name, "paused", clock.now())
     return "paused"
 
@@ -67,8 +70,9 @@ def resume(session: Session, tenant_id: int, campaign, clock: Clock) -> str:
     """Resume a paused campaign for one tenant; its waiting messages become due again at once."""
     current = campaign_state(session, tenant_id, campaign, clock.now())
     if current in ("draft", "finished"):
-        raise InvalidInput(f"campaign {campaign.name!r} is {current}; only a paused campaign can be resumed",
-                           field="campaign")
+        raise InvalidInput(
+            f"campaign {campaign.name!r} is {current}; only a paused campaign can be resumed", field="campaign"
+        )
     _store(session, tenant_id, campaign.name, "active", clock.now())
     return "active"
 
@@ -77,9 +81,13 @@ def not_paused() -> ColumnElement[bool]:
     """A SQL condition on `messages`: the message's campaign is not paused for its tenant."""
     global _NOT_PAUSED
     if _NOT_PAUSED is None:  # built once: it is part of every dispatch claim
-        _NOT_PAUSED = ~exists(select(CampaignState.id).where(
-            CampaignState.tenant_id == Message.tenant_id, CampaignState.campaign == Message.campaign,
-            CampaignState.state == "paused"))
+        _NOT_PAUSED = ~exists(
+            select(CampaignState.id).where(
+                CampaignState.tenant_id == Message.tenant_id,
+                CampaignState.campaign == Message.campaign,
+                CampaignState.state == "paused",
+            )
+        )
     return _NOT_PAUSED
 
 
@@ -87,7 +95,9 @@ _NOT_PAUSED: ColumnElement[bool] | None = None
 
 
 def _store(session: Session, tenant_id: int, name: str, state: str, at: datetime) -> None:
-    row = session.scalar(select(CampaignState).where(CampaignState.tenant_id == tenant_id, CampaignState.campaign == name))
+    row = session.scalar(
+        select(CampaignState).where(CampaignState.tenant_id == tenant_id, CampaignState.campaign == name)
+    )
     if row is None:
         session.add(CampaignState(tenant_id=tenant_id, campaign=name, state=state, changed_at=at))
     elif row.state != state:

@@ -19,7 +19,9 @@ from outbound.db.models import Message, MessageTransition
 UNDELIVERABLE_CODES = frozenset({"21211", "30006", "21614", "30005", "30003"})
 
 
-def undeliverable(rule: str | None, suppression_reasons: list[str] | tuple[str, ...] = (), code: str | None = None) -> bool:
+def undeliverable(
+    rule: str | None, suppression_reasons: list[str] | tuple[str, ...] = (), code: str | None = None
+) -> bool:
     """Whether a block or failure means the address cannot take the channel, rather than 'must not' (pure)."""
     if rule == "no_address" or (code is not None and code in UNDELIVERABLE_CODES):
         return True
@@ -33,23 +35,52 @@ def schedule_fallback(session: Session, message: Message, definitions, at: datet
     step = campaign.step(message.step) if campaign is not None else None
     if step is None or step.fallback is None or message.channel != step.channel:
         return None
-    existing = session.scalar(select(Message.id).where(
-        Message.tenant_id == message.tenant_id, Message.contact_id == message.contact_id,
-        Message.enrollment_id == message.enrollment_id if message.enrollment_id is not None else Message.enrollment_id.is_(None),
-        Message.campaign == message.campaign, Message.step == message.step, Message.channel == step.fallback).limit(1))
+    existing = session.scalar(
+        select(Message.id)
+        .where(
+            Message.tenant_id == message.tenant_id,
+            Message.contact_id == message.contact_id,
+            Message.enrollment_id == message.enrollment_id
+            if message.enrollment_id is not None
+            else Message.enrollment_id.is_(None),
+            Message.campaign == message.campaign,
+            Message.step == message.step,
+            Message.channel == step.fallback,
+        )
+        .limit(1)
+    )
     if existing is not None:
         return None
     fallback = Message(
-        tenant_id=message.tenant_id, enrollment_id=message.enrollment_id, contact_id=message.contact_id,
-        campaign=message.campaign, step=message.step, channel=step.fallback, purpose=message.purpose,
-        template=message.template, variant=message.variant, status="scheduled", due_at=at, created_at=at, updated_at=at,
+        tenant_id=message.tenant_id,
+        enrollment_id=message.enrollment_id,
+        contact_id=message.contact_id,
+        campaign=message.campaign,
+        step=message.step,
+        channel=step.fallback,
+        purpose=message.purpose,
+        template=message.template,
+        variant=message.variant,
+        status="scheduled",
+        due_at=at,
+        created_at=at,
+        updated_at=at,
     )
     session.add(fallback)
     session.flush()
-    session.add(MessageTransition(
-        tenant_id=message.tenant_id, message_id=fallback.id, at=at, from_status=None, to_status="scheduled",
-        source="worker", rule="fallback", reason=f"fallback for {message.channel} message {message.id}: {reason}",
-        detail={"from_message": message.id}))
+    session.add(
+        MessageTransition(
+            tenant_id=message.tenant_id,
+            message_id=fallback.id,
+            at=at,
+            from_status=None,
+            to_status="scheduled",
+            source="worker",
+            rule="fallback",
+            reason=f"fallback for {message.channel} message {message.id}: {reason}",
+            detail={"from_message": message.id},
+        )
+    )
     return fallback
 
 
@@ -58,12 +89,22 @@ def sweep_undelivered(session: Session, definitions, now: datetime, lookback: ti
     names = [name for name, campaign in definitions.campaigns.items() if any(step.fallback for step in campaign.steps)]
     if not names:
         return 0
-    candidates = session.scalars(select(Message).where(
-        Message.campaign.in_(names), Message.status.in_(("undelivered", "failed")),
-        Message.updated_at >= now - lookback).order_by(Message.id))
+    candidates = session.scalars(
+        select(Message)
+        .where(
+            Message.campaign.in_(names),
+            Message.status.in_(("undelivered", "failed")),
+            Message.updated_at >= now - lookback,
+        )
+        .order_by(Message.id)
+    )
     scheduled = 0
     for message in candidates:
         if message.status == "undelivered" or undeliverable(message.rule, code=message.error_code):
-            scheduled += schedule_fallback(session, message, definitions, now,
-                                           f"{message.status}: {message.reason or 'undeliverable'}") is not None
+            scheduled += (
+                schedule_fallback(
+                    session, message, definitions, now, f"{message.status}: {message.reason or 'undeliverable'}"
+                )
+                is not None
+            )
     return scheduled

@@ -32,12 +32,13 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Iterator, Literal, Sequence
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
@@ -240,8 +241,13 @@ _BY_EXTERNAL_ID = select(Contact).where(
 
 
 def upsert_contacts(
-    session: Session, tenant: Tenant, contacts_in: Sequence[ContactIn], clock: Clock,
-    *, created: list[Contact] | None = None, attach: bool = True,
+    session: Session,
+    tenant: Tenant,
+    contacts_in: Sequence[ContactIn],
+    clock: Clock,
+    *,
+    created: list[Contact] | None = None,
+    attach: bool = True,
 ) -> list[Contact | InvalidInput]:
     """`upsert_contact` for each item in turn, with one query to find them all and one flush to write them.
 
@@ -255,13 +261,19 @@ def upsert_contacts(
     wanted = sorted({contact_in.external_id for contact_in in contacts_in})
     known: dict[str, Contact] = {}
     for start in range(0, len(wanted), LOOKUP_CHUNK):
-        chunk = wanted[start:start + LOOKUP_CHUNK]
+        chunk = wanted[start : start + LOOKUP_CHUNK]
         if attach:
-            known.update((c.external_id, c) for c in session.scalars(
-                _BY_EXTERNAL_ID, {"tenant_id": tenant.id, "external_ids": chunk}))
+            known.update(
+                (c.external_id, c)
+                for c in session.scalars(_BY_EXTERNAL_ID, {"tenant_id": tenant.id, "external_ids": chunk})
+            )
         else:
-            known.update((c.external_id, c) for c in map(_plain, direct.fetch(
-                session, _ROWS_BY_EXTERNAL_ID, {"tenant_id": tenant.id, "external_ids": chunk})))
+            known.update(
+                (c.external_id, c)
+                for c in map(
+                    _plain, direct.fetch(session, _ROWS_BY_EXTERNAL_ID, {"tenant_id": tenant.id, "external_ids": chunk})
+                )
+            )
     now = clock.now()
     updated: dict[int, Contact] = {}
     results: list[Contact | InvalidInput] = []
@@ -324,7 +336,8 @@ def _plain(row: tuple) -> Contact:
 
 _CONTACT_KEYS = tuple(column.key for column in Contact.__table__.c)
 _ROWS_BY_EXTERNAL_ID = select(*Contact.__table__.c).where(
-    Contact.tenant_id == bindparam("tenant_id"), Contact.external_id.in_(bindparam("external_ids", expanding=True)))
+    Contact.tenant_id == bindparam("tenant_id"), Contact.external_id.in_(bindparam("external_ids", expanding=True))
+)
 # What `_update` may change.
 _UPDATED = ("phone", "phone_hash", "email", "timezone", "locale", "jurisdiction", "attributes", "updated_at")
 
@@ -334,8 +347,11 @@ def _write_plain_updates(session: Session, contacts: list[Contact]) -> None:
     is expired, so it is read again rather than kept as it was."""
     if not contacts:
         return
-    update_by_id(session, Contact.__table__,
-                 [{"_id": contact.id, **{key: getattr(contact, key) for key in _UPDATED}} for contact in contacts])
+    update_by_id(
+        session,
+        Contact.__table__,
+        [{"_id": contact.id, **{key: getattr(contact, key) for key in _UPDATED}} for contact in contacts],
+    )
     for contact in contacts:
         held = session.identity_map.get(identity_key(Contact, contact.id))
         if held is not None:
@@ -359,9 +375,7 @@ def _update(contact: Contact, values: dict[str, Any], attributes: dict[str, Any]
     return changed
 
 
-def record_consent(
-    session: Session, tenant: Tenant, contact: Contact, consent_in: ConsentIn, clock: Clock
-) -> Consent:
+def record_consent(session: Session, tenant: Tenant, contact: Contact, consent_in: ConsentIn, clock: Clock) -> Consent:
     """Append one entry to the contact's consent ledger; old entries are never changed.
 
     An entry identical to one already in the ledger (same channel, purpose,
@@ -369,7 +383,8 @@ def record_consent(
     the same file again leaves the ledger as it was; the existing entry is returned.
     """
     same = session.scalar(
-        select(Consent).where(
+        select(Consent)
+        .where(
             Consent.tenant_id == tenant.id,
             Consent.contact_id == contact.id,
             Consent.channel == consent_in.channel,
@@ -379,7 +394,8 @@ def record_consent(
             Consent.at == consent_in.at,
             Consent.source.is_(None) if consent_in.source is None else Consent.source == consent_in.source,
             Consent.text.is_(None) if consent_in.text is None else Consent.text == consent_in.text,
-        ).limit(1)
+        )
+        .limit(1)
     )
     if same is not None:
         return same
@@ -412,28 +428,60 @@ def record_consents(
     contact_ids = sorted({contact.id for contact, _ in entries})
     known: set[tuple] = set()
     for start in range(0, len(contact_ids), LOOKUP_CHUNK):
-        known.update(map(tuple, session.execute(_LEDGERS, {
-            "tenant_id": tenant.id, "contact_ids": contact_ids[start:start + LOOKUP_CHUNK]})))
+        known.update(
+            map(
+                tuple,
+                session.execute(
+                    _LEDGERS, {"tenant_id": tenant.id, "contact_ids": contact_ids[start : start + LOOKUP_CHUNK]}
+                ),
+            )
+        )
     now = clock.now()
     added: list[Consent] = []
     for contact, consent_in in entries:
-        entry = (contact.id, consent_in.channel, consent_in.purpose, consent_in.granted, consent_in.night,
-                 consent_in.at, consent_in.source, consent_in.text)
+        entry = (
+            contact.id,
+            consent_in.channel,
+            consent_in.purpose,
+            consent_in.granted,
+            consent_in.night,
+            consent_in.at,
+            consent_in.source,
+            consent_in.text,
+        )
         if entry in known:
             continue
         known.add(entry)
-        added.append(Consent(tenant_id=tenant.id, contact_id=contact.id, channel=consent_in.channel,
-                             purpose=consent_in.purpose, granted=consent_in.granted, night=consent_in.night,
-                             at=consent_in.at, source=consent_in.source, text=consent_in.text, recorded_at=now))
+        added.append(
+            Consent(
+                tenant_id=tenant.id,
+                contact_id=contact.id,
+                channel=consent_in.channel,
+                purpose=consent_in.purpose,
+                granted=consent_in.granted,
+                night=consent_in.night,
+                at=consent_in.at,
+                source=consent_in.source,
+                text=consent_in.text,
+                recorded_at=now,
+            )
+        )
     assign_ids(session, Consent.__table__, added)
     session.add_all(added)
     session.flush()
 
 
 # Built once, as _BY_EXTERNAL_ID; the columns `record_consent` compares.
-_LEDGERS = select(Consent.contact_id, Consent.channel, Consent.purpose, Consent.granted, Consent.night, Consent.at,
-                  Consent.source, Consent.text).where(
-    Consent.tenant_id == bindparam("tenant_id"), Consent.contact_id.in_(bindparam("contact_ids", expanding=True)))
+_LEDGERS = select(
+    Consent.contact_id,
+    Consent.channel,
+    Consent.purpose,
+    Consent.granted,
+    Consent.night,
+    Consent.at,
+    Consent.source,
+    Consent.text,
+).where(Consent.tenant_id == bindparam("tenant_id"), Consent.contact_id.in_(bindparam("contact_ids", expanding=True)))
 
 
 def validation_problems(error: ValidationError, prefix: str = "") -> list[tuple[str, str]]:
@@ -482,8 +530,14 @@ def import_contacts(session: Session, tenant: Tenant, path: str | Path, clock: C
     return report
 
 
-def _import_chunk(session: Session, tenant: Tenant, chunk: list[tuple[int, ContactIn]], clock: Clock,
-                  report: ImportReport, errors: list[tuple[int, str]]) -> None:
+def _import_chunk(
+    session: Session,
+    tenant: Tenant,
+    chunk: list[tuple[int, ContactIn]],
+    clock: Clock,
+    report: ImportReport,
+    errors: list[tuple[int, str]],
+) -> None:
     if not chunk:
         return
     made: list[Contact] = []
@@ -614,8 +668,9 @@ def _csv_contact(cells: dict[str, str], consent_columns: dict[str, tuple[str, st
         try:
             _aware_utc(datetime.fromisoformat(cells["consent_at"]))
         except ValueError as error:
-            return InvalidInput(f"{error} (use ISO 8601 with an offset, e.g. 2026-01-05T09:00:00+09:00)",
-                                field="consent_at")
+            return InvalidInput(
+                f"{error} (use ISO 8601 with an offset, e.g. 2026-01-05T09:00:00+09:00)", field="consent_at"
+            )
         extras = {"night": night, "at": cells["consent_at"]}
         extras.update({k: cells[f"consent_{k}"] for k in ("source", "text") if cells.get(f"consent_{k}")})
         for consent in consents:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timezone
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -18,10 +18,10 @@ from sqlalchemy.orm import Session
 
 from outbound.compliance import Block, Decision, dnc_decision, policy_for
 from outbound.compliance.zones import resolve_jurisdiction
-from outbound.ingest.contacts import address_hash, default_region, normalise_phone
 from outbound.db.models import DncImport, Suppression, Tenant
-from outbound.errors import InvalidInput, NotFound
 from outbound.delivery.suppressions import is_suppressed, suppress
+from outbound.errors import InvalidInput, NotFound
+from outbound.ingest.contacts import address_hash, default_region, normalise_phone
 
 
 @dataclass
@@ -43,8 +43,9 @@ class DncStatus:
     age_days: int | None
 
 
-def import_dnc(session: Session, tenant: Tenant, path: str | Path, *, list_date: date | datetime, source: str,
-               clock) -> DncReport:
+def import_dnc(
+    session: Session, tenant: Tenant, path: str | Path, *, list_date: date | datetime, source: str, clock
+) -> DncReport:
     """Add every number of the list file at `path` to the tenant's voice suppressions (reason `dnc`) and
     record the import with the list's publication date. Bad lines are reported; the rest go in."""
     path = Path(path)
@@ -77,8 +78,9 @@ def import_dnc(session: Session, tenant: Tenant, path: str | Path, *, list_date:
             continue
         suppress(session, tenant.id, "voice", phone, reason="dnc", source=f"DNC list {source}", at=now)
         report.added += 1
-    record = DncImport(tenant_id=tenant.id, source=source, list_date=published, imported_at=now,
-                       entries=report.added + report.already)
+    record = DncImport(
+        tenant_id=tenant.id, source=source, list_date=published, imported_at=now, entries=report.added + report.already
+    )
     session.add(record)
     session.flush()
     report.import_id = record.id
@@ -103,9 +105,15 @@ def may_call(session: Session, tenant_id: int, phone: str, now: datetime) -> Dec
     if tenant is None:
         raise NotFound(f"no tenant with id {tenant_id}")
     # Any suppression of the number for calls (the DNC list, an erasure, a request) keeps it off the dial list.
-    reasons = list(session.scalars(select(Suppression.reason).where(
-        Suppression.tenant_id == tenant_id, Suppression.channel == "voice",
-        Suppression.address_hash == address_hash("voice", _phone(phone, tenant)))))
+    reasons = list(
+        session.scalars(
+            select(Suppression.reason).where(
+                Suppression.tenant_id == tenant_id,
+                Suppression.channel == "voice",
+                Suppression.address_hash == address_hash("voice", _phone(phone, tenant)),
+            )
+        )
+    )
     newest = session.scalar(select(func.max(DncImport.list_date)).where(DncImport.tenant_id == tenant_id))
     decision = dnc_decision(listed=bool(reasons), list_date=newest, now=now, policy=_policy(tenant))
     if reasons and reasons != ["dnc"]:
@@ -128,5 +136,5 @@ def _as_utc(value: date | datetime) -> datetime:
     if isinstance(value, datetime):
         if value.tzinfo is None:
             raise InvalidInput("the list date needs a time zone", field="list_date")
-        return value.astimezone(timezone.utc)
-    return datetime.combine(value, time(0), tzinfo=timezone.utc)
+        return value.astimezone(UTC)
+    return datetime.combine(value, time(0), tzinfo=UTC)

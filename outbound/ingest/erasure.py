@@ -15,7 +15,7 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from outbound.ingest.contacts import address_hash
+from outbound.db.messages import transition
 from outbound.db.models import (
     CallbackAttempt,
     CallbackTask,
@@ -29,9 +29,9 @@ from outbound.db.models import (
     SurveyResponse,
     Tenant,
 )
-from outbound.errors import NotFound
-from outbound.db.messages import transition
 from outbound.delivery.suppressions import suppress
+from outbound.errors import NotFound
+from outbound.ingest.contacts import address_hash
 
 PENDING = ("scheduled", "deferred")
 
@@ -50,50 +50,101 @@ class ErasureReport:
 
 def erase_contact(session: Session, tenant: Tenant, external_id: str, now: datetime) -> ErasureReport:
     """Erase the tenant's contact `external_id`; NotFound if there is none (or it is already erased)."""
-    contact = session.scalar(select(Contact).where(
-        Contact.tenant_id == tenant.id, Contact.external_id == external_id, Contact.erased_at.is_(None)))
+    contact = session.scalar(
+        select(Contact).where(
+            Contact.tenant_id == tenant.id, Contact.external_id == external_id, Contact.erased_at.is_(None)
+        )
+    )
     if contact is None:
         raise NotFound(f"no contact {external_id!r} in tenant {tenant.slug!r}")
     report = ErasureReport(contact_id=contact.id)
-    addresses = [(channel, address) for channel, address in
-                 (("sms", contact.phone), ("voice", contact.phone), ("email", contact.email)) if address]
+    addresses = [
+        (channel, address)
+        for channel, address in (("sms", contact.phone), ("voice", contact.phone), ("email", contact.email))
+        if address
+    ]
     for channel, address in addresses:
         suppress(session, tenant.id, channel, address, reason="erased", source="erasure", at=now)
         report.suppressions_kept += 1
     hashes = {row.address_hash for row in _suppressions_of(session, tenant.id, addresses)}
     if hashes:
-        session.execute(update(Suppression).where(
-            Suppression.tenant_id == tenant.id, Suppression.address_hash.in_(hashes)).values(address=None))
+        session.execute(
+            update(Suppression)
+            .where(Suppression.tenant_id == tenant.id, Suppression.address_hash.in_(hashes))
+            .values(address=None)
+        )
 
-    for message in session.scalars(select(Message).where(
-            Message.tenant_id == tenant.id, Message.contact_id == contact.id, Message.status.in_(PENDING))):
-        transition(session, message, "cancelled", at=now, source="operator", rule="erasure",
-                   reason="the contact was erased")
+    for message in session.scalars(
+        select(Message).where(
+            Message.tenant_id == tenant.id, Message.contact_id == contact.id, Message.status.in_(PENDING)
+        )
+    ):
+        transition(
+            session, message, "cancelled", at=now, source="operator", rule="erasure", reason="the contact was erased"
+        )
         report.messages_cancelled += 1
     message_ids = select(Message.id).where(Message.tenant_id == tenant.id, Message.contact_id == contact.id)
-    report.messages_cleared = session.execute(update(Message).where(
-        Message.tenant_id == tenant.id, Message.contact_id == contact.id).values(
-        to_address=None, subject=None, body=None)).rowcount or 0
-    session.execute(update(DeliveryEvent).where(
-        DeliveryEvent.tenant_id == tenant.id, DeliveryEvent.message_id.in_(message_ids)).values(detail={}))
-    report.inbound_cleared = session.execute(update(InboundMessage).where(
-        InboundMessage.tenant_id == tenant.id, InboundMessage.contact_id == contact.id).values(
-        from_address=None, body=None)).rowcount or 0
-    report.events_cleared = session.execute(update(Event).where(
-        Event.tenant_id == tenant.id, Event.contact_id == contact.id).values(data={})).rowcount or 0
-    session.execute(update(SurveyResponse).where(
-        SurveyResponse.tenant_id == tenant.id, SurveyResponse.contact_id == contact.id).values(comment=None))
+    report.messages_cleared = (
+        session.execute(
+            update(Message)
+            .where(Message.tenant_id == tenant.id, Message.contact_id == contact.id)
+            .values(to_address=None, subject=None, body=None)
+        ).rowcount
+        or 0
+    )
+    session.execute(
+        update(DeliveryEvent)
+        .where(DeliveryEvent.tenant_id == tenant.id, DeliveryEvent.message_id.in_(message_ids))
+        .values(detail={})
+    )
+    report.inbound_cleared = (
+        session.execute(
+            update(InboundMessage)
+            .where(InboundMessage.tenant_id == tenant.id, InboundMessage.contact_id == contact.id)
+            .values(from_address=None, body=None)
+        ).rowcount
+        or 0
+    )
+    report.events_cleared = (
+        session.execute(
+            update(Event).where(Event.tenant_id == tenant.id, Event.contact_id == contact.id).values(data={})
+        ).rowcount
+        or 0
+    )
+    session.execute(
+        update(SurveyResponse)
+        .where(SurveyResponse.tenant_id == tenant.id, SurveyResponse.contact_id == contact.id)
+        .values(comment=None)
+    )
     task_ids = select(CallbackTask.id).where(CallbackTask.tenant_id == tenant.id, CallbackTask.contact_id == contact.id)
-    session.execute(update(CallbackAttempt).where(
-        CallbackAttempt.tenant_id == tenant.id, CallbackAttempt.task_id.in_(task_ids)).values(notes=None))
-    session.execute(update(CallbackTask).where(
-        CallbackTask.tenant_id == tenant.id, CallbackTask.contact_id == contact.id, CallbackTask.status != "closed",
-    ).values(status="closed", closed_at=now, outcome="erased"))
-    session.execute(update(CallbackTask).where(
-        CallbackTask.tenant_id == tenant.id, CallbackTask.contact_id == contact.id).values(notes=None))
-    session.execute(update(Enrollment).where(
-        Enrollment.tenant_id == tenant.id, Enrollment.contact_id == contact.id, Enrollment.status == "active",
-    ).values(status="exited", ended_at=now, end_reason="the contact was erased"))
+    session.execute(
+        update(CallbackAttempt)
+        .where(CallbackAttempt.tenant_id == tenant.id, CallbackAttempt.task_id.in_(task_ids))
+        .values(notes=None)
+    )
+    session.execute(
+        update(CallbackTask)
+        .where(
+            CallbackTask.tenant_id == tenant.id,
+            CallbackTask.contact_id == contact.id,
+            CallbackTask.status != "closed",
+        )
+        .values(status="closed", closed_at=now, outcome="erased")
+    )
+    session.execute(
+        update(CallbackTask)
+        .where(CallbackTask.tenant_id == tenant.id, CallbackTask.contact_id == contact.id)
+        .values(notes=None)
+    )
+    session.execute(
+        update(Enrollment)
+        .where(
+            Enrollment.tenant_id == tenant.id,
+            Enrollment.contact_id == contact.id,
+            Enrollment.status == "active",
+        )
+        .values(status="exited", ended_at=now, end_reason="the contact was erased")
+    )
     # The external id is the order system's key for a person; a re-import under it starts a new contact.
     contact.external_id = f"erased:{contact.id}"
     contact.phone = contact.email = contact.timezone = contact.locale = None
@@ -105,6 +156,9 @@ def erase_contact(session: Session, tenant: Tenant, external_id: str, now: datet
 
 def _suppressions_of(session: Session, tenant_id: int, addresses: list[tuple[str, str]]) -> list[Suppression]:
     wanted = {(channel, address_hash(channel, address)) for channel, address in addresses}
-    rows = session.scalars(select(Suppression).where(
-        Suppression.tenant_id == tenant_id, Suppression.address_hash.in_({h for _, h in wanted})))
+    rows = session.scalars(
+        select(Suppression).where(
+            Suppression.tenant_id == tenant_id, Suppression.address_hash.in_({h for _, h in wanted})
+        )
+    )
     return [row for row in rows if (row.channel, row.address_hash) in wanted]

@@ -12,10 +12,11 @@ from __future__ import annotations
 import json
 import logging
 from bisect import bisect_right
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import accumulate
 from pathlib import Path
-from typing import Annotated, Any, Callable, Iterable, Iterator, Literal, Sequence
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 from sqlalchemy import bindparam, select
@@ -23,6 +24,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from outbound.clock import Clock
+from outbound.db import direct
+from outbound.db.bulk import insert_objects
+from outbound.db.models import Contact, Event, Tenant
+from outbound.errors import InvalidInput, OutboundError
 from outbound.ingest.contacts import (
     AwareUTC,
     BoundedStr,
@@ -33,10 +38,6 @@ from outbound.ingest.contacts import (
     upsert_contacts,
     validation_problems,
 )
-from outbound.db import direct
-from outbound.db.bulk import insert_objects
-from outbound.db.models import Contact, Event, Tenant
-from outbound.errors import InvalidInput, OutboundError
 
 log = logging.getLogger(__name__)
 
@@ -427,8 +428,12 @@ def _write_run(
     insert_objects(session, [event for _, event, _ in rows])
     # The consents of the whole run, then the hooks: a run holds each contact once, so each hook still
     # sees its own contact's ledger as one event at a time would leave it.
-    record_consents(session, tenant, [entry for envelope, event, contact in rows
-                                      for entry in _consents(envelope, event, contact)], clock)
+    record_consents(
+        session,
+        tenant,
+        [entry for envelope, event, contact in rows for entry in _consents(envelope, event, contact)],
+        clock,
+    )
     run_hook = getattr(on_event, "run", None)
     if run_hook is not None:
         run_hook(session, tenant, [(event, contact) for _, event, contact in rows])
@@ -508,8 +513,9 @@ def _ingest_one(
     except Exception:
         # A failing hook must not sink the batch; its savepoint is already rolled back.
         log.exception("event %r of tenant %s could not be processed", envelope.id, tenant.slug)
-        report.errors.append(ItemError(index, None, "internal error while processing the event; retry later",
-                                       internal=True, unit=unit))
+        report.errors.append(
+            ItemError(index, None, "internal error while processing the event; retry later", internal=True, unit=unit)
+        )
         return
     if outcome.status == "stored":
         report._count_stored([index])

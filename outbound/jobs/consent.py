@@ -39,8 +39,11 @@ NOTICE_WITHIN = timedelta(days=14)
 RECONFIRM_AHEAD = timedelta(weeks=4)
 KST = ZoneInfo("Asia/Seoul")
 _CHANNEL = {"sms": ("문자", "SMS"), "email": ("이메일", "email"), "voice": ("전화", "calls")}
-_PURPOSE = {"marketing": ("광고성 정보", "marketing"), "survey": ("설문", "surveys"),
-            "transactional": ("거래 안내", "order updates")}
+_PURPOSE = {
+    "marketing": ("광고성 정보", "marketing"),
+    "survey": ("설문", "surveys"),
+    "transactional": ("거래 안내", "order updates"),
+}
 
 
 @dataclass
@@ -72,10 +75,17 @@ def _is_kr(contact: Contact, tenant: Tenant) -> bool:
 
 def _notices(session: Session, tenants: dict[int, Tenant], campaign, now: datetime) -> int:
     rows = session.execute(
-        select(Consent, Contact).join(Contact, Contact.id == Consent.contact_id).where(
-            Consent.notified_at.is_(None), Consent.at > now - NOTICE_WITHIN, Consent.at <= now,
-            Contact.erased_at.is_(None), (Contact.email.is_not(None) | Contact.phone.is_not(None)),
-        ).order_by(Consent.contact_id, Consent.at, Consent.id)).all()
+        select(Consent, Contact)
+        .join(Contact, Contact.id == Consent.contact_id)
+        .where(
+            Consent.notified_at.is_(None),
+            Consent.at > now - NOTICE_WITHIN,
+            Consent.at <= now,
+            Contact.erased_at.is_(None),
+            (Contact.email.is_not(None) | Contact.phone.is_not(None)),
+        )
+        .order_by(Consent.contact_id, Consent.at, Consent.id)
+    ).all()
     pending: dict[int, tuple[Contact, list[Consent]]] = {}
     for consent, contact in rows:
         tenant = tenants[contact.tenant_id]
@@ -85,11 +95,24 @@ def _notices(session: Session, tenants: dict[int, Tenant], campaign, now: dateti
     for contact, changes in pending.values():
         tenant = tenants[contact.tenant_id]
         key = f"{NOTICE_CAMPAIGN}:{contact.id}:{changes[-1].id}"
-        data = {"key": key, "changes_ko": "; ".join(_describe(c, korean=True) for c in changes),
-                "changes_en": "; ".join(_describe(c, korean=False) for c in changes),
-                "count": len(changes)}
-        if enroll(session, tenant, campaign, contact, _event(session, tenant, contact, key, now, data),
-                  SimulatedClock(now), trigger="consent notice job") is not None:
+        data = {
+            "key": key,
+            "changes_ko": "; ".join(_describe(c, korean=True) for c in changes),
+            "changes_en": "; ".join(_describe(c, korean=False) for c in changes),
+            "count": len(changes),
+        }
+        if (
+            enroll(
+                session,
+                tenant,
+                campaign,
+                contact,
+                _event(session, tenant, contact, key, now, data),
+                SimulatedClock(now),
+                trigger="consent notice job",
+            )
+            is not None
+        ):
             count += 1
         for consent in changes:
             consent.notified_at = now
@@ -109,22 +132,43 @@ def _reconfirmations(session: Session, tenants: dict[int, Tenant], campaign, now
         cutoff = months_before((now + RECONFIRM_AHEAD).astimezone(KST), months)
         later = aliased(Consent)
         replaced = exists().where(
-            later.tenant_id == Consent.tenant_id, later.contact_id == Consent.contact_id,
-            later.channel == Consent.channel, later.purpose == Consent.purpose, later.at <= now,
-            or_(later.at > Consent.at, and_(later.at == Consent.at, later.id > Consent.id)))
+            later.tenant_id == Consent.tenant_id,
+            later.contact_id == Consent.contact_id,
+            later.channel == Consent.channel,
+            later.purpose == Consent.purpose,
+            later.at <= now,
+            or_(later.at > Consent.at, and_(later.at == Consent.at, later.id > Consent.id)),
+        )
         due: dict[int, list[Consent]] = defaultdict(list)
-        for record in session.scalars(select(Consent).where(
-                Consent.tenant_id == tenant.id, Consent.purpose == "marketing", Consent.granted.is_(True),
-                Consent.at <= cutoff, ~replaced).order_by(Consent.contact_id, Consent.at, Consent.id)):
+        for record in session.scalars(
+            select(Consent)
+            .where(
+                Consent.tenant_id == tenant.id,
+                Consent.purpose == "marketing",
+                Consent.granted.is_(True),
+                Consent.at <= cutoff,
+                ~replaced,
+            )
+            .order_by(Consent.contact_id, Consent.at, Consent.id)
+        ):
             due[record.contact_id].append(record)
         if not due:
             continue
-        contacts = {c.id: c for c in session.scalars(select(Contact).where(
-            Contact.tenant_id == tenant.id, Contact.id.in_(due), Contact.erased_at.is_(None)))}
-        keys = {contact_id: f"{RECONFIRM_CAMPAIGN}:{contact_id}:{min(records, key=lambda r: r.at).id}"
-                for contact_id, records in due.items()}
-        asked = set(session.scalars(select(Event.event_id).where(Event.tenant_id == tenant.id,
-                                                                 Event.event_id.in_(keys.values()))))
+        contacts = {
+            c.id: c
+            for c in session.scalars(
+                select(Contact).where(Contact.tenant_id == tenant.id, Contact.id.in_(due), Contact.erased_at.is_(None))
+            )
+        }
+        keys = {
+            contact_id: f"{RECONFIRM_CAMPAIGN}:{contact_id}:{min(records, key=lambda r: r.at).id}"
+            for contact_id, records in due.items()
+        }
+        asked = set(
+            session.scalars(
+                select(Event.event_id).where(Event.tenant_id == tenant.id, Event.event_id.in_(keys.values()))
+            )
+        )
         for contact_id, records in due.items():
             contact = contacts.get(contact_id)
             if contact is None or not _is_kr(contact, tenant) or not (contact.phone or contact.email):
@@ -134,20 +178,40 @@ def _reconfirmations(session: Session, tenants: dict[int, Tenant], campaign, now
                 continue
             oldest = min(records, key=lambda r: r.at)
             lapses = months_after(oldest.at.astimezone(KST), months)
-            data = {"key": key, "given_at": f"{oldest.at.astimezone(KST):%Y-%m-%d}",
-                    "lapses_at": f"{lapses.astimezone(KST):%Y-%m-%d}",
-                    "channels_ko": ", ".join(_CHANNEL[r.channel][0] for r in records),
-                    "channels_en": ", ".join(_CHANNEL[r.channel][1] for r in records)}
-            if enroll(session, tenant, campaign, contact, _event(session, tenant, contact, key, now, data),
-                      SimulatedClock(now), trigger="consent reconfirmation job") is not None:
+            data = {
+                "key": key,
+                "given_at": f"{oldest.at.astimezone(KST):%Y-%m-%d}",
+                "lapses_at": f"{lapses.astimezone(KST):%Y-%m-%d}",
+                "channels_ko": ", ".join(_CHANNEL[r.channel][0] for r in records),
+                "channels_en": ", ".join(_CHANNEL[r.channel][1] for r in records),
+            }
+            if (
+                enroll(
+                    session,
+                    tenant,
+                    campaign,
+                    contact,
+                    _event(session, tenant, contact, key, now, data),
+                    SimulatedClock(now),
+                    trigger="consent reconfirmation job",
+                )
+                is not None
+            ):
                 count += 1
     return count
 
 
 def _event(session: Session, tenant: Tenant, contact: Contact, key: str, now: datetime, data: dict) -> Event:
     # The facts a notice speaks of, stored as an event so the templates and the trail can show them.
-    event = Event(tenant_id=tenant.id, event_id=key, type=key.split(":")[0], occurred_at=now, received_at=now,
-                  contact_id=contact.id, data=data)
+    event = Event(
+        tenant_id=tenant.id,
+        event_id=key,
+        type=key.split(":")[0],
+        occurred_at=now,
+        received_at=now,
+        contact_id=contact.id,
+        data=data,
+    )
     session.add(event)
     session.flush()
     return event
@@ -158,7 +222,13 @@ def _describe(consent: Consent, *, korean: bool) -> str:
     channel = _CHANNEL.get(consent.channel, (consent.channel, consent.channel))
     purpose = _PURPOSE.get(consent.purpose, (consent.purpose, consent.purpose))
     if korean:
-        what = ("야간 수신 포함 " if consent.night and consent.granted else "") + ("수신동의" if consent.granted else "수신거부")
+        what = ("야간 수신 포함 " if consent.night and consent.granted else "") + (
+            "수신동의" if consent.granted else "수신거부"
+        )
         return f"{when:%Y-%m-%d %H:%M} {channel[0]} {purpose[0]} {what}"
-    what = ("consent given" + (" (including night-time)" if consent.night else "")) if consent.granted else "consent withdrawn"
+    what = (
+        ("consent given" + (" (including night-time)" if consent.night else ""))
+        if consent.granted
+        else "consent withdrawn"
+    )
     return f"{purpose[1]} by {channel[1]}: {what} on {when:%Y-%m-%d %H:%M} KST"

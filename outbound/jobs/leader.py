@@ -50,7 +50,8 @@ class Leadership:
         if not database or database == ":memory:":
             self._file = True  # a private in-memory database has one process by definition
             return True
-        handle = open(Path(database).with_suffix(".leader"), "a+")
+        # Held open while this process leads: closing it releases the lock.
+        handle = open(Path(database).with_suffix(".leader"), "a+")  # noqa: SIM115
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -11,8 +11,8 @@ from sqlalchemy import select
 from outbound.db.models import Tenant
 from outbound.db.session import transaction
 from outbound.dispatch.dispatcher import expire_sending
-from outbound.enrollment.planner import complete_finished_enrollments, end_nurture_after_outcomes
 from outbound.enrollment.fallback import sweep_undelivered
+from outbound.enrollment.planner import complete_finished_enrollments, end_nurture_after_outcomes
 
 log = logging.getLogger(__name__)
 
@@ -37,16 +37,24 @@ def consent_duties(runtime) -> None:
     with transaction(runtime.factory) as session:
         report = run_consent_jobs(session, runtime.definitions, runtime.clock.now())
     if report.notices or report.reconfirmations:
-        log.info("consent duties: %d change notices, %d reconfirmation requests", report.notices,
-                 report.reconfirmations)
+        log.info(
+            "consent duties: %d change notices, %d reconfirmation requests", report.notices, report.reconfirmations
+        )
 
 
 def dispatch_tick(runtime) -> None:
     """Send everything due now, batch by batch."""
     report = runtime.dispatcher.drain()
     if report.claimed:
-        log.info("dispatch: %d claimed, %d sent, %d deferred, %d blocked, %d failed, %d retried",
-                 report.claimed, report.sent, report.deferred, report.blocked, report.failed, report.retried)
+        log.info(
+            "dispatch: %d claimed, %d sent, %d deferred, %d blocked, %d failed, %d retried",
+            report.claimed,
+            report.sent,
+            report.deferred,
+            report.blocked,
+            report.failed,
+            report.retried,
+        )
 
 
 def add_leader_job(scheduler: BackgroundScheduler, leadership, job, runtime, **trigger) -> None:
@@ -66,8 +74,15 @@ def start_scheduler(runtime, *, dispatch: bool = True) -> BackgroundScheduler:
     scheduler = BackgroundScheduler(timezone="UTC")
     scheduler.leadership = leadership = Leadership(runtime.engine)
     if dispatch:
-        scheduler.add_job(dispatch_tick, "interval", args=[runtime], id="dispatch",
-                          seconds=runtime.settings.dispatch_interval_seconds, max_instances=1, coalesce=True)
+        scheduler.add_job(
+            dispatch_tick,
+            "interval",
+            args=[runtime],
+            id="dispatch",
+            seconds=runtime.settings.dispatch_interval_seconds,
+            max_instances=1,
+            coalesce=True,
+        )
     add_leader_job(scheduler, leadership, housekeeping, runtime, trigger="interval", minutes=1)
     add_leader_job(scheduler, leadership, consent_duties, runtime, trigger="interval", hours=1)
     from outbound.enrollment.audience_runs import prune_batch_jobs, schedule_batch_jobs

@@ -5,12 +5,12 @@ from __future__ import annotations
 import math
 from datetime import datetime, timedelta
 
-from outbound.enrollment.audience_runs import next_batch_time, run_due_batches
 from outbound.clock import SimulatedClock
 from outbound.db.session import transaction
 from outbound.dispatch.dispatcher import TickReport, expire_sending, next_due
-from outbound.enrollment.planner import end_nurture_after_outcomes
+from outbound.enrollment.audience_runs import next_batch_time, run_due_batches
 from outbound.enrollment.fallback import sweep_undelivered
+from outbound.enrollment.planner import end_nurture_after_outcomes
 from outbound.jobs.scheduler import consent_duties
 
 CONSENT_DUTIES_EVERY = timedelta(hours=1)
@@ -22,8 +22,9 @@ def _round_up(when: datetime, step: timedelta) -> datetime:
     return datetime.fromtimestamp(math.ceil(epoch / seconds) * seconds, tz=when.tzinfo)
 
 
-def run_until(runtime, clock: SimulatedClock, until: datetime, step: timedelta = timedelta(minutes=1),
-              on_tick=None) -> TickReport:
+def run_until(
+    runtime, clock: SimulatedClock, until: datetime, step: timedelta = timedelta(minutes=1), on_tick=None
+) -> TickReport:
     """Advance `clock` to `until`, stopping at each time work is due (on the `step` grid) and doing it."""
     total = TickReport()
     while True:

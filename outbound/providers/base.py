@@ -8,15 +8,15 @@ trying again could help.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from outbound.errors import InvalidInput, OutboundError
 
 if TYPE_CHECKING:
-    from outbound.providers.outbox import Outbox
     from outbound.config import Settings
+    from outbound.providers.outbox import Outbox
 
 Channel = Literal["sms", "email"]
 CHANNELS: tuple[str, ...] = ("sms", "email")
@@ -119,8 +119,9 @@ class Provider(Protocol):
         ...
 
 
-def send_all(providers: dict[str, Provider], outgoing: list[tuple[int, OutgoingMessage]]
-             ) -> list[tuple[int, SendResult | ProviderError]]:
+def send_all(
+    providers: dict[str, Provider], outgoing: list[tuple[int, OutgoingMessage]]
+) -> list[tuple[int, SendResult | ProviderError]]:
     """Hand a batch to its providers; each message's result or error, keyed by message id, in the batch's order.
 
     Each provider gets its share of the batch in one call (its `send_many`),
@@ -165,8 +166,8 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
         except (TypeError, ValueError):
             return None
         if when.tzinfo is None:
-            when = when.replace(tzinfo=timezone.utc)
-        seconds = (when - (now or datetime.now(timezone.utc))).total_seconds()
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
     return max(0.0, seconds)
 
 

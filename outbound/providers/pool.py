@@ -10,8 +10,9 @@ connection for every request it makes.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Generic, Iterable, TypeVar
+from typing import Generic, TypeVar
 
 import requests
 import urllib3.exceptions

@@ -85,15 +85,26 @@ class _KeepAliveHttpClient(python_http_client.Client):
 
     def _build_client(self, name: str | None = None) -> _KeepAliveHttpClient:
         url_path = self._url_path + [name] if name else self._url_path
-        return _KeepAliveHttpClient(session=self._session, host=self.host, version=self._version,
-                                    request_headers=self.request_headers, url_path=url_path,
-                                    append_slash=self.append_slash, timeout=self.timeout)
+        return _KeepAliveHttpClient(
+            session=self._session,
+            host=self.host,
+            version=self._version,
+            request_headers=self.request_headers,
+            url_path=url_path,
+            append_slash=self.append_slash,
+            timeout=self.timeout,
+        )
 
     def _make_request(self, opener: Any, request: Any, timeout: float | None = None) -> _Answer:
         try:
-            response = self._session.request(request.get_method(), request.full_url, data=request.data,
-                                             headers=dict(request.header_items()),
-                                             timeout=timeout or self.timeout, allow_redirects=False)
+            response = self._session.request(
+                request.get_method(),
+                request.full_url,
+                data=request.data,
+                headers=dict(request.header_items()),
+                timeout=timeout or self.timeout,
+                allow_redirects=False,
+            )
         except requests.exceptions.RequestException as exc:
             if not may_have_arrived(exc):
                 raise URLError(type(exc).__name__) from None
@@ -111,8 +122,9 @@ def _client(api_key: str, host: str, timeout: float) -> SendGridAPIClient:
     client = SendGridAPIClient(api_key, host=host)
     session = requests.Session()
     read_environment_once(session, host)
-    client.client = _KeepAliveHttpClient(session=session, host=host, version=3,
-                                         request_headers=client._default_headers, timeout=timeout)
+    client.client = _KeepAliveHttpClient(
+        session=session, host=host, version=3, request_headers=client._default_headers, timeout=timeout
+    )
     return client
 
 
@@ -141,7 +153,8 @@ class SendGridEmail:
         self.from_name = from_name
         host = (api_base or DEFAULT_API_BASE).rstrip("/")
         self._pool: SendPool[SendGridAPIClient] = SendPool(
-            concurrency, functools.partial(_client, api_key, host, timeout), "sendgrid")
+            concurrency, functools.partial(_client, api_key, host, timeout), "sendgrid"
+        )
         weakref.finalize(self, self._pool.close)
 
     def send(self, message: OutgoingMessage) -> SendResult:
@@ -183,14 +196,16 @@ class SendGridEmail:
     def _batch_key(self, message: OutgoingMessage) -> tuple[str, str | None, bool] | None:
         """What messages sharing a request must share, or None when this one must go alone."""
         sender = message.sender or self.from_email
-        if message.channel != "email" or not sender or not message.subject or not message.body \
-                or message.html == "":
+        if message.channel != "email" or not sender or not message.subject or not message.body or message.html == "":
             return None
         texts = [message.subject, message.body, message.html or "", *message.headers.values()]
         if any(TEXT_TAG in text or HTML_TAG in text for text in texts):
             return None
-        size = len(TEXT_TAG) + len(message.body.encode()) + (len(HTML_TAG) + len(message.html.encode())
-                                                             if message.html is not None else 0)
+        size = (
+            len(TEXT_TAG)
+            + len(message.body.encode())
+            + (len(HTML_TAG) + len(message.html.encode()) if message.html is not None else 0)
+        )
         if size > MAX_SUBSTITUTION_BYTES:
             return None
         try:
@@ -213,7 +228,7 @@ class SendGridEmail:
         chunks = []
         for members in rounds:
             size = min(MAX_PERSONALIZATIONS, math.ceil(len(members) / self._pool.size))
-            chunks.extend(members[start:start + size] for start in range(0, len(members), size))
+            chunks.extend(members[start : start + size] for start in range(0, len(members), size))
         return chunks
 
     def _send_request(self, batch: list[OutgoingMessage]) -> list[SendResult | ProviderError]:
@@ -309,7 +324,9 @@ def _personalization(message: OutgoingMessage) -> dict[str, Any]:
     if message.html is not None:
         substitutions[HTML_TAG] = message.html
     personalization: dict[str, Any] = {
-        "to": [{"email": message.to}], "subject": message.subject, "substitutions": substitutions,
+        "to": [{"email": message.to}],
+        "subject": message.subject,
+        "substitutions": substitutions,
         "custom_args": {"message_id": str(message.message_id), "tenant": message.tenant},
     }
     if message.headers:

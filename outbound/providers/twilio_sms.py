@@ -114,7 +114,8 @@ class TwilioSms:
         self.messaging_service_sid = messaging_service_sid
         self.status_callback = status_callback
         self._pool: SendPool[Client] = SendPool(
-            concurrency, functools.partial(_client, account_sid, auth_token, api_base, timeout), "twilio")
+            concurrency, functools.partial(_client, account_sid, auth_token, api_base, timeout), "twilio"
+        )
         weakref.finalize(self, self._pool.close)
 
     def send_many(self, messages: list[OutgoingMessage]) -> list[SendResult | ProviderError]:
@@ -159,4 +160,3 @@ class TwilioSms:
                 f"twilio unreachable: {type(exc).__name__}", ambiguous=may_have_arrived(exc)
             ) from None
         return SendResult(provider=self.name, provider_id=created.sid, status=created.status or "queued")
-

@@ -102,8 +102,9 @@ class Renderer:
         name = f"{template}/{channel}.{locale}.j2"
         shown = self._shown(name)
         if channel == "sms":
-            return Rendered(subject=None, text=self._run(self._plain, name, None, context, shown).strip(),
-                            html=None, locale=locale)
+            return Rendered(
+                subject=None, text=self._run(self._plain, name, None, context, shown).strip(), html=None, locale=locale
+            )
         plain = self._load(self._plain, name, shown)
         names = plain.new_context(context)  # one context for the blocks of the plain-text environment
         subject = " ".join(self._run(self._plain, name, "subject", context, shown, names).split())
@@ -123,8 +124,11 @@ class Renderer:
             shown = self._shown(relative)
             match = FILE_NAME.match(path.name)
             if path.parent.parent != self.templates_dir or not match or match["channel"] not in CHANNELS:
-                errors.append(DefinitionError(
-                    shown, "template files are named templates/<template>/<sms|email>.<locale>.j2", field="file"))
+                errors.append(
+                    DefinitionError(
+                        shown, "template files are named templates/<template>/<sms|email>.<locale>.j2", field="file"
+                    )
+                )
                 continue
             try:
                 source = path.read_text(encoding="utf-8")
@@ -151,8 +155,7 @@ class Renderer:
                 raise RenderError(f"template syntax error: {error.message}", shown, error.lineno) from error
         return template
 
-    def _run(self, environment, name: str, block: str | None, context: dict[str, Any], shown: str,
-             names=None) -> str:
+    def _run(self, environment, name: str, block: str | None, context: dict[str, Any], shown: str, names=None) -> str:
         template = self._load(environment, name, shown)
         try:
             if block is None:
@@ -186,8 +189,14 @@ def _check_tree(tree: nodes.Template, channel: str, shown: str, globals_: set[st
     unknown = meta.find_undeclared_variables(tree) - CONTEXT_NAMES - globals_
     for name in sorted(unknown):
         line = next((n.lineno for n in tree.find_all(nodes.Name) if n.name == name), None)
-        errors.append(DefinitionError(
-            shown, f"unknown name {name!r} (templates see {', '.join(sorted(CONTEXT_NAMES))})", line=line, field=name))
+        errors.append(
+            DefinitionError(
+                shown,
+                f"unknown name {name!r} (templates see {', '.join(sorted(CONTEXT_NAMES))})",
+                line=line,
+                field=name,
+            )
+        )
     return errors
 
 

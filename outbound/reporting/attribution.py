@@ -20,39 +20,69 @@ from sqlalchemy.orm import Session
 from outbound.db.models import Contact, Conversion, Enrollment, Event, Message, Tenant
 
 
-def record_conversions(session: Session, tenant: Tenant, event: Event, contact: Contact, definitions) -> list[Conversion]:
+def record_conversions(
+    session: Session, tenant: Tenant, event: Event, contact: Contact, definitions
+) -> list[Conversion]:
     """Attribute one order to the campaigns that touched (or held out) the contact within their windows."""
-    windows = {name: campaign.attribution_window for name, campaign in definitions.campaigns.items()
-               if campaign.attribution_window}
+    windows = {
+        name: campaign.attribution_window
+        for name, campaign in definitions.campaigns.items()
+        if campaign.attribution_window
+    }
     if not windows:
         return []
     at, longest = event.occurred_at, max(windows.values())
     touched: dict[str, tuple[int | None, str | None, bool]] = {}
     for campaign, enrollment_id, enrolled_at, holdout in session.execute(
-        select(Enrollment.campaign, Enrollment.id, Enrollment.enrolled_at, Enrollment.holdout).where(
-            Enrollment.tenant_id == tenant.id, Enrollment.contact_id == contact.id,
-            Enrollment.campaign.in_(windows), Enrollment.enrolled_at <= at, Enrollment.enrolled_at >= at - longest)
+        select(Enrollment.campaign, Enrollment.id, Enrollment.enrolled_at, Enrollment.holdout)
+        .where(
+            Enrollment.tenant_id == tenant.id,
+            Enrollment.contact_id == contact.id,
+            Enrollment.campaign.in_(windows),
+            Enrollment.enrolled_at <= at,
+            Enrollment.enrolled_at >= at - longest,
+        )
         .order_by(Enrollment.enrolled_at, Enrollment.id)
     ):
         if enrolled_at >= at - windows[campaign]:
             touched[campaign] = (enrollment_id, None, bool(holdout))
     for campaign, enrollment_id, variant, sent_at in session.execute(
-        select(Message.campaign, Message.enrollment_id, Message.variant, Message.sent_at).where(
-            Message.tenant_id == tenant.id, Message.contact_id == contact.id, Message.campaign.in_(windows),
-            Message.sent_at.is_not(None), Message.sent_at <= at, Message.sent_at >= at - longest)
+        select(Message.campaign, Message.enrollment_id, Message.variant, Message.sent_at)
+        .where(
+            Message.tenant_id == tenant.id,
+            Message.contact_id == contact.id,
+            Message.campaign.in_(windows),
+            Message.sent_at.is_not(None),
+            Message.sent_at <= at,
+            Message.sent_at >= at - longest,
+        )
         .order_by(Message.sent_at, Message.id)
     ):
         if sent_at >= at - windows[campaign]:
             touched[campaign] = (enrollment_id, variant, False)  # the latest message wins, with its variant
     if not touched:
         return []
-    already = set(session.scalars(select(Conversion.campaign).where(
-        Conversion.tenant_id == tenant.id, Conversion.event_id == event.id)))
+    already = set(
+        session.scalars(
+            select(Conversion.campaign).where(Conversion.tenant_id == tenant.id, Conversion.event_id == event.id)
+        )
+    )
     revenue, currency = _revenue(event.data or {})
     conversions = [
-        Conversion(tenant_id=tenant.id, campaign=campaign, enrollment_id=enrollment_id, contact_id=contact.id,
-                   event_id=event.id, holdout=holdout, variant=variant, revenue=revenue, currency=currency, at=at)
-        for campaign, (enrollment_id, variant, holdout) in sorted(touched.items()) if campaign not in already
+        Conversion(
+            tenant_id=tenant.id,
+            campaign=campaign,
+            enrollment_id=enrollment_id,
+            contact_id=contact.id,
+            event_id=event.id,
+            holdout=holdout,
+            variant=variant,
+            revenue=revenue,
+            currency=currency,
+            at=at,
+        )
+        for campaign, (enrollment_id, variant, holdout) in sorted(touched.items())
+        if campaign not in already
     ]
     session.add_all(conversions)
     session.flush()
@@ -123,27 +153,37 @@ def lift_report(session: Session) -> list[Lift]:
         return results.setdefault((slug, campaign), Lift(slug, campaign, None, 0, Group(), Group()))
 
     for slug, campaign, holdout, count in session.execute(
-        select(Tenant.slug, Enrollment.campaign, Enrollment.holdout, func.count()).join(Tenant, Tenant.id == Enrollment.tenant_id)
+        select(Tenant.slug, Enrollment.campaign, Enrollment.holdout, func.count())
+        .join(Tenant, Tenant.id == Enrollment.tenant_id)
         .group_by(Tenant.slug, Enrollment.campaign, Enrollment.holdout)
     ):
         row = lift(slug, campaign)
         (row.holdout if holdout else row.treated).contacts = count
     for slug, campaign, count in session.execute(
-        select(Tenant.slug, Message.campaign, func.count(distinct(Message.enrollment_id))).join(Tenant, Tenant.id == Message.tenant_id)
-        .where(Message.sent_at.is_not(None)).group_by(Tenant.slug, Message.campaign)
+        select(Tenant.slug, Message.campaign, func.count(distinct(Message.enrollment_id)))
+        .join(Tenant, Tenant.id == Message.tenant_id)
+        .where(Message.sent_at.is_not(None))
+        .group_by(Tenant.slug, Message.campaign)
     ):
         lift(slug, campaign).reached = count
     for slug, campaign, holdout, converted, orders, revenue, currency in session.execute(
-        select(Tenant.slug, Conversion.campaign, Conversion.holdout, func.count(distinct(Conversion.enrollment_id)),
-               func.count(), func.sum(Conversion.revenue), func.max(Conversion.currency))
-        .join(Tenant, Tenant.id == Conversion.tenant_id).group_by(Tenant.slug, Conversion.campaign, Conversion.holdout)
+        select(
+            Tenant.slug,
+            Conversion.campaign,
+            Conversion.holdout,
+            func.count(distinct(Conversion.enrollment_id)),
+            func.count(),
+            func.sum(Conversion.revenue),
+            func.max(Conversion.currency),
+        )
+        .join(Tenant, Tenant.id == Conversion.tenant_id)
+        .group_by(Tenant.slug, Conversion.campaign, Conversion.holdout)
     ):
         row = lift(slug, campaign)
         group = row.holdout if holdout else row.treated
         group.converted, group.orders, group.revenue = converted, orders, float(revenue or 0)
         row.currency = row.currency or currency
-    return [results[key] for key in sorted(results)
-            if results[key].holdout.contacts or results[key].treated.orders]
+    return [results[key] for key in sorted(results) if results[key].holdout.contacts or results[key].treated.orders]
 
 
 @dataclass
@@ -168,7 +208,8 @@ def variant_results(session: Session) -> list[VariantResult]:
     results: dict[tuple[str, str, str, str], VariantResult] = {}
     steps: dict[tuple[str, str, str], set[str]] = defaultdict(set)
     for slug, campaign, step, variant, sent in session.execute(
-        select(Tenant.slug, Message.campaign, Message.step, Message.variant, func.count()).join(Tenant, Tenant.id == Message.tenant_id)
+        select(Tenant.slug, Message.campaign, Message.step, Message.variant, func.count())
+        .join(Tenant, Tenant.id == Message.tenant_id)
         .where(Message.variant.is_not(None), Message.sent_at.is_not(None))
         .group_by(Tenant.slug, Message.campaign, Message.step, Message.variant)
     ):
@@ -176,9 +217,16 @@ def variant_results(session: Session) -> list[VariantResult]:
         steps[(slug, campaign, variant)].add(step)
     # A conversion carries the variant of the message it followed; credit it to that variant's steps.
     for slug, campaign, variant, converted, revenue in session.execute(
-        select(Tenant.slug, Conversion.campaign, Conversion.variant, func.count(distinct(Conversion.contact_id)),
-               func.sum(Conversion.revenue)).join(Tenant, Tenant.id == Conversion.tenant_id)
-        .where(Conversion.variant.is_not(None)).group_by(Tenant.slug, Conversion.campaign, Conversion.variant)
+        select(
+            Tenant.slug,
+            Conversion.campaign,
+            Conversion.variant,
+            func.count(distinct(Conversion.contact_id)),
+            func.sum(Conversion.revenue),
+        )
+        .join(Tenant, Tenant.id == Conversion.tenant_id)
+        .where(Conversion.variant.is_not(None))
+        .group_by(Tenant.slug, Conversion.campaign, Conversion.variant)
     ):
         for step in steps.get((slug, campaign, variant), ()):
             result = results[(slug, campaign, step, variant)]

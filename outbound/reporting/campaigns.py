@@ -35,21 +35,30 @@ def campaign_results(session: Session) -> list[CampaignResult]:
 
     for slug, campaign, status, count in session.execute(
         select(Tenant.slug, Message.campaign, Message.status, func.count())
-        .join(Tenant, Tenant.id == Message.tenant_id).group_by(Tenant.slug, Message.campaign, Message.status)
+        .join(Tenant, Tenant.id == Message.tenant_id)
+        .group_by(Tenant.slug, Message.campaign, Message.status)
     ):
         result(slug, campaign).statuses[status] += count
     for slug, campaign, to_status, rule, count in session.execute(
-        select(Tenant.slug, Message.campaign, MessageTransition.to_status, MessageTransition.rule,
-               func.count(distinct(MessageTransition.message_id)))
-        .join(Message, Message.id == MessageTransition.message_id).join(Tenant, Tenant.id == Message.tenant_id)
+        select(
+            Tenant.slug,
+            Message.campaign,
+            MessageTransition.to_status,
+            MessageTransition.rule,
+            func.count(distinct(MessageTransition.message_id)),
+        )
+        .join(Message, Message.id == MessageTransition.message_id)
+        .join(Tenant, Tenant.id == Message.tenant_id)
         .where(MessageTransition.to_status.in_(("deferred", "blocked", "cancelled", "failed")))
         .group_by(Tenant.slug, Message.campaign, MessageTransition.to_status, MessageTransition.rule)
     ):
         result(slug, campaign).reasons[(to_status, rule or "-")] += count
     for slug, campaign, count in session.execute(
         select(Tenant.slug, Message.campaign, func.count(distinct(MessageTransition.message_id)))
-        .join(Message, Message.id == MessageTransition.message_id).join(Tenant, Tenant.id == Message.tenant_id)
-        .where(MessageTransition.to_status == "deferred").group_by(Tenant.slug, Message.campaign)
+        .join(Message, Message.id == MessageTransition.message_id)
+        .join(Tenant, Tenant.id == Message.tenant_id)
+        .where(MessageTransition.to_status == "deferred")
+        .group_by(Tenant.slug, Message.campaign)
     ):
         result(slug, campaign).deferred_ever = count
     return [results[key] for key in sorted(results)]
@@ -58,9 +67,16 @@ def campaign_results(session: Session) -> list[CampaignResult]:
 def decisions_by_rule(session: Session) -> list[tuple[str, str, str, int, list[str], str]]:
     """Per tenant, outcome and rule: messages affected, the campaigns they belong to, and one reason as recorded."""
     rows = session.execute(
-        select(Tenant.slug, MessageTransition.to_status, MessageTransition.rule, Message.campaign,
-               func.count(distinct(MessageTransition.message_id)), func.min(MessageTransition.reason))
-        .join(Message, Message.id == MessageTransition.message_id).join(Tenant, Tenant.id == Message.tenant_id)
+        select(
+            Tenant.slug,
+            MessageTransition.to_status,
+            MessageTransition.rule,
+            Message.campaign,
+            func.count(distinct(MessageTransition.message_id)),
+            func.min(MessageTransition.reason),
+        )
+        .join(Message, Message.id == MessageTransition.message_id)
+        .join(Tenant, Tenant.id == Message.tenant_id)
         .where(MessageTransition.to_status.in_(("deferred", "blocked", "cancelled", "failed")))
         .group_by(Tenant.slug, MessageTransition.to_status, MessageTransition.rule, Message.campaign)
     )
@@ -69,9 +85,13 @@ def decisions_by_rule(session: Session) -> list[tuple[str, str, str, int, list[s
         entry = grouped.setdefault((slug, outcome, rule or "-"), [0, [], reason or ""])
         entry[0] += count
         entry[1].append(campaign)
-    return sorted(((slug, outcome, rule, n, sorted(campaigns), reason)
-                   for (slug, outcome, rule), (n, campaigns, reason) in grouped.items()),
-                  key=lambda row: (row[0], -row[3]))
+    return sorted(
+        (
+            (slug, outcome, rule, n, sorted(campaigns), reason)
+            for (slug, outcome, rule), (n, campaigns, reason) in grouped.items()
+        ),
+        key=lambda row: (row[0], -row[3]),
+    )
 
 
 def sample_messages(session: Session, per_locale: int = 2) -> list[tuple[Message, str, str]]:
@@ -80,8 +100,10 @@ def sample_messages(session: Session, per_locale: int = 2) -> list[tuple[Message
     seen: Counter = Counter()
     rows = session.execute(
         select(Message, Tenant.slug, Contact.external_id)
-        .join(Tenant, Tenant.id == Message.tenant_id).join(Contact, Contact.id == Message.contact_id)
-        .where(Message.status.in_(("sent", "delivered"))).order_by(Message.campaign, Message.id)
+        .join(Tenant, Tenant.id == Message.tenant_id)
+        .join(Contact, Contact.id == Message.contact_id)
+        .where(Message.status.in_(("sent", "delivered")))
+        .order_by(Message.campaign, Message.id)
     )
     for message, slug, external_id in rows:
         key = (message.locale, message.channel, message.campaign)
@@ -95,8 +117,12 @@ def sample_messages(session: Session, per_locale: int = 2) -> list[tuple[Message
 
 def callback_counts(session: Session) -> list[tuple[str, str, int]]:
     """Open callback tasks per tenant and campaign."""
-    return list(session.execute(
-        select(Tenant.slug, CallbackTask.campaign, func.count()).join(Tenant, Tenant.id == CallbackTask.tenant_id)
-        .where(CallbackTask.status == "open").group_by(Tenant.slug, CallbackTask.campaign)
-        .order_by(Tenant.slug, CallbackTask.campaign)
-    ).all())
+    return list(
+        session.execute(
+            select(Tenant.slug, CallbackTask.campaign, func.count())
+            .join(Tenant, Tenant.id == CallbackTask.tenant_id)
+            .where(CallbackTask.status == "open")
+            .group_by(Tenant.slug, CallbackTask.campaign)
+            .order_by(Tenant.slug, CallbackTask.campaign)
+        ).all()
+    )

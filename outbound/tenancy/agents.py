@@ -52,21 +52,29 @@ def verify_password(password: str, stored: str) -> bool:
     return hmac.compare_digest(actual, expected)
 
 
-def create_agent(session: Session, tenant: Tenant, username: str, *, name: str, password: str,
-                 role: str = "agent", clock: Clock) -> Agent:
+def create_agent(
+    session: Session, tenant: Tenant, username: str, *, name: str, password: str, role: str = "agent", clock: Clock
+) -> Agent:
     """Add an agent account to `tenant`; the username must be new in that tenant."""
     username = username.strip().lower()
     if not USERNAME.match(username):
-        raise InvalidInput("use lower-case letters, digits, dots, dashes and underscores (at most 100)",
-                           field="username")
+        raise InvalidInput(
+            "use lower-case letters, digits, dots, dashes and underscores (at most 100)", field="username"
+        )
     if not name.strip():
         raise InvalidInput("a display name is required", field="name")
     if role not in ROLES:
         raise InvalidInput(f"must be one of {', '.join(ROLES)}", field="role")
     if session.scalar(select(Agent.id).where(Agent.tenant_id == tenant.id, Agent.username == username)) is not None:
         raise InvalidInput(f"agent {username!r} already exists in tenant {tenant.slug!r}", field="username")
-    agent = Agent(tenant_id=tenant.id, username=username, name=name.strip(), password_hash=hash_password(password),
-                  role=role, created_at=clock.now())
+    agent = Agent(
+        tenant_id=tenant.id,
+        username=username,
+        name=name.strip(),
+        password_hash=hash_password(password),
+        role=role,
+        created_at=clock.now(),
+    )
     session.add(agent)
     session.flush()
     return agent
@@ -75,8 +83,10 @@ def create_agent(session: Session, tenant: Tenant, username: str, *, name: str, 
 def authenticate_agent(session: Session, tenant_slug: str, username: str, password: str) -> Agent | None:
     """The enabled agent of that tenant with that username and password, else None (never says which was wrong)."""
     agent = session.scalar(
-        select(Agent).join(Tenant, Tenant.id == Agent.tenant_id).where(
-            Tenant.slug == tenant_slug.strip().lower(), Agent.username == username.strip().lower()))
+        select(Agent)
+        .join(Tenant, Tenant.id == Agent.tenant_id)
+        .where(Tenant.slug == tenant_slug.strip().lower(), Agent.username == username.strip().lower())
+    )
     if agent is None or agent.disabled_at is not None:
         verify_password(password, _dummy_hash())
         return None

@@ -6,8 +6,9 @@ import hashlib
 import secrets
 import time
 import weakref
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session, make_transient_to_detached

@@ -46,8 +46,9 @@ def create_tenant(
         raise InvalidInput(f"unknown time zone {timezone!r}", field="timezone") from None
     missing = [key for key in REQUIRED_SETTINGS[jurisdiction] if not (settings or {}).get(key)]
     if missing:
-        raise InvalidInput(f"a {jurisdiction} tenant needs {', '.join(missing)} (set with --set KEY=VALUE)",
-                           field="settings")
+        raise InvalidInput(
+            f"a {jurisdiction} tenant needs {', '.join(missing)} (set with --set KEY=VALUE)", field="settings"
+        )
     if session.scalar(select(Tenant.id).where(Tenant.slug == slug)) is not None:
         raise InvalidInput(f"tenant {slug!r} already exists", field="slug")
     tenant = Tenant(

@@ -7,10 +7,10 @@ does its work through `outbound.engagement.callbacks`, and commits at its end.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Iterator
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Form, HTTPException, Request
@@ -18,7 +18,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session
 
-from outbound.tenancy.agents import active_agent, authenticate_agent
+from outbound.compliance import Allow, Defer
+from outbound.db.models import Agent, Tenant
+from outbound.db.session import transaction
 from outbound.engagement.callbacks import (
     OUTCOMES,
     TaskNotHeld,
@@ -29,10 +31,8 @@ from outbound.engagement.callbacks import (
     record_outcome,
     supervisor_summary,
 )
-from outbound.compliance import Allow, Defer
-from outbound.db.models import Agent, Tenant
-from outbound.db.session import transaction
 from outbound.errors import InvalidInput, NotFound
+from outbound.tenancy.agents import active_agent, authenticate_agent
 from outbound.web.auth import (
     LoginRequired,
     check_csrf,
@@ -47,7 +47,8 @@ from outbound.web.auth import (
 router = APIRouter(prefix="/agent", tags=["agents"], include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).resolve().parent / "templates")
 templates.env.filters["at"] = lambda value, zone=None: (
-    "" if value is None else value.astimezone(ZoneInfo(zone) if zone else None).strftime("%Y-%m-%d %H:%M"))
+    "" if value is None else value.astimezone(ZoneInfo(zone) if zone else None).strftime("%Y-%m-%d %H:%M")
+)
 templates.env.globals["OUTCOMES"] = OUTCOMES
 templates.env.tests["allowed"] = lambda decision: isinstance(decision, Allow)
 templates.env.tests["deferred"] = lambda decision: isinstance(decision, Defer)
@@ -69,8 +70,9 @@ def _work(request: Request) -> Iterator[tuple[Session, Tenant, Agent]]:
 
 def _render(request: Request, name: str, status: int = 200, **context) -> HTMLResponse:
     context.setdefault("agent", None)
-    response = templates.TemplateResponse(request, name, {
-        "csrf": csrf_token(request), "notice": take_flash(request), **context}, status_code=status)
+    response = templates.TemplateResponse(
+        request, name, {"csrf": csrf_token(request), "notice": take_flash(request), **context}, status_code=status
+    )
     return _private(response)
 
 
@@ -98,16 +100,23 @@ def login_page(request: Request) -> HTMLResponse:
 
 
 @router.post("/login", summary="Log an agent in")
-def login(request: Request, tenant: str = Form(""), username: str = Form(""), password: str = Form(""),
-          csrf: str = Form("")) -> Response:
+def login(
+    request: Request, tenant: str = Form(""), username: str = Form(""), password: str = Form(""), csrf: str = Form("")
+) -> Response:
     """Start a session for the agent whose tenant, username and password match; else show the form again."""
     check_csrf(request, csrf)
     state = request.app.state
     with transaction(state.factory) as session:
         agent = authenticate_agent(session, tenant, username, password)
     if agent is None:
-        return _render(request, "agent/login.html", 401, tenant=tenant, username=username,
-                       error="Wrong tenant, username or password.")
+        return _render(
+            request,
+            "agent/login.html",
+            401,
+            tenant=tenant,
+            username=username,
+            error="Wrong tenant, username or password.",
+        )
     log_in(request, agent, state.clock.now())
     return _redirect("/agent/supervisor" if agent.role == "supervisor" else "/agent/queue")
 
@@ -149,13 +158,27 @@ def task_page(request: Request, task_id: int) -> HTMLResponse:
     with _work(request) as (session, tenant, agent):
         task = _visible_task(session, tenant, agent, task_id, now)
         context = customer_context(session, tenant, task, now)
-        return _render(request, "agent/task.html", agent=agent, tenant=tenant, task=task, ctx=context,
-                       holds=_holds(task, agent, now), error=None)
+        return _render(
+            request,
+            "agent/task.html",
+            agent=agent,
+            tenant=tenant,
+            task=task,
+            ctx=context,
+            holds=_holds(task, agent, now),
+            error=None,
+        )
 
 
 @router.post("/tasks/{task_id}/outcome", summary="Record the outcome of a call")
-def outcome(request: Request, task_id: int, outcome: str = Form(""), notes: str = Form(""),
-            call_back_at: str = Form(""), csrf: str = Form("")) -> Response:
+def outcome(
+    request: Request,
+    task_id: int,
+    outcome: str = Form(""),
+    notes: str = Form(""),
+    call_back_at: str = Form(""),
+    csrf: str = Form(""),
+) -> Response:
     """Record one call's outcome on a task the agent holds, then go back to the queue."""
     check_csrf(request, csrf)
     now = request.app.state.clock.now()
@@ -171,9 +194,17 @@ def outcome(request: Request, task_id: int, outcome: str = Form(""), notes: str 
     except InvalidInput as error:
         with _work(request) as (session, tenant, agent):
             task = _visible_task(session, tenant, agent, task_id, now)
-            return _render(request, "agent/task.html", 422, agent=agent, tenant=tenant, task=task,
-                           ctx=customer_context(session, tenant, task, now), holds=_holds(task, agent, now),
-                           error=f"{error.field}: {error}" if error.field else str(error))
+            return _render(
+                request,
+                "agent/task.html",
+                422,
+                agent=agent,
+                tenant=tenant,
+                task=task,
+                ctx=customer_context(session, tenant, task, now),
+                holds=_holds(task, agent, now),
+                error=f"{error.field}: {error}" if error.field else str(error),
+            )
     flash(request, f"Recorded “{OUTCOMES[outcome]}” for task {task_id}.")
     return _redirect("/agent/queue")
 
@@ -186,8 +217,15 @@ def supervisor_page(request: Request) -> HTMLResponse:
         if agent.role != "supervisor":
             raise HTTPException(403, "This page is for supervisors.")
         summary = supervisor_summary(session, tenant, now)
-        return _render(request, "agent/supervisor.html", agent=agent, tenant=tenant, summary=summary, now=now,
-                       chart=bar_chart(summary.hours))
+        return _render(
+            request,
+            "agent/supervisor.html",
+            agent=agent,
+            tenant=tenant,
+            summary=summary,
+            now=now,
+            chart=bar_chart(summary.hours),
+        )
 
 
 def _visible_task(session: Session, tenant: Tenant, agent: Agent, task_id: int, now: datetime):
@@ -232,9 +270,25 @@ def bar_chart(hours: list[tuple[datetime, int, int]], width: int = 720, height: 
         x = left + i * slot
         for offset, count, kind in ((0, created, "created"), (bar, closed, "closed")):
             h = plot_h * count / top
-            bars.append({"x": round(x + offset, 1), "y": round(height - bottom - h, 1), "w": round(bar, 1),
-                         "h": round(h, 1), "kind": kind, "count": count, "hour": f"{hour:%H}:00"})
+            bars.append(
+                {
+                    "x": round(x + offset, 1),
+                    "y": round(height - bottom - h, 1),
+                    "w": round(bar, 1),
+                    "h": round(h, 1),
+                    "kind": kind,
+                    "count": count,
+                    "hour": f"{hour:%H}:00",
+                }
+            )
         if i % 3 == 0:
             labels.append({"x": round(x + bar, 1), "text": f"{hour:%H}"})
-    return {"width": width, "height": height, "top": top, "bars": bars, "labels": labels,
-            "baseline": height - bottom, "left": left}
+    return {
+        "width": width,
+        "height": height,
+        "top": top,
+        "bars": bars,
+        "labels": labels,
+        "baseline": height - bottom,
+        "left": left,
+    }

@@ -109,7 +109,7 @@ def result(report: BatchReport, status: int = 200) -> JSONResponse:
     "/v1/events",
     summary="Send one event or a batch",
     description=(
-        "One event envelope, or `{\"events\": [...]}` with at most 1000. Idempotent on the event id: "
+        'One event envelope, or `{"events": [...]}` with at most 1000. Idempotent on the event id: '
         "an id already stored for the tenant counts as a duplicate and changes nothing."
     ),
     openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": REQUEST_SCHEMA}}}},

@@ -2,25 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import AsyncIterator
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.orm import Session, sessionmaker
 
 from outbound.clock import Clock
+from outbound.config import Settings
 from outbound.ingest.events import OnEvent
 from outbound.tenancy.keys import KeyCache
-from outbound.config import Settings
 from outbound.web import agent_pages, api, survey_pages, unsubscribe, webhooks
 from outbound.web.auth import install_sessions
 from outbound.web.event_writer import EventWriter
 
 
-def create_app(factory: sessionmaker[Session], clock: Clock, on_event: OnEvent | None = None,
-               settings: Settings | None = None) -> FastAPI:
+def create_app(
+    factory: sessionmaker[Session], clock: Clock, on_event: OnEvent | None = None, settings: Settings | None = None
+) -> FastAPI:
     """The HTTP app. Each request opens its own session from `factory` and commits at its end.
     `settings` (default: from the environment) gives the base URL and webhook secrets."""
     app = FastAPI(

@@ -52,8 +52,14 @@ class Login:
 
 def install_sessions(app: FastAPI, secret_key: str, *, https_only: bool = False) -> None:
     """Add the signed, expiring session cookie to `app`."""
-    app.add_middleware(SessionMiddleware, secret_key=_derive(secret_key), session_cookie=SESSION_COOKIE,
-                       max_age=int(SESSION_MAX_AGE.total_seconds()), same_site="lax", https_only=https_only)
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=_derive(secret_key),
+        session_cookie=SESSION_COOKIE,
+        max_age=int(SESSION_MAX_AGE.total_seconds()),
+        same_site="lax",
+        https_only=https_only,
+    )
 
 
 def csrf_token(request: Request) -> str:
@@ -74,8 +80,9 @@ def check_csrf(request: Request, submitted: str | None) -> None:
 def log_in(request: Request, agent: Agent, now: datetime) -> None:
     """Start a fresh session for `agent` (a new CSRF token; nothing of the anonymous session kept)."""
     request.session.clear()
-    request.session.update({"tenant_id": agent.tenant_id, "agent_id": agent.id, "at": now.isoformat(),
-                            "csrf": secrets.token_urlsafe(32)})
+    request.session.update(
+        {"tenant_id": agent.tenant_id, "agent_id": agent.id, "at": now.isoformat(), "csrf": secrets.token_urlsafe(32)}
+    )
 
 
 def log_out(request: Request) -> None:

@@ -138,8 +138,7 @@ class EventWriter:
             if len(group) == 1:
                 group[0].answer, group[0].refusal = None, error
                 return
-            log.warning("a group of %d event requests failed as one; each is written alone", len(group),
-                        exc_info=True)
+            log.warning("a group of %d event requests failed as one; each is written alone", len(group), exc_info=True)
             for request in group:
                 self._write([request])
 
@@ -162,8 +161,9 @@ class EventWriter:
             tenants[tenant.id] = tenant
             ready[tenant.id].append((request, items, single))
         for tenant_id, entries in ready.items():
-            reports = ingest_requests(session, tenants[tenant_id], [items for _, items, _ in entries],
-                                      state.clock, state.on_event)
+            reports = ingest_requests(
+                session, tenants[tenant_id], [items for _, items, _ in entries], state.clock, state.on_event
+            )
             for (request, _, single), report in zip(entries, reports, strict=True):
                 request.answer = _answer(report, single)
 
@@ -200,4 +200,3 @@ def _answer(report: BatchReport, single: bool) -> JSONResponse:
     if single and report.errors:
         return result(report, 500 if any(e.internal for e in report.errors) else 422)
     return result(report)
-

@@ -15,8 +15,8 @@ from sqlalchemy import select
 
 from outbound.db.models import SurveyResponse
 from outbound.db.session import transaction
-from outbound.errors import InvalidInput, NotFound
 from outbound.engagement.surveys import answer_from_link, read_survey_token
+from outbound.errors import InvalidInput, NotFound
 
 router = APIRouter(tags=["surveys"])
 
@@ -35,11 +35,15 @@ def _secret(request: Request) -> str:
 
 
 def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
-    return HTMLResponse(status_code=status, content=(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
-        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-        f"<title>{html.escape(title)}</title></head><body style=\"font-family:sans-serif;max-width:32rem;margin:3rem auto\">"
-        f"<h1>{html.escape(title)}</h1>{body}</body></html>"))
+    return HTMLResponse(
+        status_code=status,
+        content=(
+            '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+            '<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f'<title>{html.escape(title)}</title></head><body style="font-family:sans-serif;max-width:32rem;margin:3rem auto">'
+            f"<h1>{html.escape(title)}</h1>{body}</body></html>"
+        ),
+    )
 
 
 @router.get("/s/{token}/{score}", response_class=HTMLResponse, summary="Record a one-click survey score")
@@ -48,8 +52,9 @@ def record_score(token: str, score: int, request: Request) -> HTMLResponse:
     state = request.app.state
     try:
         with transaction(state.factory) as session:
-            response = answer_from_link(session, _secret(request), token, score, state.clock,
-                                        getattr(state, "definitions", None))
+            response = answer_from_link(
+                session, _secret(request), token, score, state.clock, getattr(state, "definitions", None)
+            )
             counted = response.counted
     except InvalidInput as error:
         status = 404 if error.field == "token" else 400
@@ -58,11 +63,13 @@ def record_score(token: str, score: int, request: Request) -> HTMLResponse:
         return _page("Survey not found", f"<p>{html.escape(str(error))}</p>", 404)
     if not counted:
         return _page("Thank you", "<p>We already have your answer to this survey. Thank you for taking part!</p>")
-    form = (f"<p>You answered <strong>{score}</strong>. Thank you! 감사합니다!</p>"
-            f"<form method=\"post\" action=\"/s/{html.escape(token)}/comment\">"
-            "<label for=\"comment\">Anything you would like to add? (optional)</label><br>"
-            "<textarea id=\"comment\" name=\"comment\" rows=\"4\" cols=\"40\" maxlength=\"2000\"></textarea><br>"
-            "<button type=\"submit\">Send</button></form>")
+    form = (
+        f"<p>You answered <strong>{score}</strong>. Thank you! 감사합니다!</p>"
+        f'<form method="post" action="/s/{html.escape(token)}/comment">'
+        '<label for="comment">Anything you would like to add? (optional)</label><br>'
+        '<textarea id="comment" name="comment" rows="4" cols="40" maxlength="2000"></textarea><br>'
+        '<button type="submit">Send</button></form>'
+    )
     return _page("Thank you for your answer", form)
 
 
@@ -74,8 +81,9 @@ def record_comment(token: str, request: Request, comment: str = Form("")) -> HTM
         return _page("Survey link not valid", "<p>This survey link is not valid.</p>", 404)
     tenant_id, message_id = read
     with transaction(request.app.state.factory) as session:
-        response = session.scalar(select(SurveyResponse).where(
-            SurveyResponse.tenant_id == tenant_id, SurveyResponse.message_id == message_id))
+        response = session.scalar(
+            select(SurveyResponse).where(SurveyResponse.tenant_id == tenant_id, SurveyResponse.message_id == message_id)
+        )
         if response is None:
             return _page("Survey not found", "<p>Please choose a score first.</p>", 404)
         if comment.strip():

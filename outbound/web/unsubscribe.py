@@ -21,27 +21,40 @@ from sqlalchemy.orm import Session
 from outbound.db.models import Consent, Contact, Tenant
 from outbound.db.session import transaction
 from outbound.delivery.keywords import is_korean
-from outbound.rendering.links import read_unsubscribe_token
 from outbound.delivery.suppressions import suppress
+from outbound.rendering.links import read_unsubscribe_token
 from outbound.web.api import request_body
 
 router = APIRouter(tags=["unsubscribe"])
-_pages = Environment(loader=FileSystemLoader(str(Path(__file__).parent / "templates")),
-                     autoescape=select_autoescape(["html"]))
+_pages = Environment(
+    loader=FileSystemLoader(str(Path(__file__).parent / "templates")), autoescape=select_autoescape(["html"])
+)
 ONE_CLICK = "One-Click"
 
 
-def unsubscribe(session: Session, tenant: Tenant, contact: Contact, channel: str, now: datetime, *,
-                source: str, notified: bool) -> None:
+def unsubscribe(
+    session: Session, tenant: Tenant, contact: Contact, channel: str, now: datetime, *, source: str, notified: bool
+) -> None:
     """Suppress the contact's address on `channel` (reason `unsubscribe`) and revoke its marketing consent
     there in the ledger. Takes effect at once."""
     address = contact.email if channel == "email" else contact.phone
     if address:
         suppress(session, tenant.id, channel, address, reason="unsubscribe", source=source, at=now)
     if contact.erased_at is None:
-        session.add(Consent(tenant_id=tenant.id, contact_id=contact.id, channel=channel, purpose="marketing",
-                            granted=False, at=now, source=source, text="unsubscribe link", recorded_at=now,
-                            notified_at=now if notified else None))
+        session.add(
+            Consent(
+                tenant_id=tenant.id,
+                contact_id=contact.id,
+                channel=channel,
+                purpose="marketing",
+                granted=False,
+                at=now,
+                source=source,
+                text="unsubscribe link",
+                recorded_at=now,
+                notified_at=now if notified else None,
+            )
+        )
     session.flush()
 
 
@@ -60,8 +73,12 @@ def _find(session: Session, secret: str, token: str) -> tuple[Tenant, Contact, s
 def _page(name: str, tenant: Tenant, contact: Contact, channel: str, **extra) -> HTMLResponse:
     address = (contact.email if channel == "email" else contact.phone) or ""
     html = _pages.get_template(name).render(
-        sender=(tenant.settings or {}).get("sender_name") or tenant.name, channel=channel,
-        address=_masked(address, channel), korean=is_korean(contact.locale or tenant.locale), **extra)
+        sender=(tenant.settings or {}).get("sender_name") or tenant.name,
+        channel=channel,
+        address=_masked(address, channel),
+        korean=is_korean(contact.locale or tenant.locale),
+        **extra,
+    )
     return HTMLResponse(html, headers={"Cache-Control": "no-store"})
 
 
@@ -95,6 +112,13 @@ def one_click(token: str, request: Request, body: bytes = Depends(request_body))
         tenant, contact, channel = _find(session, state.settings.secret_key, token)
         # A browser posting the page's form sees the confirmation; a mailbox provider's POST has no reader.
         from_page = "text/html" in request.headers.get("accept", "")
-        unsubscribe(session, tenant, contact, channel, now,
-                    source="unsubscribe page" if from_page else "one-click unsubscribe", notified=from_page)
+        unsubscribe(
+            session,
+            tenant,
+            contact,
+            channel,
+            now,
+            source="unsubscribe page" if from_page else "one-click unsubscribe",
+            notified=from_page,
+        )
         return _page("unsubscribe_done.html", tenant, contact, channel, when=f"{now:%Y-%m-%d %H:%M} UTC")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
 from xml.sax.saxutils import escape
@@ -23,9 +23,9 @@ from starlette.datastructures import FormData
 
 from outbound.db.models import Message, Tenant
 from outbound.db.session import transaction
+from outbound.delivery.signatures import SignatureRefused, check_sendgrid, check_twilio, webhook_url
 from outbound.delivery.status import DeliveryReport, apply_report
 from outbound.providers.base import redact
-from outbound.delivery.signatures import SignatureRefused, check_sendgrid, check_twilio, webhook_url
 from outbound.web.api import request_body
 
 log = logging.getLogger(__name__)
@@ -48,8 +48,11 @@ def _form(body: bytes) -> FormData:
 
 def _twilio_secrets(session: Session, settings) -> list[tuple[str, int | None]]:
     """(auth token, tenant id) pairs: each tenant's own token, then the global one (tenant None)."""
-    secrets = [(t.settings["twilio_auth_token"], t.id) for t in session.scalars(select(Tenant))
-               if (t.settings or {}).get("twilio_auth_token")]
+    secrets = [
+        (t.settings["twilio_auth_token"], t.id)
+        for t in session.scalars(select(Tenant))
+        if (t.settings or {}).get("twilio_auth_token")
+    ]
     if settings.twilio_auth_token:
         secrets.append((settings.twilio_auth_token, None))
     return secrets
@@ -63,8 +66,13 @@ def _verify_twilio(request: Request, form: FormData, tokens: list[str]) -> str:
     settings = request.app.state.settings
     url = webhook_url(settings.base_url, request.url.path, request.url.query)
     try:
-        return check_twilio(tokens, url, form, request.headers.get("X-Twilio-Signature"),
-                            request.headers.get("X-Twilio-Webhooks-Signature-Settings"))
+        return check_twilio(
+            tokens,
+            url,
+            form,
+            request.headers.get("X-Twilio-Signature"),
+            request.headers.get("X-Twilio-Webhooks-Signature-Settings"),
+        )
     except SignatureRefused as refused:
         raise HTTPException(refused.status, str(refused)) from None
 
@@ -89,8 +97,11 @@ def twilio_status(request: Request, body: bytes = Depends(request_body)):
     status = (form.get("MessageStatus") or form.get("SmsStatus") or "").strip().lower()
     now = state.clock.now()
     with transaction(state.factory) as session:
-        message = session.scalar(select(Message).where(Message.provider == "twilio", Message.provider_id == sid)
-                                 .limit(1)) if sid else None
+        message = (
+            session.scalar(select(Message).where(Message.provider == "twilio", Message.provider_id == sid).limit(1))
+            if sid
+            else None
+        )
         if message is not None:
             token = _tenant_token(session.get(Tenant, message.tenant_id), state.settings)
             secrets = [(token, message.tenant_id)] if token else []
@@ -105,17 +116,28 @@ def twilio_status(request: Request, body: bytes = Depends(request_body)):
             tenant_id = tenant.id if tenant else None
         code = (form.get("ErrorCode") or "").strip() or None
         report = DeliveryReport(
-            provider="twilio", event_id=f"{sid}:{status}", type=status, at=now, tenant_id=tenant_id,
-            provider_message_id=sid, address=form.get("To"), error_code=code,
+            provider="twilio",
+            event_id=f"{sid}:{status}",
+            type=status,
+            at=now,
+            tenant_id=tenant_id,
+            provider_message_id=sid,
+            address=form.get("To"),
+            error_code=code,
             detail={"status": status, "account_sid": form.get("AccountSid")},
         )
         applied = apply_report(session, report, now)
-    return {"stored": applied.stored, "duplicate": applied.duplicate, "message_id": applied.message_id,
-            "status": applied.status}
+    return {
+        "stored": applied.stored,
+        "duplicate": applied.duplicate,
+        "message_id": applied.message_id,
+        "status": applied.status,
+    }
 
 
-@router.post("/webhooks/twilio/inbound", summary="Twilio inbound SMS", responses=SIGNATURE_RESPONSES,
-             response_class=Response)
+@router.post(
+    "/webhooks/twilio/inbound", summary="Twilio inbound SMS", responses=SIGNATURE_RESPONSES, response_class=Response
+)
 def twilio_inbound(request: Request, body: bytes = Depends(request_body)):
     """An SMS a contact sent to a tenant's number (its `sms_from` setting): keywords (STOP, START, HELP)
     and survey answers. Answers TwiML: the reply, if any, as one <Message>."""
@@ -131,12 +153,22 @@ def twilio_inbound(request: Request, body: bytes = Depends(request_body)):
             raise HTTPException(404, "no tenant sends from this number (tenant setting sms_from)")
         from outbound.delivery.inbound import receive_inbound_sms
 
-        outcome = receive_inbound_sms(session, tenant, from_number=form["From"], to_number=form["To"],
-                                      body=form.get("Body") or "", provider_id=form["MessageSid"],
-                                      clock=state.clock, settings=state.settings)
+        outcome = receive_inbound_sms(
+            session,
+            tenant,
+            from_number=form["From"],
+            to_number=form["To"],
+            body=form.get("Body") or "",
+            provider_id=form["MessageSid"],
+            clock=state.clock,
+            settings=state.settings,
+        )
     reply = getattr(outcome, "reply", None)
-    twiml = (f"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Message>{escape(reply)}</Message></Response>"
-             if reply else "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response/>")
+    twiml = (
+        f'<?xml version="1.0" encoding="UTF-8"?><Response><Message>{escape(reply)}</Message></Response>'
+        if reply
+        else '<?xml version="1.0" encoding="UTF-8"?><Response/>'
+    )
     return Response(twiml, media_type=TWIML)
 
 
@@ -151,8 +183,11 @@ def _sendgrid_keys(session: Session, settings) -> dict[str, int | None]:
     return keys
 
 
-@router.post("/webhooks/sendgrid/events", summary="SendGrid event webhook",
-             responses={**SIGNATURE_RESPONSES, 401: {"description": "The signature headers are missing."}})
+@router.post(
+    "/webhooks/sendgrid/events",
+    summary="SendGrid event webhook",
+    responses={**SIGNATURE_RESPONSES, 401: {"description": "The signature headers are missing."}},
+)
 def sendgrid_events(request: Request, body: bytes = Depends(request_body)):
     """Record SendGrid's events (each once, by sg_event_id) and apply them: message states, email
     suppressions (bounce, spamreport, unsubscribe, group_unsubscribe; group_resubscribe lifts)."""
@@ -161,8 +196,13 @@ def sendgrid_events(request: Request, body: bytes = Depends(request_body)):
     with transaction(state.factory) as session:
         keys = _sendgrid_keys(session, state.settings)
         try:
-            key = check_sendgrid(keys, body, request.headers.get("X-Twilio-Email-Event-Webhook-Signature"),
-                                 request.headers.get("X-Twilio-Email-Event-Webhook-Timestamp"), now)
+            key = check_sendgrid(
+                keys,
+                body,
+                request.headers.get("X-Twilio-Email-Event-Webhook-Signature"),
+                request.headers.get("X-Twilio-Email-Event-Webhook-Timestamp"),
+                now,
+            )
         except SignatureRefused as refused:
             raise HTTPException(refused.status, str(refused)) from None
         try:
@@ -208,19 +248,25 @@ def _sendgrid_report(item: Any, scope: int | None, slugs: dict[str, int], now: d
     except (TypeError, ValueError):
         message_id = None
     try:
-        at = datetime.fromtimestamp(int(item.get("timestamp")), tz=timezone.utc)
+        at = datetime.fromtimestamp(int(item.get("timestamp")), tz=UTC)
     except (TypeError, ValueError, OverflowError, OSError):
         at = now
     email = item.get("email") if isinstance(item.get("email"), str) else None
     sg_message_id = item.get("sg_message_id") if isinstance(item.get("sg_message_id"), str) else None
     text = item.get("reason") or item.get("response")
     detail = {
-        "sg_message_id": sg_message_id, "asm_group_id": item.get("asm_group_id"),
+        "sg_message_id": sg_message_id,
+        "asm_group_id": item.get("asm_group_id"),
         # Bounce texts often quote the address; keep the text, not the address.
         "reason": redact(str(text), email or "")[:300] if text else None,
     }
     return DeliveryReport(
-        provider="sendgrid", event_id=event_id[:200], type=name, at=at, tenant_id=tenant_id, message_id=message_id,
+        provider="sendgrid",
+        event_id=event_id[:200],
+        type=name,
+        at=at,
+        tenant_id=tenant_id,
+        message_id=message_id,
         # sg_message_id is the X-Message-Id we stored, then a dot and SendGrid's own suffix.
         provider_message_id=sg_message_id.split(".")[0] if sg_message_id else None,
         address=email.strip().lower() if email else None,
