@@ -36,3 +36,4 @@ clean:
 lint: $(STAMP)
 	$(BIN)/ruff check outbound tests bench alembic
 	$(BIN)/ruff format --check outbound tests bench alembic
+	$(BIN)/lint-imports

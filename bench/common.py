@@ -16,10 +16,10 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import insert
 
+from outbound.addresses import address_hash
 from outbound.clock import SimulatedClock
 from outbound.db.models import Consent, Contact, Tenant
 from outbound.db.session import make_engine, session_factory, upgrade
-from outbound.ingest.contacts import address_hash
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the throwaway PostgreSQL server lives with the tests

@@ -7,9 +7,9 @@ from campaign_kit import make_world_fixture  # noqa: F401 - fixture
 from definitions_kit import write_definitions
 from sqlalchemy import event, select
 
+from outbound.db.audience import InvalidAudience, compile_audience
 from outbound.db.models import Contact
 from outbound.definitions import DefinitionErrors, load_definitions
-from outbound.enrollment.audience import InvalidAudience, compile_audience
 
 LAPSED = 'count("order_placed") >= 2 and count("order_placed", within="90d") == 0'
 

@@ -8,19 +8,10 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from sqlalchemy import select
 
+from outbound.addresses import address_hash, default_region, normalise_email, normalise_phone
 from outbound.db.models import Consent, Contact
 from outbound.errors import InvalidInput
-from outbound.ingest.contacts import (
-    ConsentIn,
-    ContactIn,
-    address_hash,
-    default_region,
-    import_contacts,
-    normalise_email,
-    normalise_phone,
-    record_consent,
-    upsert_contact,
-)
+from outbound.ingest.contacts import ConsentIn, ContactIn, import_contacts, record_consent, upsert_contact
 
 KST = timezone(timedelta(hours=9))
 

@@ -8,7 +8,7 @@ from sqlalchemy import select, update
 
 from outbound.db.models import Contact
 from outbound.db.session import transaction
-from outbound.delivery.suppressions import suppress
+from outbound.db.suppressions import suppress
 
 NY = ZoneInfo("America/New_York")
 

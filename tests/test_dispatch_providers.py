@@ -7,7 +7,7 @@ from definitions_kit import write_definitions
 
 from outbound.bootstrap import build
 from outbound.config import Settings
-from outbound.delivery.suppressions import is_suppressed
+from outbound.db.suppressions import is_suppressed
 from outbound.providers import SendGridEmail, TwilioSms
 from outbound.testing import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, DEFAULT_SENDGRID_API_KEY, FakeProviderServer
 

@@ -8,7 +8,7 @@ from campaign_kit import CAMPAIGN_TEMPLATES, campaigns, make_world_fixture  # no
 from outbound.db.messages import transition
 from outbound.db.models import Message
 from outbound.db.session import transaction
-from outbound.delivery.suppressions import suppress
+from outbound.db.suppressions import suppress
 from outbound.providers import SendGridEmail, TwilioSms
 from outbound.testing import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, DEFAULT_SENDGRID_API_KEY, FakeProviderServer
 

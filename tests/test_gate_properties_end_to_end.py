@@ -18,7 +18,7 @@ from outbound.clock import SimulatedClock
 from outbound.compliance import ConsentRecord, MessageFacts
 from outbound.db.models import DeliveryEvent, Enrollment, Event, Message, MessageTransition
 from outbound.db.session import transaction
-from outbound.delivery.suppressions import suppress
+from outbound.db.suppressions import suppress
 from outbound.dispatch.dispatcher import Dispatcher
 from outbound.ingest.contacts import ConsentIn, ContactIn, record_consent, upsert_contact
 from outbound.providers.outbox import Outbox

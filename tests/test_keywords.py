@@ -9,9 +9,9 @@ from sqlalchemy import select
 
 from outbound.db.models import Consent, InboundMessage, Suppression
 from outbound.db.session import transaction
+from outbound.db.suppressions import is_suppressed
 from outbound.delivery.inbound import receive_inbound_sms
 from outbound.delivery.keywords import HELP, OPT_IN, OPT_OUT, YES, classify
-from outbound.delivery.suppressions import is_suppressed
 
 
 @pytest.mark.parametrize(
@@ -167,7 +167,7 @@ def test_start_lifts_the_opt_out_and_restores_what_stop_revoked(world, shop):
 
 
 def test_start_does_not_lift_a_suppression_the_contact_did_not_ask_for(world, shop):
-    from outbound.delivery.suppressions import suppress
+    from outbound.db.suppressions import suppress
 
     with transaction(world.runtime.factory) as session:
         suppress(

@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from outbound.db.models import Consent
-from outbound.delivery.suppressions import is_suppressed
+from outbound.db.suppressions import is_suppressed
 from outbound.rendering.links import unsubscribe_token
 from outbound.web.app import create_app
 

@@ -21,7 +21,7 @@ from outbound.bootstrap import build
 from outbound.config import Settings
 from outbound.db.models import DeliveryEvent, Message
 from outbound.db.session import transaction
-from outbound.delivery.suppressions import is_suppressed, suppress
+from outbound.db.suppressions import is_suppressed, suppress
 from outbound.providers import SendGridEmail
 from outbound.testing import DEFAULT_SENDGRID_API_KEY, FakeProviderServer
 from outbound.web.app import create_app

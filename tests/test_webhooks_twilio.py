@@ -15,7 +15,7 @@ from twilio.request_validator import RequestValidator
 from outbound.bootstrap import build
 from outbound.config import Settings
 from outbound.db.models import DeliveryEvent, InboundMessage, MessageTransition
-from outbound.delivery.suppressions import is_suppressed
+from outbound.db.suppressions import is_suppressed
 from outbound.providers import TwilioSms
 from outbound.testing import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, FakeProviderServer
 from outbound.web.app import create_app

@@ -48,10 +48,10 @@ def contacts_show(
     """A contact, its consent history (when, source, text shown), its suppressions and recent messages."""
     from sqlalchemy import select
 
+    from outbound.addresses import address_hash
     from outbound.compliance.zones import resolve_jurisdiction, resolve_timezone
     from outbound.db.models import Consent, Contact, Message, Suppression
     from outbound.errors import NotFound
-    from outbound.ingest.contacts import address_hash
     from outbound.tenancy.tenants import get_tenant
 
     with friendly_errors(), database(db) as factory, factory() as session:

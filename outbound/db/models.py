@@ -23,6 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, validates
 
+from outbound.addresses import address_hash
 from outbound.db.types import BigId, UTCDateTime
 
 NAMING = {
@@ -91,8 +92,6 @@ class Contact(Base):
 
     @validates("phone")
     def _phone_set(self, _key: str, value: str | None) -> str | None:
-        from outbound.ingest.contacts import address_hash  # contacts imports the models
-
         self.phone_hash = address_hash("sms", value) if value else None
         return value
 

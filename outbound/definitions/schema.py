@@ -20,7 +20,7 @@ from pydantic import (
 
 from outbound.clock import parse_duration
 from outbound.conditions import Condition, InvalidCondition, compile_condition
-from outbound.enrollment.audience import Audience, InvalidAudience, compile_audience
+from outbound.db.audience import Audience, InvalidAudience, compile_audience
 
 Kind = Literal["notification", "reminder", "survey", "winback", "lead"]
 Purpose = Literal["transactional", "survey", "marketing"]

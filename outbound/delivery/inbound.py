@@ -12,11 +12,11 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from outbound.addresses import address_hash, default_region, normalise_phone
 from outbound.db.models import Consent, Contact, InboundMessage, Message, Suppression, Tenant
+from outbound.db.suppressions import suppress
 from outbound.delivery import keywords
-from outbound.delivery.suppressions import suppress
 from outbound.errors import InvalidInput
-from outbound.ingest.contacts import address_hash, default_region, normalise_phone
 
 SOURCE = "inbound SMS"
 # Purposes an SMS opt-out revokes in the ledger. Transactional SMS stops through the suppression

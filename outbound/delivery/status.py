@@ -25,10 +25,10 @@ from sqlalchemy import delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from outbound.addresses import address_hash
 from outbound.db.messages import FINAL, transition
 from outbound.db.models import DeliveryEvent, Message, Suppression
-from outbound.delivery.suppressions import suppress
-from outbound.ingest.contacts import address_hash
+from outbound.db.suppressions import suppress
 
 log = logging.getLogger(__name__)
 

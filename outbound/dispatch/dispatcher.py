@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from outbound.addresses import contact_address_hash
 from outbound.clock import Clock
 from outbound.compliance import (
     Allow,
@@ -61,7 +62,6 @@ from outbound.engagement.surveys import survey_url
 from outbound.enrollment.campaign_state import not_paused
 from outbound.enrollment.fallback import schedule_fallback, undeliverable
 from outbound.errors import OutboundError
-from outbound.ingest.contacts import contact_address_hash
 from outbound.providers import (
     OutgoingMessage,
     PermanentProviderError,
@@ -717,7 +717,7 @@ class Dispatcher:
             schedule_fallback(session, message, self.definitions, now, f"provider error {error.code}")
         reason = SUPPRESSING_CODES.get(error.code or "")
         if reason and message.to_address:
-            from outbound.delivery.suppressions import suppress
+            from outbound.db.suppressions import suppress
 
             suppress(
                 session,

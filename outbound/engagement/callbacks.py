@@ -21,6 +21,7 @@ import phonenumbers
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from outbound.addresses import address_hash, contact_address_hash
 from outbound.clock import ensure_utc, parse_duration
 from outbound.compliance import (
     Allow,
@@ -34,10 +35,10 @@ from outbound.compliance import (
 )
 from outbound.compliance.rules import inside, next_local
 from outbound.db.models import Agent, CallbackAttempt, CallbackTask, Contact, DncImport, Enrollment, Suppression, Tenant
-from outbound.delivery.suppressions import suppress
+from outbound.db.suppressions import suppress
 from outbound.enrollment.planner import exit_enrollment
 from outbound.errors import InvalidInput, NotFound, OutboundError
-from outbound.ingest.contacts import ConsentIn, address_hash, contact_address_hash, record_consent
+from outbound.ingest.contacts import ConsentIn, record_consent
 
 OUTCOMES = {
     "reached": "Reached",

@@ -42,8 +42,8 @@ from outbound.db.models import (
 )
 from outbound.definitions import Definitions
 from outbound.enrollment.campaign_state import campaign_states
+from outbound.enrollment.conversions import record_conversions
 from outbound.errors import NotFound
-from outbound.reporting.attribution import record_conversions
 
 PENDING = ("scheduled", "deferred")
 # Call outcomes after which a lead is still worth nurturing: nobody was reached yet.

@@ -16,12 +16,12 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from outbound.addresses import address_hash, default_region, normalise_phone
 from outbound.compliance import Block, Decision, dnc_decision, policy_for
 from outbound.compliance.zones import resolve_jurisdiction
 from outbound.db.models import DncImport, Suppression, Tenant
-from outbound.delivery.suppressions import is_suppressed, suppress
+from outbound.db.suppressions import is_suppressed, suppress
 from outbound.errors import InvalidInput, NotFound
-from outbound.ingest.contacts import address_hash, default_region, normalise_phone
 
 
 @dataclass

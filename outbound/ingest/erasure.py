@@ -15,6 +15,7 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from outbound.addresses import address_hash
 from outbound.db.messages import transition
 from outbound.db.models import (
     CallbackAttempt,
@@ -29,9 +30,8 @@ from outbound.db.models import (
     SurveyResponse,
     Tenant,
 )
-from outbound.delivery.suppressions import suppress
+from outbound.db.suppressions import suppress
 from outbound.errors import NotFound
-from outbound.ingest.contacts import address_hash
 
 PENDING = ("scheduled", "deferred")
 

@@ -20,8 +20,8 @@ from sqlalchemy.orm import Session
 
 from outbound.db.models import Consent, Contact, Tenant
 from outbound.db.session import transaction
+from outbound.db.suppressions import suppress
 from outbound.delivery.keywords import is_korean
-from outbound.delivery.suppressions import suppress
 from outbound.rendering.links import read_unsubscribe_token
 from outbound.web.api import request_body
 

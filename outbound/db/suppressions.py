@@ -1,4 +1,4 @@
-"""The suppression list: addresses that must not be contacted on a channel, kept by hash."""
+"""The suppression store: addresses that must not be contacted on a channel, kept by hash. The one writer of suppressions."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from outbound.addresses import address_hash
 from outbound.db.models import Suppression
-from outbound.ingest.contacts import address_hash
 
 
 def suppress(

@@ -1,0 +1,94 @@
+"""Addresses: phone numbers in E.164, email addresses, and the hash suppressions and lists are kept by.
+
+Pure: text in, text out. A number written without a leading `+` is read as a national number of a
+default region: the contact's own jurisdiction when it is a country (`US`, `KR`), else the country of
+its time zone (from the IANA `zone.tab`, e.g. `Europe/Berlin` → `DE`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from functools import lru_cache
+from importlib import resources
+
+import phonenumbers
+
+from outbound.errors import InvalidInput
+
+
+def normalise_phone(raw: str, default_region: str | None) -> str:
+    """`raw` in E.164; a number without `+` is read in `default_region`. InvalidInput if not a real number."""
+    text = (raw or "").strip()
+    try:
+        number = phonenumbers.parse(text, None if text.startswith("+") else default_region)
+    except phonenumbers.NumberParseException:
+        number = None
+    if number is None or not phonenumbers.is_valid_number(number):
+        hint = "" if text.startswith("+") or default_region else " (write it with + and the country code)"
+        raise InvalidInput(f"not a valid phone number: {raw!r}{hint}", field="contact.phone")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def normalise_email(raw: str) -> str:
+    """`raw` trimmed and lower-cased; InvalidInput unless it has one `@` and a dotted domain."""
+    text = (raw or "").strip().lower()
+    local, _, domain = text.partition("@")
+    if (
+        text.count("@") != 1
+        or not local
+        or "." not in domain
+        or domain.startswith(".")
+        or domain.endswith(".")
+        or any(c.isspace() for c in text)
+    ):
+        raise InvalidInput(f"not a valid email address: {raw!r}", field="contact.email")
+    return text
+
+
+@lru_cache(maxsize=65536)  # pure, and dispatch asks it for every message of every batch
+def address_hash(channel: str, address: str) -> str:
+    """SHA-256 hex of the normalised address: E.164 phone for sms/voice, lower-case email.
+
+    It never refuses a non-empty address, because suppressions must be kept
+    even for numbers no one can parse (e.g. one a provider called invalid):
+    such a phone is reduced to its digits and `+`, such an email to lower case.
+    """
+    text = (address or "").strip()
+    if channel == "email":
+        normalised = text.lower()
+    elif channel in ("sms", "voice"):
+        try:
+            normalised = normalise_phone(text, None)
+        except InvalidInput:
+            normalised = "".join(c for c in text if c.isdigit() or c == "+")
+    else:
+        raise InvalidInput(f"unknown channel {channel!r}", field="channel")
+    if not normalised:
+        raise InvalidInput("an address is required", field="address")
+    return hashlib.sha256(normalised.encode("utf-8")).hexdigest()
+
+
+def contact_address_hash(channel: str, contact) -> str:
+    """`address_hash` of a contact's address on `channel` (which it must have), from the phone's stored
+    hash when the row holds one (see Contact.phone_hash): no number parsed for each message or call."""
+    if channel in ("sms", "voice"):
+        return contact.phone_hash or address_hash(channel, contact.phone)
+    return address_hash(channel, contact.email)
+
+
+@lru_cache(maxsize=1)
+def _zone_countries() -> dict[str, str]:
+    text = resources.files("tzdata.zoneinfo").joinpath("zone.tab").read_text(encoding="utf-8")
+    countries = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            parts = line.split("\t")
+            countries[parts[2]] = parts[0]
+    return countries
+
+
+def default_region(jurisdiction: str | None, timezone: str | None) -> str | None:
+    """The region for numbers written without `+`: a country jurisdiction, else the time zone's country."""
+    if jurisdiction in ("US", "KR"):
+        return jurisdiction
+    return _zone_countries().get(timezone or "")
