@@ -33,8 +33,8 @@ class Runtime:
     definitions: Definitions
     providers: dict[str, Provider]
     dispatcher: Dispatcher = field(init=False)
-    # When a simulated run last did the hourly consent duties (outbound.jobs.simulation.run_until).
-    consent_duties_at: datetime | None = field(default=None, init=False)
+    # When a simulated run last did each duty, by name (outbound.jobs.simulation.run_until).
+    duty_runs: dict[str, datetime] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
         self.dispatcher = Dispatcher(self.factory, self.definitions, self.providers, self.clock, self.settings)

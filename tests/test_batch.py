@@ -7,8 +7,9 @@ from sqlalchemy import select, text
 
 from outbound.db.models import BatchRun, Enrollment, OfferCode, Tenant
 from outbound.db.session import transaction
-from outbound.enrollment.audience_runs import fire_batch, prune_batch_jobs, run_batch_job, schedule_batch_jobs
+from outbound.enrollment.audience_runs import fire_batch
 from outbound.enrollment.campaign_state import pause
+from outbound.jobs.batch_campaigns import JOB_REFERENCE, prune_batch_jobs, run_batch_job, schedule_batch_jobs
 
 LAPSED = """
 name: lapsed
@@ -115,6 +116,37 @@ def test_offer_codes_come_from_the_pool_once_each_then_from_the_pattern(make_wor
     assert sorted(code for code in given if any(f"Code {code}." in body for body in bodies)) == sorted(given)
 
 
+def test_a_job_stored_under_an_earlier_module_path_is_rewritten_when_the_scheduler_starts(make_world):
+    import pickle
+
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    world, _ = _lapsed_shop(make_world)
+    runtime = world.runtime
+    earlier = BackgroundScheduler(timezone="UTC")
+    schedule_batch_jobs(earlier, runtime)
+    earlier.start(paused=True)
+    earlier.shutdown(wait=False)
+    # As a database written before the job's module moved holds it: a reference that no longer imports.
+    with runtime.engine.begin() as connection:
+        [state] = connection.execute(text("SELECT job_state FROM apscheduler_jobs")).scalars()
+        old = pickle.loads(state)
+        old["func"] = "outbound.batch:run_batch_job"
+        connection.execute(text("UPDATE apscheduler_jobs SET job_state = :state"), {"state": pickle.dumps(old)})
+    scheduler = BackgroundScheduler(timezone="UTC")
+    wanted = schedule_batch_jobs(scheduler, runtime)
+    scheduler.start(paused=True)
+    try:
+        removed = prune_batch_jobs(scheduler, wanted)
+        [job] = scheduler.get_jobs(jobstore="batch")
+    finally:
+        scheduler.shutdown(wait=False)
+    assert removed == 0 and job.id == "batch:shop-us:lapsed" and job.func_ref == JOB_REFERENCE
+    with runtime.engine.connect() as connection:
+        [state] = connection.execute(text("SELECT job_state FROM apscheduler_jobs")).scalars()
+    assert pickle.loads(state)["func"] == JOB_REFERENCE
+
+
 def test_apscheduler_keeps_one_cron_job_per_tenant_and_campaign_in_our_database(make_world, clock):
     from apscheduler.schedulers.background import BackgroundScheduler
 
@@ -124,7 +156,7 @@ def test_apscheduler_keeps_one_cron_job_per_tenant_and_campaign_in_our_database(
     earlier = BackgroundScheduler(timezone="UTC")
     schedule_batch_jobs(earlier, runtime)
     earlier.add_job(
-        "outbound.enrollment.audience_runs:run_batch_job",
+        JOB_REFERENCE,
         "cron",
         hour=3,
         args=["shop-us", "deleted"],

@@ -16,8 +16,8 @@ from outbound.config import Settings
 from outbound.db.models import Consent, Contact, Enrollment
 from outbound.db.session import transaction
 from outbound.delivery.inbound import receive_inbound_sms
+from outbound.enrollment.consent_notices import run_consent_jobs
 from outbound.ingest.contacts import ConsentIn, record_consent
-from outbound.jobs.consent import run_consent_jobs
 
 REPO = Path(__file__).resolve().parents[1]
 SEOUL = ZoneInfo("Asia/Seoul")

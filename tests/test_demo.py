@@ -2,6 +2,7 @@
 
 import io
 import json
+import sqlite3
 
 from rich.console import Console
 
@@ -23,6 +24,16 @@ def test_demo_sends_defers_blocks_and_cancels_with_reasons_in_both_languages(tmp
     rules = set(figures["by_rule"])
     assert {"blocked:consent", "cancelled:exit"} <= rules
     assert any(rule.startswith("deferred:") for rule in rules)
+    # Enrollments with nothing left to send are completed, as the scheduler completes them; the report says so.
+    enrollments = figures["enrollments"]
+    assert enrollments["completed"] > enrollments.get("active", 0) and enrollments["exited"] > 0
+    assert f"{enrollments['completed']} completed" in text
+    with sqlite3.connect(tmp_path / "demo.db") as db:
+        idle = db.execute(
+            "SELECT count(*) FROM enrollments e WHERE e.status = 'active' AND NOT EXISTS (SELECT 1 FROM messages m "
+            "WHERE m.enrollment_id = e.id AND m.status IN ('scheduled', 'deferred', 'sending'))"
+        ).fetchone()[0]
+    assert idle == 0
     # Malformed scenario events are refused with a reason, the rest still went in.
     assert figures["ingest_errors"] >= 2
     for campaign in ("shipping_delay", "cart_abandonment", "delivery_survey", "churn_winback", "lead_followup"):

@@ -7,7 +7,8 @@ from waiting_kit import wait_until
 from outbound.db.messages import transition
 from outbound.db.session import transaction
 from outbound.dispatch.dispatcher import expire_sending
-from outbound.jobs.scheduler import housekeeping, start_scheduler
+from outbound.jobs.duties import housekeeping
+from outbound.jobs.scheduler import start_scheduler
 
 
 def test_background_scheduler_sends_a_due_message(world, runtime, clock, outbox):

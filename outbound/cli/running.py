@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from outbound.cli.common import DbOption, console, friendly_errors, runtime_for
+from outbound.cli.common import DbOption, console, database, friendly_errors, runtime_for
 
 
 def _parse_time(text: str) -> datetime:
@@ -41,14 +41,16 @@ def run(
         resolution = parse_duration(step)
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
-    with friendly_errors(), runtime_for(db) as runtime:
-        with transaction(runtime.factory) as session:
-            first = next_due(session)
-        begin = _parse_time(start) if start else min(first or end, end)
+    with friendly_errors():
+        if start:
+            begin = _parse_time(start)
+        else:
+            with database(db) as factory, transaction(factory) as session:
+                first = next_due(session)
+            begin = min(first or end, end)
         clock = SimulatedClock(begin)
-        runtime.clock = clock
-        runtime.dispatcher.clock = clock
-        report = run_until(runtime, clock, end, resolution)
+        with runtime_for(db, clock=clock) as runtime:
+            report = run_until(runtime, clock, end, resolution)
     console.print(
         f"ran {begin:%Y-%m-%d %H:%M}Z → {end:%Y-%m-%d %H:%M}Z: {report.sent} sent, {report.deferred} deferred, "
         f"{report.blocked} blocked, {report.failed} failed, {report.retried} retried"
@@ -82,9 +84,11 @@ def worker(
     db: DbOption = None,
 ) -> None:
     """Dispatch only: claim due messages in batches and send them (run as many as you need)."""
+    from outbound.jobs.duties import dispatch
+
     with friendly_errors(), runtime_for(db) as runtime:
         while True:
-            report = runtime.dispatcher.drain()
+            report = dispatch(runtime)
             if report.claimed:
                 console.print(
                     f"{report.claimed} claimed: {report.sent} sent, {report.deferred} deferred, "

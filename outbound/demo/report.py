@@ -78,6 +78,17 @@ def print_report(session: Session, console: Console, *, outbox, ingest_errors: l
     )
     console.print(table)
 
+    console.rule("[bold]Enrollments")
+    enrollments: Counter = Counter()
+    for result in results:
+        enrollments.update(result.enrollments)
+    console.print(
+        f"{enrollments.total()} enrollments: {enrollments['completed']} completed (every step done, held out, "
+        f"or no step applied), {enrollments['exited']} exited (an exit event, or an agent's outcome), "
+        f"{enrollments['active']} still active (a step still to come)",
+        highlight=False,
+    )
+
     console.rule("[bold]Why messages waited or were stopped, by rule")
     why = Table("tenant", "outcome", "rule", "messages", "campaigns", "for example (as recorded)")
     by_rule: Counter = Counter()
@@ -106,6 +117,7 @@ def print_report(session: Session, console: Console, *, outbox, ingest_errors: l
 
     return {
         "totals": dict(totals),
+        "enrollments": dict(enrollments),
         "by_rule": {f"{o}:{r}": n for (o, r), n in by_rule.items()},
         "ingest_errors": len(ingest_errors),
         "outbox": len(outbox.sent),

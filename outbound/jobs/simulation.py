@@ -1,19 +1,19 @@
-"""Driving a simulated clock through due work: `outbound run --until` and the demo."""
+"""Driving a simulated clock through the duties of `outbound.jobs.duties`: `outbound run --until` and the demo."""
 
 from __future__ import annotations
 
 import math
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from outbound.clock import SimulatedClock
-from outbound.db.session import transaction
-from outbound.dispatch.dispatcher import TickReport, expire_sending, next_due
-from outbound.enrollment.audience_runs import next_batch_time, run_due_batches
-from outbound.enrollment.fallback import sweep_undelivered
-from outbound.enrollment.planner import end_nurture_after_outcomes
-from outbound.jobs.scheduler import consent_duties
+from outbound.dispatch.dispatcher import TickReport
+from outbound.jobs.duties import DUTIES, Duty
 
-CONSENT_DUTIES_EVERY = timedelta(hours=1)
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from outbound.bootstrap import Runtime
 
 
 def _round_up(when: datetime, step: timedelta) -> datetime:
@@ -22,29 +22,37 @@ def _round_up(when: datetime, step: timedelta) -> datetime:
     return datetime.fromtimestamp(math.ceil(epoch / seconds) * seconds, tz=when.tzinfo)
 
 
+def _due(duty: Duty, runtime: Runtime, now: datetime) -> bool:
+    # A duty that sweeps what is due runs at every stop; another once its period has passed since its
+    # last run on this runtime, however many short runs the period is cut into (or if the clock went back).
+    if duty.sweeps:
+        return True
+    last = runtime.duty_runs.get(duty.name)
+    return last is None or not timedelta(0) <= now - last < duty.every(runtime.settings)
+
+
 def run_until(
-    runtime, clock: SimulatedClock, until: datetime, step: timedelta = timedelta(minutes=1), on_tick=None
+    runtime: Runtime,
+    clock: SimulatedClock,
+    until: datetime,
+    step: timedelta = timedelta(minutes=1),
+    on_tick: Callable[[datetime], object] | None = None,
 ) -> TickReport:
-    """Advance `clock` to `until`, stopping at each time work is due (on the `step` grid) and doing it."""
+    """Advance `clock` to `until`, stopping at each time work is due (on the `step` grid) and doing it.
+
+    At each stop every due duty runs, in the order of `DUTIES`; the dispatch reports are summed.
+    """
     total = TickReport()
     while True:
-        # KR consent notices and reconfirmation requests, once per simulated hour (as the scheduler does),
-        # however many short runs the hour is cut into.
-        last = runtime.consent_duties_at
-        if last is None or not timedelta(0) <= clock.now() - last < CONSENT_DUTIES_EVERY:
-            consent_duties(runtime)
-            runtime.consent_duties_at = clock.now()
-        # Cron batch campaigns fire at their times on this clock too, before what they enroll is sent.
-        run_due_batches(runtime.factory, runtime.definitions, clock)
-        report = runtime.dispatcher.drain()
-        total.add(report)
-        with transaction(runtime.factory) as session:
-            expire_sending(session, clock.now(), timedelta(minutes=runtime.settings.sending_expiry_minutes))
-            sweep_undelivered(session, runtime.definitions, clock.now())
-            end_nurture_after_outcomes(session, runtime.definitions, clock.now())
-            due = next_due(session)
-        batch_due = next_batch_time(runtime.factory, runtime.definitions, clock.now())
-        due = min((t for t in (due, batch_due) if t is not None), default=None)
+        now = clock.now()
+        for duty in DUTIES:
+            if _due(duty, runtime, now):
+                result = duty.run(runtime)
+                runtime.duty_runs[duty.name] = now
+                if isinstance(result, TickReport):
+                    total.add(result)
+        upcoming = [duty.next_work(runtime, clock.now()) for duty in DUTIES if duty.next_work is not None]
+        due = min((t for t in upcoming if t is not None), default=None)
         if on_tick is not None:
             on_tick(clock.now())
         if due is None or due > until:

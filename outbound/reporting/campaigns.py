@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import distinct, func, select
 from sqlalchemy.orm import Session
 
-from outbound.db.models import CallbackTask, Contact, Message, MessageTransition, Tenant
+from outbound.db.models import CallbackTask, Contact, Enrollment, Message, MessageTransition, Tenant
 
 
 @dataclass
@@ -20,6 +20,7 @@ class CampaignResult:
     statuses: Counter = field(default_factory=Counter)
     deferred_ever: int = 0  # messages that waited at least once, whatever they became
     reasons: Counter = field(default_factory=Counter)  # (outcome, rule) → messages
+    enrollments: Counter = field(default_factory=Counter)  # enrollment status (active, completed, exited) → count
 
     @property
     def total(self) -> int:
@@ -61,6 +62,12 @@ def campaign_results(session: Session) -> list[CampaignResult]:
         .group_by(Tenant.slug, Message.campaign)
     ):
         result(slug, campaign).deferred_ever = count
+    for slug, campaign, status, count in session.execute(
+        select(Tenant.slug, Enrollment.campaign, Enrollment.status, func.count())
+        .join(Tenant, Tenant.id == Enrollment.tenant_id)
+        .group_by(Tenant.slug, Enrollment.campaign, Enrollment.status)
+    ):
+        result(slug, campaign).enrollments[status] += count
     return [results[key] for key in sorted(results)]
 
 
