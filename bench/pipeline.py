@@ -16,7 +16,8 @@ from outbound.config import Settings
 from outbound.db.models import Contact, Message, Tenant
 from outbound.db.session import transaction
 from outbound.definitions import load_definitions
-from outbound.enrollment.planner import enroll_many
+from outbound.enrollment.audience_runs import CHUNK
+from outbound.enrollment.writer import candidate, enroll
 from outbound.providers import Outbox, TwilioSms
 
 CAMPAIGN = """name: bench_reminder
@@ -41,12 +42,16 @@ def definitions(folder: Path):
 
 
 def _enroll_all(runtime, count: int) -> None:
-    """Enroll the first `count` contacts the way a caller with many contacts at once does: `enroll_many`."""
+    """Enroll the first `count` contacts the way the product enrolls a list of contacts: the one writer, a
+    batch run's chunk at a time."""
     campaign = runtime.definitions.campaigns["bench_reminder"]
+    now = runtime.clock.now()
     with transaction(runtime.factory) as session:
         tenant = session.scalar(select(Tenant))
         contacts = session.execute(select(Contact.__table__).order_by(Contact.id).limit(count)).all()
-        enroll_many(session, tenant, campaign, contacts, runtime.clock)
+        for start in range(0, len(contacts), CHUNK):
+            chunk = contacts[start : start + CHUNK]
+            enroll(session, tenant, [candidate(campaign, c, None, now, "bench") for c in chunk], now)
 
 
 def raw_insert_rate(url: str, count: int) -> float:

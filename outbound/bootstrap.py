@@ -16,7 +16,7 @@ from outbound.db.models import Contact, Event, Tenant
 from outbound.db.session import make_engine, session_factory
 from outbound.definitions import Definitions, load_definitions
 from outbound.dispatch.dispatcher import Dispatcher
-from outbound.enrollment.planner import EventOutcome, process_event, process_events
+from outbound.enrollment.triggers import EventOutcome, process_event, process_events
 from outbound.providers import Provider, build_providers
 
 SHIPPED_DEFINITIONS = Path(__file__).resolve().parents[1]

@@ -6,7 +6,7 @@ from campaign_kit import make_world_fixture  # noqa: F401 - fixture
 from sqlalchemy import select
 
 from outbound.db.models import Conversion
-from outbound.enrollment.planner import in_holdout
+from outbound.enrollment.plan import in_holdout
 from outbound.reporting.attribution import lift_report
 
 

@@ -298,23 +298,31 @@ def _forget_enrollments(session):
         session.execute(table.__table__.delete())
 
 
-def test_a_batch_run_writes_for_each_contact_exactly_the_rows_enroll_writes(make_world, clock, monkeypatch):
+def test_a_batch_run_writes_as_sets_exactly_the_rows_the_writer_writes_for_one_contact_at_a_time(
+    make_world, clock, monkeypatch
+):
     from outbound.db.models import Contact
     from outbound.enrollment import audience_runs as batch
-    from outbound.enrollment.planner import enroll
+    from outbound.enrollment import writer
 
     world, tenant = _split_shop(make_world)
     campaign = world.runtime.definitions.campaigns["split"]
+    now = clock.now()
+    monkeypatch.setattr(writer, "SETS_FROM", 1000)
     with transaction(world.runtime.factory) as session:
         tenant_row = session.get(Tenant, tenant.id)
-        ids = campaign.audience.contact_ids(session, tenant.id, clock.now())
+        ids = campaign.audience.contact_ids(session, tenant.id, now)
         for contact in session.scalars(select(Contact).where(Contact.id.in_(ids)).order_by(Contact.id)):
-            enroll(session, tenant_row, campaign, contact, None, clock, trigger="schedule 0 10 * * *")
+            # One contact at a time, written as rows.
+            writer.enroll(
+                session, tenant_row, [writer.candidate(campaign, contact, None, now, "schedule 0 10 * * *")], now
+            )
     with world.runtime.factory() as session:
         one_by_one = _written(session)
     with transaction(world.runtime.factory) as session:
         _forget_enrollments(session)
     monkeypatch.setattr(batch, "CHUNK", 7)  # several chunks, the last one short
+    monkeypatch.setattr(writer, "SETS_FROM", 1)  # each chunk written as sets
     with transaction(world.runtime.factory) as session:
         run = fire_batch(session, session.get(Tenant, tenant.id), campaign, clock.now(), clock)
     with world.runtime.factory() as session:
@@ -366,7 +374,7 @@ def test_a_batch_run_issues_the_same_number_of_queries_for_ten_contacts_as_for_a
 
 def test_a_batch_run_gives_pool_codes_in_contact_order_then_codes_from_the_pattern(make_world, clock):
     from outbound.db.models import Contact
-    from outbound.enrollment.audience_writer import pattern_code
+    from outbound.enrollment.plan import pattern_code
 
     pooled = LAPSED.replace(
         'pattern: "BACK-{random:6}"', 'pool: [POOL-A, POOL-B, POOL-C]\n  pattern: "BACK-{random:6}"'
@@ -405,8 +413,7 @@ def test_a_batch_run_gives_pool_codes_in_contact_order_then_codes_from_the_patte
 
 
 def test_the_batch_holdout_test_answers_exactly_as_in_holdout():
-    from outbound.enrollment.audience_writer import holdout_test
-    from outbound.enrollment.planner import in_holdout
+    from outbound.enrollment.plan import holdout_test, in_holdout
 
     names = [f"cust-{n}" for n in range(3000)] + ["고객-7", "ünïcode", "", "a\x1fb"]
     for share in (0.0, 0.1, 0.2, 0.5, 1.0):
@@ -415,7 +422,7 @@ def test_the_batch_holdout_test_answers_exactly_as_in_holdout():
 
 
 def test_codes_drawn_for_a_whole_chunk_are_the_codes_pattern_code_draws():
-    from outbound.enrollment.audience_writer import pattern_code, pattern_codes
+    from outbound.enrollment.plan import pattern_code, pattern_codes
 
     seeds = {n: f"shop:lapsed:c{n}:{n + 7}" for n in range(500)}
     for pattern in ("BACK-{random:4}", "{random:6}", "X-{random:16}-Y"):
@@ -427,7 +434,7 @@ def test_codes_drawn_for_a_whole_chunk_are_the_codes_pattern_code_draws():
 
 def _colliding_seeds(pattern):
     """Two seeds whose first draws are the same code (a birthday search over a short pattern)."""
-    from outbound.enrollment.audience_writer import pattern_code
+    from outbound.enrollment.plan import pattern_code
 
     first: dict[str, str] = {}
     for n in range(100_000):
@@ -441,7 +448,8 @@ def _colliding_seeds(pattern):
 
 def test_a_code_taken_before_or_drawn_twice_in_a_round_is_redrawn_and_eight_taken_draws_give_up(make_world, clock):
     from outbound.db.models import Contact
-    from outbound.enrollment.audience_writer import CODE_DRAWS, BatchEnrollment, pattern_code
+    from outbound.enrollment.plan import CODE_DRAWS, pattern_code
+    from outbound.enrollment.writer import draw_pattern_codes
 
     pattern = "T-{random:4}"
     world = make_world(campaigns(lapsed=LAPSED.replace("BACK-{random:6}", pattern)))
@@ -452,22 +460,21 @@ def test_a_code_taken_before_or_drawn_twice_in_a_round_is_redrawn_and_eight_take
     twin_a, twin_b = _colliding_seeds(pattern)
     with transaction(world.runtime.factory) as session:
         ids = list(session.scalars(select(Contact.id).order_by(Contact.id)))
-        seeds = dict(zip(ids, [twin_a, twin_b, "plain", "taken-once", "always-taken"], strict=True))
+        seeds = dict(enumerate([twin_a, twin_b, "plain", "taken-once", "always-taken"]))
         # Codes given before (to nobody yet, as pool codes are): the first draw of one contact, all of another's.
         taken = [pattern_code(pattern, "taken-once", 0)] + [
             pattern_code(pattern, "always-taken", d) for d in range(CODE_DRAWS)
         ]
         session.add_all(OfferCode(tenant_id=tenant.id, campaign="lapsed", code=code) for code in taken)
         session.flush()
-        writer = BatchEnrollment(session.get(Tenant, tenant.id), campaign, clock.now(), "test")
-        writer._from_pattern(session.connection(), pattern, seeds)
+        left = draw_pattern_codes(session, tenant.id, campaign.name, pattern, seeds, ids, clock.now())
     with world.runtime.factory() as session:
         given = dict(
             session.execute(select(OfferCode.contact_id, OfferCode.code).where(OfferCode.contact_id.is_not(None))).all()
         )
     assert given[ids[2]] == pattern_code(pattern, "plain", 0)
     assert given[ids[3]] == pattern_code(pattern, "taken-once", 1)
-    assert ids[4] not in given  # eight draws, all taken: no code, as `assign_offer_code`
+    assert ids[4] not in given and left == {4}  # eight draws, all taken: no code
     twins = {given[ids[0]], given[ids[1]]}
     assert pattern_code(pattern, twin_a, 0) in twins and len(twins) == 2  # one keeps the code, the other redraws
     assert len(set(given.values())) == len(given) == 4

@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from outbound.db.models import Enrollment
 from outbound.definitions import load_definitions
-from outbound.enrollment.planner import in_holdout
+from outbound.enrollment.plan import in_holdout
 
 
 def test_the_held_out_share_is_within_tolerance_over_many_contacts():

@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from outbound.db.models import CallbackTask, Enrollment
 from outbound.db.session import transaction
-from outbound.enrollment.planner import end_lead_nurture
+from outbound.enrollment.lifecycle import end_lead_nurture
 
 LEAD = """
 name: lead

@@ -9,7 +9,7 @@ from definitions_kit import write_definitions
 
 from outbound.definitions import DefinitionErrors, load_definitions
 from outbound.definitions.schema import StepDef
-from outbound.enrollment.planner import pick_variant
+from outbound.enrollment.plan import pick_variant
 from outbound.reporting.attribution import variant_results
 
 AB = """

@@ -7,7 +7,6 @@ Nothing is stored: no offer code is given out and no message is created.
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -20,7 +19,7 @@ from outbound.context import contact_view, event_view, tenant_view
 from outbound.db.models import Contact, Event, Tenant
 from outbound.definitions.formats import check_message
 from outbound.engagement.surveys import survey_url
-from outbound.enrollment.planner import fill_code_pattern
+from outbound.enrollment.plan import pattern_code
 from outbound.errors import NotFound, OutboundError
 from outbound.rendering.links import unsubscribe_url
 from outbound.rendering.templates import SmsInfo, locale_chain, sms_segments
@@ -165,7 +164,7 @@ def sample_offer_code(campaign) -> str | None:
         return None
     if offers.pool:
         return offers.pool[0]
-    return fill_code_pattern(offers.pattern, random.Random(campaign.name)) if offers.pattern else None
+    return pattern_code(offers.pattern, campaign.name, 0) if offers.pattern else None
 
 
 def _triggering_event(session: Session, definitions, tenant: Tenant, contact: Contact, campaign: str) -> Event | None:

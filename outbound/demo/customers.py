@@ -19,7 +19,7 @@ from sqlalchemy import select
 
 from outbound.db.models import CallbackTask, Contact, Enrollment, InboundMessage, Message, Tenant
 from outbound.engagement.surveys import answer_from_link, answer_from_sms, survey_token
-from outbound.enrollment.planner import end_lead_nurture
+from outbound.enrollment.lifecycle import end_lead_nurture
 from outbound.ingest.events import ingest_batch
 
 # Extra chance to buy after a message reached the customer, and the chance everybody has anyway.

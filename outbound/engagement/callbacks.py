@@ -36,7 +36,7 @@ from outbound.compliance import (
 from outbound.compliance.rules import inside, next_local
 from outbound.db.models import Agent, CallbackAttempt, CallbackTask, Contact, DncImport, Enrollment, Suppression, Tenant
 from outbound.db.suppressions import suppress
-from outbound.enrollment.planner import exit_enrollment
+from outbound.enrollment.lifecycle import exit_enrollment
 from outbound.errors import InvalidInput, NotFound, OutboundError
 from outbound.ingest.contacts import ConsentIn, record_consent
 

@@ -22,10 +22,22 @@ from sqlalchemy.orm import Session
 from outbound.clock import Clock
 from outbound.db.bulk_sql import without_jit
 from outbound.db.models import BatchRun, Contact, Tenant
-from outbound.enrollment.audience_writer import CONTACT_VIEW, BatchEnrollment, reads_contact
 from outbound.enrollment.campaign_state import is_live
+from outbound.enrollment.plan import Planner, reads_contact
+from outbound.enrollment.writer import candidate, enroll
 
 log = logging.getLogger(__name__)
+# What conditions may read of a contact, loaded only when the campaign's key or a step condition reads it.
+CONTACT_VIEW = (
+    Contact.id,
+    Contact.external_id,
+    Contact.phone,
+    Contact.email,
+    Contact.locale,
+    Contact.timezone,
+    Contact.jurisdiction,
+    Contact.attributes,
+)
 CHUNK = 20_000  # contacts per chunk: a handful of statements each, memory bounded by it
 
 
@@ -47,10 +59,9 @@ def batch_campaigns(definitions, tenant: Tenant) -> list:
 def fire_batch(session: Session, tenant: Tenant, campaign, fire_time: datetime, clock: Clock) -> BatchRun | None:
     """Enroll the campaign's audience for one fire time; None if the campaign is not active or the time already ran.
 
-    Set-based: the audience query is read a chunk of contacts at a time (in id order), and each chunk
-    becomes a handful of `INSERT … SELECT`s of enrollments, offer codes, messages and their first
-    transitions (`outbound.enrollment.audience_writer`), so a run over millions of contacts holds one chunk in
-    memory. The rows are the ones `outbound.enrollment.planner.enroll` writes for each contact, to the field.
+    The audience query is read a chunk of contacts at a time (in id order), and each chunk goes to the
+    one enrollment writer (`outbound.enrollment.writer`), which writes a chunk this size as a handful of
+    `INSERT … SELECT`s, so a run over millions of contacts holds one chunk in memory.
     """
     now = clock.now()
     if not is_live(session, tenant.id, campaign, now):
@@ -70,14 +81,15 @@ def fire_batch(session: Session, tenant: Tenant, campaign, fire_time: datetime, 
     except IntegrityError:
         return None
     columns = CONTACT_VIEW if reads_contact(campaign) else (Contact.id, Contact.external_id)
-    batch = BatchEnrollment(tenant, campaign, now, f"schedule {campaign.schedule.cron}")
-    audience = enrolled = held_out = 0
+    trigger = f"schedule {campaign.schedule.cron}"
+    planner = Planner(tenant.slug)
+    audience = enrolled = 0
     with without_jit(session.connection()):
         for chunk in campaign.audience.contact_chunks(session, tenant.id, now, CHUNK, columns=columns):
             audience += len(chunk)
-            chunk_enrolled, chunk_held_out = batch.enroll(session, chunk)
-            enrolled, held_out = enrolled + chunk_enrolled, held_out + chunk_held_out
-    run.audience, run.enrolled, run.held_out = audience, enrolled, held_out
+            made = enroll(session, tenant, [candidate(campaign, c, None, now, trigger) for c in chunk], now, planner)
+            enrolled += sum(enrollment_id is not None for enrollment_id in made)
+    run.audience, run.enrolled, run.held_out = audience, enrolled, planner.held_out
     session.flush()
     log.info(
         "batch %s for %s at %s: %d in audience, %d enrolled (%d held out)",

@@ -24,12 +24,11 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import and_, exists, or_, select
 from sqlalchemy.orm import Session, aliased
 
-from outbound.clock import SimulatedClock
 from outbound.compliance import policy_for
 from outbound.compliance.rules import months_after, months_before
 from outbound.compliance.zones import resolve_jurisdiction
 from outbound.db.models import Consent, Contact, Event, Tenant
-from outbound.enrollment.planner import enroll
+from outbound.enrollment.writer import candidate, enroll
 
 log = logging.getLogger(__name__)
 
@@ -101,18 +100,12 @@ def _notices(session: Session, tenants: dict[int, Tenant], campaign, now: dateti
             "changes_en": "; ".join(_describe(c, korean=False) for c in changes),
             "count": len(changes),
         }
-        if (
-            enroll(
-                session,
-                tenant,
-                campaign,
-                contact,
-                _event(session, tenant, contact, key, now, data),
-                SimulatedClock(now),
-                trigger="consent notice job",
-            )
-            is not None
-        ):
+        if enroll(
+            session,
+            tenant,
+            [candidate(campaign, contact, _event(session, tenant, contact, key, now, data), now, "consent notice job")],
+            now,
+        ) != [None]:
             count += 1
         for consent in changes:
             consent.notified_at = now
@@ -185,18 +178,20 @@ def _reconfirmations(session: Session, tenants: dict[int, Tenant], campaign, now
                 "channels_ko": ", ".join(_CHANNEL[r.channel][0] for r in records),
                 "channels_en": ", ".join(_CHANNEL[r.channel][1] for r in records),
             }
-            if (
-                enroll(
-                    session,
-                    tenant,
-                    campaign,
-                    contact,
-                    _event(session, tenant, contact, key, now, data),
-                    SimulatedClock(now),
-                    trigger="consent reconfirmation job",
-                )
-                is not None
-            ):
+            if enroll(
+                session,
+                tenant,
+                [
+                    candidate(
+                        campaign,
+                        contact,
+                        _event(session, tenant, contact, key, now, data),
+                        now,
+                        "consent reconfirmation job",
+                    )
+                ],
+                now,
+            ) != [None]:
                 count += 1
     return count
 

@@ -21,7 +21,7 @@ from outbound.db.session import transaction
 from outbound.dispatch.dispatcher import TickReport, expire_sending, next_due
 from outbound.enrollment.consent_notices import run_consent_jobs
 from outbound.enrollment.fallback import sweep_undelivered
-from outbound.enrollment.planner import complete_finished_enrollments, end_nurture_after_outcomes
+from outbound.enrollment.lifecycle import complete_finished_enrollments, end_nurture_after_outcomes
 from outbound.jobs import batch_campaigns
 
 if TYPE_CHECKING:

@@ -1,4 +1,4 @@
-"""`enroll_many` writes, with multi-row INSERTs, exactly the rows `enroll` writes one contact at a time."""
+"""The one enrollment writer: its two statement shapes write the same rows; order, windows, duplicates, dispatch."""
 
 from datetime import timedelta
 
@@ -7,7 +7,8 @@ from sqlalchemy import select
 
 from outbound.db.models import CallbackTask, Contact, Enrollment, Message, MessageTransition, Tenant
 from outbound.db.session import transaction
-from outbound.enrollment.planner import enroll, enroll_many
+from outbound.enrollment import writer
+from outbound.enrollment.writer import candidate, enroll
 
 BULK = """
 name: bulk
@@ -115,17 +116,24 @@ def _snapshot(session):
     return enrollments, message_rows, transitions, callbacks
 
 
+def enroll_many(session, tenant, campaign, contacts, clock, *, trigger=None):
+    """Enroll a list of contacts (rows or objects) without an event, as an operator's list does."""
+    now = clock.now()
+    made = enroll(session, tenant, [candidate(campaign, c, None, now, trigger) for c in contacts], now)
+    return [enrollment_id for enrollment_id in made if enrollment_id is not None]
+
+
 def _one_by_one(world, campaign, contacts):
     with world.runtime.factory() as session, session.begin():
         tenant = session.scalar(select(Tenant))
         for contact in contacts(session):
-            enroll(session, tenant, campaign, contact, None, world.clock, trigger="operator list")
+            enroll_many(session, tenant, campaign, [contact], world.clock, trigger="operator list")
         snapshot = _snapshot(session)
         session.rollback()
     return snapshot
 
 
-def test_bulk_enrollment_writes_the_same_rows_as_enrolling_one_contact_at_a_time(make_world):
+def test_the_writer_writes_the_same_rows_as_rows_and_as_sets(make_world, monkeypatch):
     world = _world(make_world)
     _contacts(world, 60)
     campaign = world.runtime.definitions.campaigns["bulk"]
@@ -133,7 +141,10 @@ def test_bulk_enrollment_writes_the_same_rows_as_enrolling_one_contact_at_a_time
     def rows(session):
         return session.execute(select(Contact.__table__).order_by(Contact.id)).all()
 
+    # Rows (with sets only from more than sixty), then sets.
+    monkeypatch.setattr(writer, "SETS_FROM", 61)
     expected = _one_by_one(world, campaign, lambda session: session.scalars(select(Contact).order_by(Contact.id)))
+    monkeypatch.setattr(writer, "SETS_FROM", 1)
     with transaction(world.runtime.factory) as session:
         ids = enroll_many(
             session, session.scalar(select(Tenant)), campaign, rows(session), world.clock, trigger="operator list"
@@ -145,6 +156,8 @@ def test_bulk_enrollment_writes_the_same_rows_as_enrolling_one_contact_at_a_time
         held_out = [row for row in expected[0] if row[-1]]
         assert held_out and len(held_out) < 60
         assert {row[0] for row in expected[1]} == {row[0] for row in expected[0] if not row[-1]}
+        # Every messaged contact got the campaign's callback task, the held out none.
+        assert len(expected[3]) == 60 - len(held_out)
 
 
 def test_bulk_enrollment_returns_each_contacts_enrollment_in_the_order_given(make_world):
@@ -165,7 +178,7 @@ def test_bulk_enrollment_skips_contacts_already_enrolled_with_that_key_within_th
     with transaction(world.runtime.factory) as session:
         tenant = session.scalar(select(Tenant))
         first = session.scalars(select(Contact).order_by(Contact.id).limit(2)).all()
-        enroll(session, tenant, campaign, first[0], None, clock)
+        enroll_many(session, tenant, campaign, [first[0]], clock)
     clock.advance(timedelta(days=1))
     with transaction(world.runtime.factory) as session:
         tenant = session.scalar(select(Tenant))
