@@ -11,7 +11,8 @@ from sqlalchemy import select
 from outbound.addresses import address_hash, default_region, normalise_email, normalise_phone
 from outbound.db.models import Consent, Contact
 from outbound.errors import InvalidInput
-from outbound.ingest.contacts import ConsentIn, ContactIn, import_contacts, record_consent, upsert_contact
+from outbound.ingest.contact_files import import_contacts
+from outbound.ingest.contacts import ConsentIn, ContactIn, record_consent, upsert_contact
 
 KST = timezone(timedelta(hours=9))
 

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from statements_kit import Statements
 
 from outbound.db.models import Consent, Contact
-from outbound.ingest.contacts import IMPORT_CHUNK, import_contacts
+from outbound.ingest.contact_files import IMPORT_CHUNK, import_contacts
 
 
 def consent(day, granted=True, source="form"):

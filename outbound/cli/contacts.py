@@ -18,7 +18,7 @@ app.add_typer(dnc_app, name="dnc")
 @app.command("import")
 def contacts_import(file: FileArg, tenant: TenantOption = None, db: DbOption = None) -> None:
     """Import contacts (JSONL or CSV) with their consents; bad lines are reported, the rest imported."""
-    from outbound.ingest.contacts import import_contacts
+    from outbound.ingest.contact_files import import_contacts
     from outbound.tenancy.tenants import get_tenant
 
     with friendly_errors(), runtime_for(db) as runtime, transaction(runtime.factory) as session:

@@ -1,4 +1,5 @@
-"""The enrollment store: the statements of the one enrollment writer (`outbound.enrollment.writer`).
+"""The enrollment store: the statements of the one enrollment writer (`outbound.enrollment.writer`), and
+`insert_messages`, the one way a message is first written (by an enrollment, or as a step's fallback).
 
 Two statement shapes write the same rows, chosen by the writer by how many there are:
 
@@ -97,19 +98,33 @@ def insert_rows_of(
     ids = insert_with_ids(session, _ENROLLMENTS, enrollments)
     if messages:
         rows = [{**row, "enrollment_id": ids[index]} for index, row in messages]
-        if len(ids) == 1:
-            # The messages of one enrollment get the same first transition: any id will do for any of them.
-            message_ids = sorted(insert_returning_ids(session, _MESSAGES, rows))
-        else:
-            message_ids = insert_with_ids(session, _MESSAGES, rows)
-        insert_rows(
-            session,
-            _TRANSITIONS,
-            [{**row, "message_id": message_id} for message_id, row in zip(message_ids, transitions, strict=True)],
-        )
+        # The messages of one enrollment get the same first transition: any id will do for any of them.
+        insert_messages(session, rows, transitions, interchangeable=len(ids) == 1)
     if callbacks:
         insert_rows(session, _CALLBACKS, [{**row, "enrollment_id": ids[index]} for index, row in callbacks])
     return ids
+
+
+def insert_messages(
+    session: Session,
+    messages: list[dict[str, Any]],
+    transitions: list[dict[str, Any]],
+    *,
+    interchangeable: bool = False,
+) -> list[int]:
+    """INSERT messages and the first transition of each (`transitions[i]` for message i, without its
+    `message_id`); the message ids in order. `interchangeable`: the transitions are all alike, so each
+    message is inserted with its own RETURNING (cheaper than drawing ids ahead for a few rows)."""
+    if interchangeable:
+        message_ids = sorted(insert_returning_ids(session, _MESSAGES, messages))
+    else:
+        message_ids = insert_with_ids(session, _MESSAGES, messages)
+    insert_rows(
+        session,
+        _TRANSITIONS,
+        [{**row, "message_id": message_id} for message_id, row in zip(message_ids, transitions, strict=True)],
+    )
+    return message_ids
 
 
 def insert_sets_of(

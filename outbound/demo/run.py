@@ -21,7 +21,7 @@ from outbound.demo.customers import Customers
 from outbound.demo.kinds_report import print_campaign_kinds
 from outbound.demo.report import print_report
 from outbound.demo.scenario import build_scenario
-from outbound.ingest.contacts import import_contacts
+from outbound.ingest.contact_files import import_contacts
 from outbound.ingest.events import ingest_batch
 from outbound.jobs.simulation import run_until
 from outbound.providers.outbox import Outbox

@@ -13,7 +13,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from outbound.db.models import Message, MessageTransition
+from outbound.db.enrollments import insert_messages
+from outbound.db.models import Message
 
 # Provider error codes that mean the address cannot take the channel (Twilio: invalid, landline, not mobile).
 UNDELIVERABLE_CODES = frozenset({"21211", "30006", "21614", "30005", "30003"})
@@ -51,37 +52,40 @@ def schedule_fallback(session: Session, message: Message, definitions, at: datet
     )
     if existing is not None:
         return None
-    fallback = Message(
-        tenant_id=message.tenant_id,
-        enrollment_id=message.enrollment_id,
-        contact_id=message.contact_id,
-        campaign=message.campaign,
-        step=message.step,
-        channel=step.fallback,
-        purpose=message.purpose,
-        template=message.template,
-        variant=message.variant,
-        status="scheduled",
-        due_at=at,
-        created_at=at,
-        updated_at=at,
+    [fallback_id] = insert_messages(
+        session,
+        [
+            {
+                "tenant_id": message.tenant_id,
+                "enrollment_id": message.enrollment_id,
+                "contact_id": message.contact_id,
+                "campaign": message.campaign,
+                "step": message.step,
+                "channel": step.fallback,
+                "purpose": message.purpose,
+                "template": message.template,
+                "variant": message.variant,
+                "status": "scheduled",
+                "due_at": at,
+                "created_at": at,
+                "updated_at": at,
+                "attempts": 0,
+            }
+        ],
+        [
+            {
+                "tenant_id": message.tenant_id,
+                "at": at,
+                "from_status": None,
+                "to_status": "scheduled",
+                "source": "worker",
+                "rule": "fallback",
+                "reason": f"fallback for {message.channel} message {message.id}: {reason}",
+                "detail": {"from_message": message.id},
+            }
+        ],
     )
-    session.add(fallback)
-    session.flush()
-    session.add(
-        MessageTransition(
-            tenant_id=message.tenant_id,
-            message_id=fallback.id,
-            at=at,
-            from_status=None,
-            to_status="scheduled",
-            source="worker",
-            rule="fallback",
-            reason=f"fallback for {message.channel} message {message.id}: {reason}",
-            detail={"from_message": message.id},
-        )
-    )
-    return fallback
+    return session.get(Message, fallback_id)
 
 
 def sweep_undelivered(session: Session, definitions, now: datetime, lookback: timedelta = timedelta(days=2)) -> int:
