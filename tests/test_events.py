@@ -9,7 +9,8 @@ import pytest
 from sqlalchemy import func, select
 
 from outbound.db.models import Consent, Contact, Enrollment, Event
-from outbound.ingest.events import InvalidEnvelope, import_events, ingest_batch, ingest_event, parse_envelope
+from outbound.ingest.envelopes import InvalidEnvelope, parse_envelope
+from outbound.ingest.events import import_events, ingest_batch, ingest_event
 
 
 def envelope(event_id="evt-1", type="cart_abandoned", external_id="cust-42", **extra):

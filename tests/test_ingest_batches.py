@@ -10,7 +10,8 @@ from statements_kit import Statements
 from outbound.db.models import Consent, Contact, Enrollment, Event
 from outbound.errors import InvalidInput
 from outbound.ingest.contacts import ContactIn, upsert_contacts
-from outbound.ingest.events import RUN_SIZE, import_events, ingest_batch, ingest_event, parse_envelope
+from outbound.ingest.envelopes import parse_envelope
+from outbound.ingest.events import RUN_SIZE, import_events, ingest_batch, ingest_event
 
 
 def envelope(event_id, external_id="cust-1", type="cart_abandoned", **contact):

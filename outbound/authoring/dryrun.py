@@ -27,7 +27,8 @@ from outbound.db.models import CampaignState, Contact, Enrollment, Message, Mess
 from outbound.db.session import transaction
 from outbound.enrollment.campaign_state import resume
 from outbound.errors import NotFound
-from outbound.ingest.events import ItemError, ingest_batch
+from outbound.ingest.envelopes import ItemError
+from outbound.ingest.events import ingest_batch
 from outbound.jobs.simulation import run_until
 from outbound.providers.outbox import Outbox
 from outbound.tenancy.tenants import get_tenant

@@ -1,56 +1,41 @@
-"""Event ingest: validate envelopes, store each event once per tenant, hand it to the trigger hook.
+"""Event ingest: store each event once per tenant, record the consents it carries, hand it to the trigger hook.
 
-The envelope and its `contact` are described in DESIGN.md ("Contracts").
-Standard types whose `data` is checked: `churn_risk_scored` (`data.score`, a
-number from 0 to 1) and `consent_changed` (`data` is a consent item, recorded
-in the contact's consent ledger). Every other type, known or not, is stored
-with its `data` as given.
+Envelopes are parsed and checked by `outbound.ingest.envelopes`; a `consent_changed` event's data
+is recorded in the contact's consent ledger.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
-from itertools import accumulate
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
-from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from outbound.clock import Clock
-from outbound.db import direct
-from outbound.db.bulk import insert_objects
+from outbound.db import events as store
 from outbound.db.models import Contact, Event, Tenant
 from outbound.errors import InvalidInput, OutboundError
 from outbound.ingest.contacts import (
-    AwareUTC,
-    BoundedStr,
     ConsentIn,
-    ContactIn,
     record_consents,
     upsert_contact,
     upsert_contacts,
-    validation_problems,
+)
+from outbound.ingest.envelopes import (
+    BatchReport,
+    EventEnvelope,
+    IngestOutcome,
+    InvalidEnvelope,
+    ItemError,
+    RequestsReport,
+    parse_envelope,
 )
 
 log = logging.getLogger(__name__)
 
-STANDARD_TYPES = (
-    "order_placed",
-    "order_shipped",
-    "shipping_delayed",
-    "order_delivered",
-    "cart_abandoned",
-    "churn_risk_scored",
-    "lead_created",
-    "consent_changed",
-)
 
 OnEvent = Callable[[Session, Tenant, Event, Contact], Any]
 """The trigger hook: called with the session, tenant, stored event and its contact.
@@ -63,151 +48,6 @@ It must do what calling the hook for each pair in turn would do.
 # Events written together, with one look-up of ids and contacts and one flush: an import chunk, a request.
 RUN_SIZE = 500
 
-EventType = Annotated[BoundedStr(64, 1), StringConstraints(pattern=r"^[A-Za-z0-9_.:-]+$")]
-
-
-class EventEnvelope(BaseModel):
-    """One event from an order system: what happened, when, to whom, with what data."""
-
-    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
-
-    id: BoundedStr(200, 1)
-    type: EventType
-    occurred_at: AwareUTC
-    contact: ContactIn
-    data: dict[str, Any] = {}
-
-
-class InvalidEnvelope(InvalidInput):
-    """An event envelope is invalid; `problems` lists every (field, message)."""
-
-    def __init__(self, problems: list[tuple[str, str]]) -> None:
-        self.problems = problems
-        first_field, first_message = problems[0]
-        rest = "".join(f"; {f}: {m}" for f, m in problems[1:])
-        super().__init__(first_message + rest, field=first_field)
-
-
-@dataclass(frozen=True)
-class IngestOutcome:
-    """What happened to one event: newly `stored`, or a `duplicate` of one stored before."""
-
-    status: Literal["stored", "duplicate"]
-    event: Event
-
-
-@dataclass(frozen=True)
-class ItemError:
-    """Why one item of a batch was not stored.
-
-    `index` is the item's position in the batch, or its line number when
-    `unit` is "line" (file imports). `internal` marks failures that are not
-    the sender's fault, worth retrying. `str()` gives 'line 3: field: message'.
-    """
-
-    index: int
-    field: str | None
-    message: str
-    internal: bool = False
-    unit: str = "item"
-
-    def __str__(self) -> str:
-        return f"{self.unit} {self.index}: {self.field + ': ' if self.field else ''}{self.message}"
-
-
-@dataclass
-class BatchReport:
-    """What a batch did: events stored, duplicates skipped, errors per item."""
-
-    stored: int = 0
-    duplicates: int = 0
-    errors: list[ItemError] = field(default_factory=list)
-
-    def messages(self) -> list[str]:
-        """The errors as text, e.g. 'line 4: occurred_at: …' for a file import."""
-        return [str(error) for error in self.errors]
-
-    def _count_stored(self, indices: Sequence[int]) -> None:
-        self.stored += len(indices)
-
-    def _count_duplicates(self, indices: Sequence[int]) -> None:
-        self.duplicates += len(indices)
-
-
-class _Requests(BatchReport):
-    """The report of several requests' items numbered end to end, split into one report per request."""
-
-    def __init__(self, sizes: Sequence[int]) -> None:
-        super().__init__()
-        self.starts = list(accumulate(sizes, initial=0))[:-1]
-        self.parts = [BatchReport() for _ in sizes]
-
-    def _request(self, index: int) -> int:
-        # The last request starting at or before the index: a request of no items holds no index.
-        return bisect_right(self.starts, index) - 1
-
-    def _count_stored(self, indices: Sequence[int]) -> None:
-        for index in indices:
-            self.parts[self._request(index)].stored += 1
-
-    def _count_duplicates(self, indices: Sequence[int]) -> None:
-        for index in indices:
-            self.parts[self._request(index)].duplicates += 1
-
-    def split(self) -> list[BatchReport]:
-        """One report per request, its errors numbered from 0 within the request, in order."""
-        for error in self.errors:
-            number = self._request(error.index)
-            self.parts[number].errors.append(replace(error, index=error.index - self.starts[number]))
-        return self.parts
-
-
-def parse_envelope(raw: dict | str | bytes) -> EventEnvelope:
-    """A validated envelope from a dict or a JSON text; InvalidEnvelope names every bad field."""
-    if isinstance(raw, (str, bytes)):
-        try:
-            raw = loads_json(raw)
-        except ValueError as error:
-            raise InvalidEnvelope([("body", f"invalid JSON: {error}")]) from None
-    if not isinstance(raw, dict):
-        raise InvalidEnvelope([("body", "expected an event object")])
-    try:
-        envelope = EventEnvelope.model_validate(raw)
-    except ValidationError as error:
-        raise InvalidEnvelope(validation_problems(error)) from None
-    problems = check_data(envelope.type, envelope.data)
-    if problems:
-        raise InvalidEnvelope(problems)
-    return envelope
-
-
-def check_data(event_type: str, data: dict[str, Any]) -> list[tuple[str, str]]:
-    """(field, message) pairs for `data` that a standard type does not accept."""
-    if event_type == "churn_risk_scored":
-        score = data.get("score")
-        if score is None:
-            return [("data.score", "Field required")]
-        if isinstance(score, bool) or not isinstance(score, (int, float)) or not 0 <= score <= 1:
-            return [("data.score", f"must be a number from 0 to 1, found {score!r}")]
-    if event_type == "consent_changed":
-        try:
-            ConsentIn.model_validate(data)
-        except ValidationError as error:
-            return validation_problems(error, prefix="data")
-    return []
-
-
-def loads_json(text: str | bytes) -> Any:
-    """json.loads that refuses NaN and Infinity (no database stores them) and deep nesting."""
-    try:
-        return json.loads(text, parse_constant=_refuse_constant)
-    except RecursionError:
-        raise ValueError("nested too deeply") from None
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
 
 def ingest_event(
     session: Session, tenant: Tenant, envelope: EventEnvelope, clock: Clock, on_event: OnEvent | None = None
@@ -219,7 +59,7 @@ def ingest_event(
     call the hook. Everything runs in a savepoint: if anything fails,
     including the hook, no row of this event remains and the error is raised.
     """
-    existing = _find(session, tenant, envelope.id)
+    existing = store.find_event(session, tenant.id, envelope.id)
     if existing is not None:
         return IngestOutcome("duplicate", existing)
     try:
@@ -231,15 +71,11 @@ def ingest_event(
             _after_insert(session, tenant, envelope, event, contact, clock, on_event)
     except IntegrityError:
         # Another transaction stored the same id between our look-up and insert.
-        existing = _find(session, tenant, envelope.id)
+        existing = store.find_event(session, tenant.id, envelope.id)
         if existing is None:
             raise
         return IngestOutcome("duplicate", existing)
     return IngestOutcome("stored", event)
-
-
-def _find(session: Session, tenant: Tenant, event_id: str) -> Event | None:
-    return session.scalar(select(Event).where(Event.tenant_id == tenant.id, Event.event_id == event_id))
 
 
 def ingest_batch(
@@ -275,7 +111,7 @@ def ingest_requests(
     sent twice is stored by the first and a duplicate for the second), with the
     queries of one batch instead of those of each request.
     """
-    report = _Requests([len(items) for items in requests])
+    report = RequestsReport([len(items) for items in requests])
     numbered = enumerate(item for items in requests for item in items)
     _ingest_numbered(session, tenant, numbered, clock, on_event, report, "item")
     report.errors.sort(key=lambda error: error.index)
@@ -390,7 +226,7 @@ def _ingest_run(
     done again one event at a time, each in its own savepoint, so that only
     the failing event is left out, as `ingest_event` promises.
     """
-    stored = _stored_ids(session, tenant, [envelope.id for _, envelope in run])
+    stored = store.stored_event_ids(session, tenant.id, [envelope.id for _, envelope in run])
     fresh = [(index, envelope) for index, envelope in run if envelope.id not in stored]
     report._count_duplicates([index for index, envelope in run if envelope.id in stored])
     if not fresh:
@@ -425,7 +261,7 @@ def _write_run(
             continue
         rows.append((envelope, _new_event(tenant, envelope, contact, clock), contact))
         written.append(index)
-    insert_objects(session, [event for _, event, _ in rows])
+    store.add_events(session, [event for _, event, _ in rows])
     # The consents of the whole run, then the hooks: a run holds each contact once, so each hook still
     # sees its own contact's ledger as one event at a time would leave it.
     record_consents(
@@ -476,16 +312,6 @@ def _consents(envelope: EventEnvelope, event: Event, contact: Contact) -> list[t
     if envelope.type == "consent_changed":
         entries.append((contact, ConsentIn.model_validate(event.data)))
     return entries
-
-
-# Built once: building the statement costs more than running it for a request of one event.
-_STORED_IDS = select(Event.event_id).where(
-    Event.tenant_id == bindparam("tenant_id"), Event.event_id.in_(bindparam("event_ids", expanding=True))
-)
-
-
-def _stored_ids(session: Session, tenant: Tenant, event_ids: list[str]) -> set[str]:
-    return {row[0] for row in direct.fetch(session, _STORED_IDS, {"tenant_id": tenant.id, "event_ids": event_ids})}
 
 
 def _detail(error: InvalidInput) -> str:

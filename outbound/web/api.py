@@ -17,7 +17,7 @@ from pydantic import BaseModel, TypeAdapter
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from outbound.ingest.events import BatchReport, EventEnvelope
+from outbound.ingest.envelopes import BatchReport, EventEnvelope
 
 log = logging.getLogger(__name__)
 router = APIRouter()

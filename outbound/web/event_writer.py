@@ -32,7 +32,8 @@ from sqlalchemy.orm import Session
 
 from outbound.db.models import Tenant
 from outbound.db.session import transaction
-from outbound.ingest.events import BatchReport, ItemError, ingest_requests, loads_json
+from outbound.ingest.envelopes import BatchReport, ItemError, loads_json
+from outbound.ingest.events import ingest_requests
 from outbound.web.api import MAX_EVENTS, result, unauthorized
 
 log = logging.getLogger(__name__)
