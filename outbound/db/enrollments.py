@@ -31,6 +31,7 @@ from outbound.db.bulk import insert_returning_ids, insert_rows, insert_with_ids
 from outbound.db.bulk_sql import among, code_rows
 from outbound.db.models import CallbackTask, Contact, Enrollment, Message, MessageTransition, OfferCode
 from outbound.db.types import UTCDateTime
+from outbound.vocabulary import EnrollmentStatus, MessageStatus, Source, TaskStatus
 
 LOOKUP_IN_LIST = 1000  # contacts up to which the window read binds each id (beyond: one list parameter)
 
@@ -148,7 +149,7 @@ def insert_sets_of(
             "contact_id": _CONTACTS.c.id,
             "dedupe_key": literal(key),
             "trigger": literal(trigger),
-            "status": literal("active" if reason is None else "completed"),
+            "status": literal((EnrollmentStatus.ACTIVE if reason is None else EnrollmentStatus.COMPLETED).value),
             "enrolled_at": at,
             "holdout": literal(held_out),
         }
@@ -189,7 +190,7 @@ def insert_step_sets(
             "channel": literal(rows.channel),
             "purpose": literal(purpose),
             "template": literal(rows.template),
-            "status": literal("scheduled"),
+            "status": literal(MessageStatus.SCHEDULED.value),
             "due_at": literal(rows.due_at, UTCDateTime()),
             "created_at": at,
             "updated_at": at,
@@ -207,8 +208,8 @@ def insert_step_sets(
             "tenant_id": _MESSAGES.c.tenant_id,
             "message_id": _MESSAGES.c.id,
             "at": at,
-            "to_status": literal("scheduled"),
-            "source": literal("trigger"),
+            "to_status": literal(MessageStatus.SCHEDULED.value),
+            "source": literal(Source.TRIGGER.value),
             "reason": literal(reason),
             "detail": literal({}, _TRANSITIONS.c.detail.type),
         }
@@ -226,7 +227,7 @@ def insert_step_sets(
             "enrollment_id": _ENROLLMENTS.c.id,
             "reason": literal(callback.reason),
             "priority": literal(callback.priority),
-            "status": literal("open"),
+            "status": literal(TaskStatus.OPEN.value),
             "due_at": literal(now + callback.delay, UTCDateTime()),
             "created_at": at,
             "attempts": literal(0),

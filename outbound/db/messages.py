@@ -10,20 +10,11 @@ from sqlalchemy.orm import Session
 from outbound.db.bulk import insert_rows, update_by_id
 from outbound.db.models import Message, MessageTransition
 from outbound.errors import OutboundError
+from outbound.vocabulary import FINAL_MESSAGE, MessageStatus
 
-STATUSES = (
-    "scheduled",
-    "deferred",
-    "blocked",
-    "cancelled",
-    "sending",
-    "sent",
-    "delivered",
-    "undelivered",
-    "failed",
-    "unknown",
-)
-FINAL = frozenset({"blocked", "cancelled", "delivered", "undelivered", "failed"})
+S = MessageStatus
+STATUSES = tuple(MessageStatus)
+FINAL = FINAL_MESSAGE
 
 # Which status may follow which. A message leaves `sending` only by the provider's
 # answer (or its absence: `unknown`), so a send is never repeated blindly. `sent` and
@@ -31,17 +22,13 @@ FINAL = frozenset({"blocked", "cancelled", "delivered", "undelivered", "failed"}
 # delivered and may be later (Twilio 30003/30005): a new attempt is then no duplicate.
 # Final states take nothing, so a late `sent` after `delivered` changes nothing.
 ALLOWED: dict[str | None, frozenset[str]] = {
-    None: frozenset({"scheduled"}),
-    "scheduled": frozenset({"deferred", "blocked", "cancelled", "sending", "scheduled", "failed"}),
-    "deferred": frozenset({"deferred", "blocked", "cancelled", "sending", "scheduled", "failed"}),
-    "sending": frozenset({"sent", "delivered", "undelivered", "failed", "unknown", "scheduled"}),
-    "sent": frozenset({"delivered", "undelivered", "failed", "scheduled"}),
-    "unknown": frozenset({"sent", "delivered", "undelivered", "failed", "scheduled"}),
-    "delivered": frozenset(),
-    "undelivered": frozenset(),
-    "failed": frozenset(),
-    "blocked": frozenset(),
-    "cancelled": frozenset(),
+    None: frozenset({S.SCHEDULED}),
+    S.SCHEDULED: frozenset({S.DEFERRED, S.BLOCKED, S.CANCELLED, S.SENDING, S.SCHEDULED, S.FAILED}),
+    S.DEFERRED: frozenset({S.DEFERRED, S.BLOCKED, S.CANCELLED, S.SENDING, S.SCHEDULED, S.FAILED}),
+    S.SENDING: frozenset({S.SENT, S.DELIVERED, S.UNDELIVERED, S.FAILED, S.UNKNOWN, S.SCHEDULED}),
+    S.SENT: frozenset({S.DELIVERED, S.UNDELIVERED, S.FAILED, S.SCHEDULED}),
+    S.UNKNOWN: frozenset({S.SENT, S.DELIVERED, S.UNDELIVERED, S.FAILED, S.SCHEDULED}),
+    **{final: frozenset() for final in FINAL_MESSAGE},
 }
 
 

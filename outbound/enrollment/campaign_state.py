@@ -17,17 +17,18 @@ from outbound.clock import Clock
 from outbound.db import direct
 from outbound.db.models import CampaignState, Message
 from outbound.errors import InvalidInput
+from outbound.vocabulary import CampaignState as State
 
-STATES = ("draft", "active", "paused", "finished")
+STATES = tuple(State)
 
 
 def state_of(campaign, stored: str | None, now: datetime) -> str:
     """The state from the definition and the stored state (pure)."""
-    if campaign.state == "draft":
-        return "draft"
-    if stored == "finished" or (campaign.ends_at is not None and now >= campaign.ends_at):
-        return "finished"
-    return "paused" if stored == "paused" else "active"
+    if campaign.state == State.DRAFT:
+        return State.DRAFT
+    if stored == State.FINISHED or (campaign.ends_at is not None and now >= campaign.ends_at):
+        return State.FINISHED
+    return State.PAUSED if stored == State.PAUSED else State.ACTIVE
 
 
 def campaign_states(session: Session, tenant_id: int, campaigns, now: datetime) -> dict[str, str]:
@@ -52,29 +53,29 @@ def campaign_state(session: Session, tenant_id: int, campaign, now: datetime) ->
 
 def is_live(session: Session, tenant_id: int, campaign, now: datetime) -> bool:
     """Whether the campaign may enroll contacts now: it is active for this tenant."""
-    return campaign_state(session, tenant_id, campaign, now) == "active"
+    return campaign_state(session, tenant_id, campaign, now) == State.ACTIVE
 
 
 def pause(session: Session, tenant_id: int, campaign, clock: Clock) -> str:
     """Pause an active campaign for one tenant (pausing a paused one changes nothing); returns the new state."""
     current = campaign_state(session, tenant_id, campaign, clock.now())
-    if current in ("draft", "finished"):
+    if current in (State.DRAFT, State.FINISHED):
         raise InvalidInput(
             f"campaign {campaign.name!r} is {current}; only an active campaign can be paused", field="campaign"
         )
-    _store(session, tenant_id, campaign.name, "paused", clock.now())
-    return "paused"
+    _store(session, tenant_id, campaign.name, State.PAUSED, clock.now())
+    return State.PAUSED
 
 
 def resume(session: Session, tenant_id: int, campaign, clock: Clock) -> str:
     """Resume a paused campaign for one tenant; its waiting messages become due again at once."""
     current = campaign_state(session, tenant_id, campaign, clock.now())
-    if current in ("draft", "finished"):
+    if current in (State.DRAFT, State.FINISHED):
         raise InvalidInput(
             f"campaign {campaign.name!r} is {current}; only a paused campaign can be resumed", field="campaign"
         )
-    _store(session, tenant_id, campaign.name, "active", clock.now())
-    return "active"
+    _store(session, tenant_id, campaign.name, State.ACTIVE, clock.now())
+    return State.ACTIVE
 
 
 def not_paused() -> ColumnElement[bool]:
@@ -85,7 +86,7 @@ def not_paused() -> ColumnElement[bool]:
             select(CampaignState.id).where(
                 CampaignState.tenant_id == Message.tenant_id,
                 CampaignState.campaign == Message.campaign,
-                CampaignState.state == "paused",
+                CampaignState.state == State.PAUSED.value,
             )
         )
     return _NOT_PAUSED

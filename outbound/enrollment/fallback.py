@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from outbound.db.enrollments import insert_messages
 from outbound.db.models import Message
+from outbound.vocabulary import MessageStatus, Source
 
 # Provider error codes that mean the address cannot take the channel (Twilio: invalid, landline, not mobile).
 UNDELIVERABLE_CODES = frozenset({"21211", "30006", "21614", "30005", "30003"})
@@ -65,7 +66,7 @@ def schedule_fallback(session: Session, message: Message, definitions, at: datet
                 "purpose": message.purpose,
                 "template": message.template,
                 "variant": message.variant,
-                "status": "scheduled",
+                "status": MessageStatus.SCHEDULED,
                 "due_at": at,
                 "created_at": at,
                 "updated_at": at,
@@ -77,8 +78,8 @@ def schedule_fallback(session: Session, message: Message, definitions, at: datet
                 "tenant_id": message.tenant_id,
                 "at": at,
                 "from_status": None,
-                "to_status": "scheduled",
-                "source": "worker",
+                "to_status": MessageStatus.SCHEDULED,
+                "source": Source.WORKER,
                 "rule": "fallback",
                 "reason": f"fallback for {message.channel} message {message.id}: {reason}",
                 "detail": {"from_message": message.id},
@@ -97,14 +98,14 @@ def sweep_undelivered(session: Session, definitions, now: datetime, lookback: ti
         select(Message)
         .where(
             Message.campaign.in_(names),
-            Message.status.in_(("undelivered", "failed")),
+            Message.status.in_((MessageStatus.UNDELIVERED, MessageStatus.FAILED)),
             Message.updated_at >= now - lookback,
         )
         .order_by(Message.id)
     )
     scheduled = 0
     for message in candidates:
-        if message.status == "undelivered" or undeliverable(message.rule, code=message.error_code):
+        if message.status == MessageStatus.UNDELIVERED or undeliverable(message.rule, code=message.error_code):
             scheduled += (
                 schedule_fallback(
                     session, message, definitions, now, f"{message.status}: {message.reason or 'undeliverable'}"

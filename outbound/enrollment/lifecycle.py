@@ -13,8 +13,9 @@ from outbound.db.messages import transition
 from outbound.db.models import CallbackAttempt, CallbackTask, Enrollment, Message
 from outbound.definitions import Definitions
 from outbound.errors import NotFound
+from outbound.vocabulary import PENDING_MESSAGE, EnrollmentStatus, MessageStatus, Source
 
-PENDING = ("scheduled", "deferred")
+PENDING = tuple(PENDING_MESSAGE)
 # Call outcomes after which a lead is still worth nurturing: nobody was reached yet.
 NURTURE_GOES_ON = frozenset(
     {"no_answer", "busy", "voicemail", "left_message", "call_back_later", "callback", "wrong_time"}
@@ -27,22 +28,22 @@ def exit_enrollment(session: Session, enrollment: Enrollment, at: datetime, reas
         select(Message).where(Message.enrollment_id == enrollment.id, Message.status.in_(PENDING))
     ).all()
     for message in pending:
-        transition(session, message, "cancelled", at=at, source="trigger", rule="exit", reason=reason)
-    _end(enrollment, at, "exited", reason)
+        transition(session, message, MessageStatus.CANCELLED, at=at, source=Source.TRIGGER, rule="exit", reason=reason)
+    _end(enrollment, at, EnrollmentStatus.EXITED, reason)
     return len(pending)
 
 
 def complete_finished_enrollments(session: Session, tenant_id: int, at: datetime) -> None:
     """Mark active enrollments whose messages are all past scheduling as completed."""
-    still_pending = select(Message.enrollment_id).where(Message.status.in_(PENDING + ("sending",)))
+    still_pending = select(Message.enrollment_id).where(Message.status.in_((*PENDING, MessageStatus.SENDING)))
     session.execute(
         update(Enrollment)
         .where(
             Enrollment.tenant_id == tenant_id,
-            Enrollment.status == "active",
+            Enrollment.status == EnrollmentStatus.ACTIVE,
             Enrollment.id.not_in(still_pending.where(Message.enrollment_id.is_not(None))),
         )
-        .values(status="completed", ended_at=at, end_reason="all steps done")
+        .values(status=EnrollmentStatus.COMPLETED.value, ended_at=at, end_reason="all steps done")
     )
 
 
@@ -51,7 +52,7 @@ def end_lead_nurture(session: Session, enrollment_id: int, reason: str, clock: C
     enrollment = session.get(Enrollment, enrollment_id)
     if enrollment is None:
         raise NotFound(f"no enrollment {enrollment_id}")
-    if enrollment.status != "active":
+    if enrollment.status != EnrollmentStatus.ACTIVE:
         return 0
     return exit_enrollment(session, enrollment, clock.now(), reason)
 
@@ -70,14 +71,14 @@ def end_nurture_after_outcomes(session: Session, definitions: Definitions, now: 
         select(Enrollment, CallbackTask.id)
         .join(CallbackTask, CallbackTask.enrollment_id == Enrollment.id)
         .where(
-            Enrollment.status == "active",
+            Enrollment.status == EnrollmentStatus.ACTIVE,
             Enrollment.campaign.in_(leads),
             or_(CallbackTask.outcome.not_in(NURTURE_GOES_ON), exists(attempted)),
         )
     ).all()
     ended = 0
     for enrollment, task_id in rows:
-        if enrollment.status == "active":
+        if enrollment.status == EnrollmentStatus.ACTIVE:
             exit_enrollment(session, enrollment, now, f"agent recorded an outcome on callback task {task_id}")
             ended += 1
     return ended

@@ -26,6 +26,7 @@ from outbound.enrollment.conversions import record_conversions
 from outbound.enrollment.lifecycle import exit_enrollment
 from outbound.enrollment.plan import Candidate, Planner
 from outbound.enrollment.writer import enroll
+from outbound.vocabulary import CampaignState, EnrollmentStatus
 
 RUN_EVENTS = 500  # events per run in `process_events`: contact ids per look-up stay far below any limit
 
@@ -113,7 +114,7 @@ def _process_run(
     owners: list[_Made] = []
     for i, campaign, trigger in matched:
         event, contact = run[i]
-        if states[campaign.name] != "active":
+        if states[campaign.name] != CampaignState.ACTIVE:
             made[i].skipped.append(campaign.name)
             continue
         candidates.append(
@@ -162,7 +163,7 @@ def _exit_run(
         key = _text(rule.key.evaluate(**names[i])) if rule.key is not None else None
         for enrollment in active[(contact.id, campaign.name)]:
             # An enrollment an earlier rule of this event ended is no longer active.
-            if enrollment.status == "active" and (key is None or enrollment.dedupe_key == key):
+            if enrollment.status == EnrollmentStatus.ACTIVE and (key is None or enrollment.dedupe_key == key):
                 exit_enrollment(session, enrollment, now, f"exit: {event.type} {event.event_id}")
                 made[i].exited.append(enrollment)
 
@@ -174,7 +175,7 @@ _ACTIVE = (
         Enrollment.tenant_id == bindparam("tenant_id"),
         Enrollment.campaign.in_(bindparam("campaigns", expanding=True)),
         Enrollment.contact_id.in_(bindparam("contact_ids", expanding=True)),
-        Enrollment.status == "active",
+        Enrollment.status == EnrollmentStatus.ACTIVE,
     )
     .order_by(Enrollment.id)
 )

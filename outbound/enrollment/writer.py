@@ -30,6 +30,7 @@ from outbound.enrollment.plan import (
     pattern_codes,
     reads_contact,
 )
+from outbound.vocabulary import EnrollmentStatus, MessageStatus, Source, TaskStatus
 
 # Enrollments that sets of rows can stand for (one campaign, no event, each contact once) are written as
 # sets from this many on: a batch run's chunk, an operator's list. The rest (events) as rows.
@@ -120,7 +121,7 @@ def _write_rows(session: Session, tenant: Tenant, planned: Sequence[Planned], no
                 "dedupe_key": plan.key,
                 "trigger": c.trigger,
                 "event_id": c.event_id,
-                "status": "active" if reason is None else "completed",
+                "status": EnrollmentStatus.ACTIVE if reason is None else EnrollmentStatus.COMPLETED,
                 "enrolled_at": now,
                 "ended_at": now if reason else None,
                 "end_reason": reason,
@@ -140,7 +141,7 @@ def _write_rows(session: Session, tenant: Tenant, planned: Sequence[Planned], no
                         "purpose": campaign.purpose,
                         "template": step.template_of(variant),
                         "variant": variant.id if variant is not None else None,
-                        "status": "scheduled",
+                        "status": MessageStatus.SCHEDULED,
                         "due_at": max(c.start + step.delay, now),
                         "created_at": now,
                         "updated_at": now,
@@ -153,8 +154,8 @@ def _write_rows(session: Session, tenant: Tenant, planned: Sequence[Planned], no
                     "tenant_id": tenant.id,
                     "at": now,
                     "from_status": None,
-                    "to_status": "scheduled",
-                    "source": "trigger",
+                    "to_status": MessageStatus.SCHEDULED,
+                    "source": Source.TRIGGER,
                     "rule": None,
                     "reason": _first_reason(c.trigger),
                     "detail": {},
@@ -170,7 +171,7 @@ def _write_rows(session: Session, tenant: Tenant, planned: Sequence[Planned], no
                         "campaign": campaign.name,
                         "reason": campaign.callback.reason,
                         "priority": campaign.callback.priority,
-                        "status": "open",
+                        "status": TaskStatus.OPEN,
                         "due_at": now + campaign.callback.delay,
                         "created_at": now,
                         "attempts": 0,
