@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from functools import lru_cache
 from importlib import resources
+from typing import Protocol
 
 import phonenumbers
 
@@ -45,6 +46,19 @@ def normalise_email(raw: str) -> str:
     return text
 
 
+class ContactAddresses(Protocol):
+    """What `contact_address_hash` reads of a contact (a Contact row has these)."""
+
+    @property
+    def phone(self) -> str | None: ...
+
+    @property
+    def phone_hash(self) -> str | None: ...
+
+    @property
+    def email(self) -> str | None: ...
+
+
 @lru_cache(maxsize=65536)  # pure, and dispatch asks it for every message of every batch
 def address_hash(channel: str, address: str) -> str:
     """SHA-256 hex of the normalised address: E.164 phone for sms/voice, lower-case email.
@@ -68,7 +82,7 @@ def address_hash(channel: str, address: str) -> str:
     return hashlib.sha256(normalised.encode("utf-8")).hexdigest()
 
 
-def contact_address_hash(channel: str, contact) -> str:
+def contact_address_hash(channel: str, contact: ContactAddresses) -> str:
     """`address_hash` of a contact's address on `channel` (which it must have), from the phone's stored
     hash when the row holds one (see Contact.phone_hash): no number parsed for each message or call."""
     if channel in ("sms", "voice"):
@@ -79,7 +93,7 @@ def contact_address_hash(channel: str, contact) -> str:
 @lru_cache(maxsize=1)
 def _zone_countries() -> dict[str, str]:
     text = resources.files("tzdata.zoneinfo").joinpath("zone.tab").read_text(encoding="utf-8")
-    countries = {}
+    countries: dict[str, str] = {}
     for line in text.splitlines():
         if line and not line.startswith("#"):
             parts = line.split("\t")

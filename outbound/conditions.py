@@ -19,10 +19,11 @@ time, and names other than the ones a definition may see are refused at compile 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Iterator
+from typing import Any, TypeVar, overload
 
 from jinja2 import ChainableUndefined, TemplateSyntaxError, nodes
+from jinja2.environment import TemplateExpression
 from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.parser import Parser
 
@@ -37,6 +38,9 @@ _UNKNOWN = (UndefinedError, TypeError, ValueError, ArithmeticError)
 
 _environment = Sandbox(undefined=ChainableUndefined)
 
+_N = TypeVar("_N", bound=nodes.Node)
+_M = TypeVar("_M", bound=nodes.Node)
+
 
 class InvalidCondition(InvalidInput, ValueError):
     """A condition expression is invalid, or could not be evaluated."""
@@ -49,7 +53,7 @@ class InvalidCondition(InvalidInput, ValueError):
 class Condition:
     """A compiled condition expression; build one with `compile_condition`."""
 
-    def __init__(self, source: str, where: str, function) -> None:
+    def __init__(self, source: str, where: str, function: TemplateExpression) -> None:
         self.source, self.where, self._function = source, where, function
 
     def evaluate(self, **names: Any) -> Any:
@@ -125,7 +129,11 @@ def _refuse_private_access(expression: nodes.Node, source: str, where: str) -> N
             raise InvalidCondition(f"access to {name!r} is not allowed (in {source!r})", where)
 
 
-def _walk(expression: nodes.Node, kind):
+@overload
+def _walk(expression: nodes.Node, kind: type[_N]) -> Iterator[_N]: ...
+@overload
+def _walk(expression: nodes.Node, kind: tuple[type[_N], type[_M]]) -> Iterator[_N | _M]: ...
+def _walk(expression: nodes.Node, kind: type[nodes.Node] | tuple[type[nodes.Node], ...]) -> Iterator[nodes.Node]:
     # find_all() skips the node it starts from, which may itself be the one to check.
     if isinstance(expression, kind):
         yield expression

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -92,7 +93,7 @@ class MessageFacts:
         return latest(c for c in self.consents if c.channel == channel and c.purpose == purpose)
 
 
-def latest(records) -> ConsentRecord | None:
+def latest(records: Iterable[ConsentRecord]) -> ConsentRecord | None:
     """The newest of `records`; at the same instant a revocation outranks a grant, and a grant without
     night-time consent outranks one with it, so doubt never sends."""
     return max(records, key=lambda c: (c.at, not c.granted, not c.night), default=None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import TypeGuard
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
@@ -25,7 +26,7 @@ def resolve_timezone(contact_tz: str | None, phone: str | None, tenant_tz: str) 
     zone to be exact); else the tenant's zone; else UTC if even that is unknown.
     """
     if _is_zone(contact_tz):
-        return contact_tz  # type: ignore[return-value]
+        return contact_tz
     candidates = _phone_zones(phone)
     if len(candidates) == 1:
         return candidates[0]
@@ -52,7 +53,7 @@ def _jurisdiction(value: str | None) -> str | None:
     return text.upper() if text.upper() in JURISDICTIONS else None
 
 
-def _is_zone(name: str | None) -> bool:
+def _is_zone(name: str | None) -> TypeGuard[str]:
     if not name or name == _UNKNOWN_ZONE:
         return False
     try:

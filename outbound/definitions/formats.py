@@ -18,10 +18,14 @@ serves US, EU and default, and KR too when it adapts to the jurisdiction (it rea
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from outbound.errors import DefinitionError, OutboundError
 from outbound.rendering.templates import Rendered, Renderer
+
+if TYPE_CHECKING:
+    from outbound.definitions.schema import CampaignDef
 
 UNSUBSCRIBE_URL = "https://sample.invalid/u/SAMPLE-TOKEN"
 SAMPLE_TENANT = {
@@ -44,7 +48,7 @@ _FREE_OPTOUT_END = re.compile(
 _OPT_OUT_WORDS = re.compile(r"\bSTOP\b|unsubscribe|opt[ -]?out|수신\s*거부", re.IGNORECASE)
 
 
-class _Sample(dict):
+class _Sample(dict[str, str]):
     """Event data and attributes in a sample: any key a template reads has a value."""
 
     def __missing__(self, key: str) -> str:
@@ -63,7 +67,7 @@ def check_message(
     rendered: Rendered,
     channel: str,
     jurisdiction: str,
-    tenant: dict | None = None,
+    tenant: Mapping[str, object] | None = None,
     unsubscribe_url: str = UNSUBSCRIBE_URL,
 ) -> list[str]:
     """Every way a rendered marketing message breaks the format of `jurisdiction` (empty: none).
@@ -99,14 +103,14 @@ def check_message(
     return problems
 
 
-def format_problems(campaigns: Iterable, renderer: Renderer) -> list[DefinitionError]:
+def format_problems(campaigns: Iterable[CampaignDef], renderer: Renderer) -> list[DefinitionError]:
     """One DefinitionError per template file (and jurisdiction) of a marketing campaign that breaks a format."""
     errors: dict[tuple[str, str], DefinitionError] = {}
     for campaign in campaigns:
         if campaign.purpose != "marketing":
             continue
         for step in campaign.steps:
-            variants = [v.id for v in step.variants] or [None]
+            variants: list[str | None] = [v.id for v in step.variants] or [None]
             for template in step.templates():
                 for channel in (step.channel, step.fallback) if step.fallback else (step.channel,):
                     for locale in renderer.available_locales(template, channel):
@@ -119,7 +123,7 @@ def _check_file(
     template: str,
     channel: str,
     locale: str,
-    variants: list,
+    variants: Sequence[str | None],
     errors: dict[tuple[str, str], DefinitionError],
 ) -> None:
     name = f"{template}/{channel}.{locale}.j2"
@@ -139,7 +143,7 @@ def _check_file(
                 errors.setdefault((shown, problem + jurisdiction), DefinitionError(shown, message))
 
 
-def _context(jurisdiction: str, locale: str, variant: str | None) -> dict:
+def _context(jurisdiction: str, locale: str, variant: str | None) -> dict[str, Any]:
     tenant = dict(SAMPLE_TENANT, jurisdiction=jurisdiction, locale=locale)
     contact = {
         "external_id": "sample",

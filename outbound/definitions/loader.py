@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 from outbound.definitions.formats import format_problems
 from outbound.definitions.schema import CampaignDef, ExitRule, TriggerDef, TriggerFile
 from outbound.errors import DefinitionError, OutboundError
 from outbound.rendering.templates import Renderer
+
+_ModelT = TypeVar("_ModelT", bound=BaseModel)
 
 
 class DefinitionErrors(OutboundError):
@@ -106,7 +110,7 @@ def load_definitions(root: Path) -> Definitions:
             continue
         parsed = document.validate(TriggerFile, errors)
         for index, trigger in enumerate(parsed.triggers) if parsed else _valid_triggers(document.data):
-            where = f"{document.file}:{document.line(('triggers', index))}"
+            seen_at = f"{document.file}:{document.line(('triggers', index))}"
             if trigger.name in first_seen:
                 errors.append(
                     document.error(
@@ -123,7 +127,7 @@ def load_definitions(root: Path) -> Definitions:
                 )
             else:
                 triggers.append(trigger)
-            first_seen.setdefault(trigger.name, where)
+            first_seen.setdefault(trigger.name, seen_at)
 
     # Marketing templates must satisfy the message format of every jurisdiction they may serve.
     errors.extend(format_problems(campaigns.values(), renderer))
@@ -132,7 +136,7 @@ def load_definitions(root: Path) -> Definitions:
     return Definitions(root=root, campaigns=campaigns, triggers=triggers, renderer=renderer)
 
 
-def _valid_triggers(data: Any):
+def _valid_triggers(data: Any) -> Iterator[tuple[int, TriggerDef]]:
     # The file has errors (already reported); still cross-check the triggers that are valid on their own.
     items = data.get("triggers") if isinstance(data, dict) else None
     for index, item in enumerate(items if isinstance(items, list) else ()):
@@ -201,7 +205,7 @@ class _Document:
         )
         return None if duplicates else document
 
-    def line(self, loc: tuple[Any, ...]) -> int | None:
+    def line(self, loc: tuple[str | int, ...]) -> int | None:
         """The line of the deepest key or item of `loc` present in the file (1-based)."""
         current = self.node
         if current is None:
@@ -227,11 +231,11 @@ class _Document:
                 return line
         return line
 
-    def error(self, message: str, loc: tuple[Any, ...]) -> DefinitionError:
+    def error(self, message: str, loc: tuple[str | int, ...]) -> DefinitionError:
         """A DefinitionError at `loc` in this file."""
         return DefinitionError(self.file, message, line=self.line(loc), field=_field(loc))
 
-    def validate(self, model: type[BaseModel], errors: list[DefinitionError]):
+    def validate(self, model: type[_ModelT], errors: list[DefinitionError]) -> _ModelT | None:
         """The data as `model`, or None after adding one DefinitionError per problem."""
         try:
             return model.model_validate(self.data)
@@ -241,7 +245,7 @@ class _Document:
             return None
 
 
-def _duplicate_keys(node: yaml.Node):
+def _duplicate_keys(node: yaml.Node) -> Iterator[tuple[str, int]]:
     if isinstance(node, yaml.MappingNode):
         seen: set[str] = set()
         for key, value in node.value:
@@ -255,14 +259,14 @@ def _duplicate_keys(node: yaml.Node):
             yield from _duplicate_keys(item)
 
 
-def _field(loc: tuple[Any, ...]) -> str | None:
+def _field(loc: tuple[str | int, ...]) -> str | None:
     text = ""
     for part in loc:
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
     return text or None
 
 
-def _message(problem: dict[str, Any]) -> str:
+def _message(problem: ErrorDetails) -> str:
     kind, message = problem["type"], problem["msg"]
     if kind == "extra_forbidden":
         return f"unknown field {problem['loc'][-1]!r}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -117,7 +117,8 @@ class StepDef(_Model):
 
     def template_of(self, variant: VariantDef | None) -> str:
         """The template a contact gets with this variant (the step's when the variant names none)."""
-        return variant.template if variant is not None and variant.template else self.template  # type: ignore[return-value]
+        # Never None: `_template_or_variants` refuses a step without a template unless each variant names one.
+        return cast(str, variant.template if variant is not None and variant.template else self.template)
 
 
 class SurveyConfig(_Model):

@@ -8,15 +8,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from outbound.addresses import address_hash, default_region, normalise_phone
-from outbound.db.models import Consent, Contact, InboundMessage, Message, Suppression, Tenant
+from outbound.clock import Clock
+from outbound.db.models import Consent, Contact, InboundMessage, Message, Suppression, SurveyResponse, Tenant
 from outbound.db.suppressions import suppress
 from outbound.delivery import keywords
 from outbound.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from outbound.config import Settings
 
 SOURCE = "inbound SMS"
 # Purposes an SMS opt-out revokes in the ledger. Transactional SMS stops through the suppression
@@ -44,8 +49,8 @@ def receive_inbound_sms(
     to_number: str,
     body: str,
     provider_id: str | None,
-    clock,
-    settings,
+    clock: Clock,
+    settings: Settings,
 ) -> InboundOutcome:
     """Store one inbound SMS (once per `provider_id`), apply its keyword, and return the reply to send."""
     now = clock.now()
@@ -115,7 +120,9 @@ def receive_inbound_sms(
     return InboundOutcome(kind="other", reply=None, contact_id=contact_id)
 
 
-def _survey_answer(session: Session, tenant: Tenant, contact: Contact, inbound: InboundMessage, clock):
+def _survey_answer(
+    session: Session, tenant: Tenant, contact: Contact, inbound: InboundMessage, clock: Clock
+) -> SurveyResponse | None:
     try:
         from outbound.engagement.surveys import answer_from_sms
     except ImportError:

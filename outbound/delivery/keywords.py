@@ -98,7 +98,9 @@ def classify(text: str) -> str | None:
 
 def is_korean(locale: str | None) -> bool:
     """Whether replies in `locale` are written in Korean."""
-    return bool(locale) and locale.replace("_", "-").lower().split("-")[0] == "ko"
+    if not locale:
+        return False
+    return locale.replace("_", "-").lower().split("-")[0] == "ko"
 
 
 def opt_out_reply(sender: str, korean: bool) -> str:

@@ -7,10 +7,11 @@ trying again could help.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol, cast
 
 from outbound.errors import InvalidInput, OutboundError
 
@@ -137,11 +138,15 @@ def send_all(
         answers = _send_share(provider, [outgoing[i][1] for i in indexes])
         for index, answer in zip(indexes, answers, strict=True):
             results[index] = answer
-    return [(message_id, result) for (message_id, _), result in zip(outgoing, results, strict=True)]  # type: ignore[misc]
+    # Every index belongs to exactly one share and each share answers for all of its messages: none is left None.
+    answered = cast(list[SendResult | ProviderError], results)
+    return [(message_id, result) for (message_id, _), result in zip(outgoing, answered, strict=True)]
 
 
 def _send_share(provider: Provider, messages: list[OutgoingMessage]) -> list[SendResult | ProviderError]:
-    send_many = getattr(provider, "send_many", None)
+    send_many: Callable[[list[OutgoingMessage]], list[SendResult | ProviderError]] | None = getattr(
+        provider, "send_many", None
+    )
     if send_many is not None:
         return send_many(messages)
     answers: list[SendResult | ProviderError] = []

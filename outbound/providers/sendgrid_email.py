@@ -14,8 +14,9 @@ import functools
 import http.client
 import json
 import math
+import urllib.request
 import weakref
-from typing import Any
+from typing import Any, cast
 from urllib.error import URLError
 
 import python_http_client
@@ -74,7 +75,7 @@ class _Answer:
         return self._response.headers
 
 
-class _KeepAliveHttpClient(python_http_client.Client):
+class _KeepAliveHttpClient(python_http_client.Client):  # type: ignore[misc]  # python_http_client ships no type information
     """The SDK's HTTP client over one `requests.Session`: urllib, its default, opens a new connection per
     request. Failures keep urllib's contract, which `SendGridEmail` reads: URLError when the request
     never left, another OSError when it may have arrived, python_http_client's HTTPError for 4xx/5xx."""
@@ -95,7 +96,9 @@ class _KeepAliveHttpClient(python_http_client.Client):
             timeout=self.timeout,
         )
 
-    def _make_request(self, opener: Any, request: Any, timeout: float | None = None) -> _Answer:
+    def _make_request(
+        self, opener: urllib.request.OpenerDirector, request: urllib.request.Request, timeout: float | None = None
+    ) -> _Answer:
         try:
             response = self._session.request(
                 request.get_method(),
@@ -185,7 +188,8 @@ class SendGridEmail:
         for chunk, answer in zip(parts, answers, strict=True):
             for index, result in zip(chunk, answer, strict=True):
                 results[index] = result
-        return results  # type: ignore[return-value]
+        # Every index is in exactly one chunk and each chunk answers for all of its messages: none is left None.
+        return cast(list[SendResult | ProviderError], results)
 
     def close(self) -> None:
         """End the sending threads (and their connections) once idle."""
@@ -225,7 +229,7 @@ class SendGridEmail:
             if n == len(rounds):
                 rounds.append([])
             rounds[n].append(index)
-        chunks = []
+        chunks: list[list[int]] = []
         for members in rounds:
             size = min(MAX_PERSONALIZATIONS, math.ceil(len(members) / self._pool.size))
             chunks.extend(members[start : start + size] for start in range(0, len(members), size))

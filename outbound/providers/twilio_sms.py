@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import weakref
+from collections.abc import Mapping
 from typing import Any
 
 import requests
@@ -55,15 +56,15 @@ def classify_twilio_error(
     return PermanentProviderError(message, code=code_text, http_status=http_status)
 
 
-class _HeaderKeepingHttpClient(TwilioHttpClient):
+class _HeaderKeepingHttpClient(TwilioHttpClient):  # type: ignore[misc]  # twilio ships no type information
     """The SDK's HTTP client (a pooled `requests.Session`, so connections are kept alive), keeping the last
     response's headers: the SDK's exceptions drop them, and Retry-After lives there. One per sending thread."""
 
     def __init__(self, timeout: float) -> None:
         super().__init__(pool_connections=True, timeout=timeout)
-        self.headers: Any = None
+        self.headers: Mapping[str, str] | None = None
 
-    def request(self, *args: Any, **kwargs: Any):  # type: ignore[override]
+    def request(self, *args: Any, **kwargs: Any) -> Any:  # the SDK's untyped Response
         self.headers = None
         response = super().request(*args, **kwargs)
         self.headers = response.headers

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import FileSystemLoader, StrictUndefined, Template, TemplateSyntaxError, meta, nodes
+from jinja2.runtime import Context
 
 from outbound.errors import DefinitionError, OutboundError
 from outbound.sandbox import Sandbox
@@ -155,7 +156,15 @@ class Renderer:
                 raise RenderError(f"template syntax error: {error.message}", shown, error.lineno) from error
         return template
 
-    def _run(self, environment, name: str, block: str | None, context: dict[str, Any], shown: str, names=None) -> str:
+    def _run(
+        self,
+        environment: Sandbox,
+        name: str,
+        block: str | None,
+        context: dict[str, Any],
+        shown: str,
+        names: Context | None = None,
+    ) -> str:
         template = self._load(environment, name, shown)
         try:
             if block is None:
@@ -165,7 +174,7 @@ class Renderer:
             raise RenderError(str(error), shown, _template_line(environment, template)) from error
 
 
-def _template_line(environment, template: Template) -> int | None:
+def _template_line(environment: Sandbox, template: Template) -> int | None:
     # Called while handling a render failure: Jinja rewrites the traceback so that its frames
     # carry the template's own file name and line numbers.
     try:
