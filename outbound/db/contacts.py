@@ -18,7 +18,7 @@ from sqlalchemy.orm.util import identity_key
 
 from outbound.db import direct
 from outbound.db.bulk import assign_ids, insert_objects, update_by_id
-from outbound.db.models import Consent, Contact
+from outbound.db.models import Consent, Contact, table
 
 LOOKUP_CHUNK = 500  # external ids or contact ids per look-up
 
@@ -36,10 +36,10 @@ def _plain(row: tuple) -> Contact:
     return contact
 
 
-_CONTACT_KEYS = tuple(column.key for column in Contact.__table__.c)
+_CONTACT_KEYS = tuple(column.key for column in table(Contact).c)
 
 
-_ROWS_BY_EXTERNAL_ID = select(*Contact.__table__.c).where(
+_ROWS_BY_EXTERNAL_ID = select(*table(Contact).c).where(
     Contact.tenant_id == bindparam("tenant_id"), Contact.external_id.in_(bindparam("external_ids", expanding=True))
 )
 
@@ -55,7 +55,7 @@ def write_plain_updates(session: Session, contacts: list[Contact]) -> None:
         return
     update_by_id(
         session,
-        Contact.__table__,
+        table(Contact),
         [{"_id": contact.id, **{key: getattr(contact, key) for key in _UPDATED}} for contact in contacts],
     )
     for contact in contacts:
@@ -95,7 +95,7 @@ def add_contacts(session: Session, made: list[Contact], *, attach: bool) -> None
     or inserted through the driver and kept out of it (`attach=False`)."""
     if attach:
         session.add_all(made)
-        assign_ids(session, Contact.__table__, made)
+        assign_ids(session, table(Contact), made)
     else:
         insert_objects(session, made)
 
@@ -131,6 +131,6 @@ def consent_ledgers(session: Session, tenant_id: int, contact_ids: Sequence[int]
 
 def add_consents(session: Session, entries: list[Consent]) -> None:
     """Append entries to the consent ledger (never changed afterwards), ids drawn ahead, flushed."""
-    assign_ids(session, Consent.__table__, entries)
+    assign_ids(session, table(Consent), entries)
     session.add_all(entries)
     session.flush()

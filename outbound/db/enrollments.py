@@ -29,14 +29,14 @@ from sqlalchemy.orm import Session
 from outbound.db import direct
 from outbound.db.bulk import insert_returning_ids, insert_rows, insert_with_ids
 from outbound.db.bulk_sql import among, code_rows
-from outbound.db.models import CallbackTask, Contact, Enrollment, Message, MessageTransition, OfferCode
+from outbound.db.models import CallbackTask, Contact, Enrollment, Message, MessageTransition, OfferCode, table
 from outbound.db.types import UTCDateTime
 from outbound.vocabulary import EnrollmentStatus, MessageStatus, Source, TaskStatus
 
 LOOKUP_IN_LIST = 1000  # contacts up to which the window read binds each id (beyond: one list parameter)
 
-_ENROLLMENTS, _MESSAGES, _TRANSITIONS = Enrollment.__table__, Message.__table__, MessageTransition.__table__
-_CALLBACKS, _CONTACTS, _CODES = CallbackTask.__table__, Contact.__table__, OfferCode.__table__
+_ENROLLMENTS, _MESSAGES, _TRANSITIONS = table(Enrollment), table(Message), table(MessageTransition)
+_CALLBACKS, _CONTACTS, _CODES = table(CallbackTask), table(Contact), table(OfferCode)
 
 # Built once: building a statement costs more than running it for a run of one event.
 _WITHIN_WINDOWS = select(
@@ -58,7 +58,7 @@ def enrolled_within(
     since = now - max(windows.values())
     if len(contact_ids) <= LOOKUP_IN_LIST:
         params = {"tenant_id": tenant_id, "campaigns": sorted(windows), "contact_ids": sorted(set(contact_ids))}
-        rows = direct.fetch(session, _WITHIN_WINDOWS, {**params, "since": since})
+        rows: Sequence[Any] = direct.fetch(session, _WITHIN_WINDOWS, {**params, "since": since})
     else:
         rows = session.execute(
             select(Enrollment.campaign, Enrollment.contact_id, Enrollment.dedupe_key, Enrollment.enrolled_at).where(

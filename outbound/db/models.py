@@ -40,6 +40,13 @@ class Base(DeclarativeBase):
     type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON()}
 
 
+def table(model: type[Base]) -> Table:
+    """The model's table, typed as one (SQLAlchemy types `__table__` as any FROM clause)."""
+    found = model.__table__
+    assert isinstance(found, Table)
+    return found
+
+
 class Tenant(Base):
     """A brand whose customers are contacted; every other row belongs to one."""
 

@@ -39,7 +39,7 @@ def record_conversions(
     ):
         if enrolled_at >= at - windows[campaign]:
             touched[campaign] = (enrollment_id, None, bool(holdout))
-    for campaign, enrollment_id, variant, sent_at in session.execute(
+    for campaign, messaged_enrollment, variant, sent_at in session.execute(
         select(Message.campaign, Message.enrollment_id, Message.variant, Message.sent_at)
         .where(
             Message.tenant_id == tenant.id,
@@ -52,7 +52,7 @@ def record_conversions(
         .order_by(Message.sent_at, Message.id)
     ):
         if sent_at >= at - windows[campaign]:
-            touched[campaign] = (enrollment_id, variant, False)  # the latest message wins, with its variant
+            touched[campaign] = (messaged_enrollment, variant, False)  # the latest message wins, with its variant
     if not touched:
         return []
     already = set(

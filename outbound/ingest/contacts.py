@@ -51,18 +51,20 @@ def aware_utc(value: datetime) -> datetime:
         raise ValueError("out of range") from None
 
 
-def BoundedStr(max_length: int, min_length: int = 0) -> Any:  # noqa: N802 - used as a type
-    """A stripped string of bounded length without NUL characters."""
-    return Annotated[
-        str,
-        StringConstraints(strip_whitespace=True, min_length=min_length, max_length=max_length),
-        AfterValidator(_no_nul),
-    ]
+def bounded(max_length: int, min_length: int = 0) -> StringConstraints:
+    """A string stripped of surrounding white space, of bounded length."""
+    return StringConstraints(strip_whitespace=True, min_length=min_length, max_length=max_length)
 
 
+NoNul = AfterValidator(_no_nul)
 AwareUTC = Annotated[datetime, AfterValidator(aware_utc)]
-TimeZoneName = Annotated[BoundedStr(64, 1), AfterValidator(_real_zone)]
-Locale = Annotated[BoundedStr(16, 2), StringConstraints(pattern=r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")]
+ExternalId = Annotated[str, bounded(200, 1), NoNul]
+Label = Annotated[str, bounded(200), NoNul]  # a consent's source: "checkout form"
+LongText = Annotated[str, bounded(10_000), NoNul]  # the wording a consent was given to
+PhoneText = Annotated[str, bounded(64), NoNul]
+EmailText = Annotated[str, bounded(320), NoNul]
+TimeZoneName = Annotated[str, bounded(64, 1), NoNul, AfterValidator(_real_zone)]
+Locale = Annotated[str, bounded(16, 2), NoNul, StringConstraints(pattern=r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")]
 
 
 class ConsentIn(BaseModel):
@@ -75,8 +77,8 @@ class ConsentIn(BaseModel):
     granted: bool
     night: bool = False
     at: AwareUTC
-    source: BoundedStr(200) | None = None
-    text: BoundedStr(10_000) | None = None
+    source: Label | None = None
+    text: LongText | None = None
 
 
 class ContactIn(BaseModel):
@@ -84,9 +86,9 @@ class ContactIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
 
-    external_id: BoundedStr(200, 1)
-    phone: BoundedStr(64) | None = None
-    email: BoundedStr(320) | None = None
+    external_id: ExternalId
+    phone: PhoneText | None = None
+    email: EmailText | None = None
     timezone: TimeZoneName | None = None
     locale: Locale | None = None
     jurisdiction: Literal["US", "KR", "EU", "default"] | None = None

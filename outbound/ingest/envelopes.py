@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 
 from outbound.db.models import Event
 from outbound.errors import InvalidInput
-from outbound.ingest.contacts import AwareUTC, BoundedStr, ConsentIn, ContactIn, validation_problems
+from outbound.ingest.contacts import AwareUTC, ConsentIn, ContactIn, NoNul, bounded, validation_problems
 
 STANDARD_TYPES = (
     "order_placed",
@@ -32,7 +32,8 @@ STANDARD_TYPES = (
 )
 
 
-EventType = Annotated[BoundedStr(64, 1), StringConstraints(pattern=r"^[A-Za-z0-9_.:-]+$")]
+EventType = Annotated[str, bounded(64, 1), NoNul, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]+$")]
+EventId = Annotated[str, bounded(200, 1), NoNul]
 
 
 class EventEnvelope(BaseModel):
@@ -40,7 +41,7 @@ class EventEnvelope(BaseModel):
 
     model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
 
-    id: BoundedStr(200, 1)
+    id: EventId
     type: EventType
     occurred_at: AwareUTC
     contact: ContactIn

@@ -89,7 +89,7 @@ def erase_contact(session: Session, tenant: Tenant, external_id: str, now: datet
             update(Message)
             .where(Message.tenant_id == tenant.id, Message.contact_id == contact.id)
             .values(to_address=None, subject=None, body=None)
-        ).rowcount
+        ).rowcount  # type: ignore[attr-defined]  # an UPDATE's result is a CursorResult
         or 0
     )
     session.execute(
@@ -102,13 +102,13 @@ def erase_contact(session: Session, tenant: Tenant, external_id: str, now: datet
             update(InboundMessage)
             .where(InboundMessage.tenant_id == tenant.id, InboundMessage.contact_id == contact.id)
             .values(from_address=None, body=None)
-        ).rowcount
+        ).rowcount  # type: ignore[attr-defined]  # an UPDATE's result is a CursorResult
         or 0
     )
     report.events_cleared = (
         session.execute(
             update(Event).where(Event.tenant_id == tenant.id, Event.contact_id == contact.id).values(data={})
-        ).rowcount
+        ).rowcount  # type: ignore[attr-defined]  # an UPDATE's result is a CursorResult
         or 0
     )
     session.execute(

@@ -11,8 +11,9 @@ from __future__ import annotations
 import fcntl
 import threading
 from pathlib import Path
+from typing import TextIO
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 
 ADVISORY_KEY = 0x6F7574626F756E64 & 0x7FFFFFFFFFFFFFFF  # "outbound", as a positive bigint
 
@@ -23,8 +24,9 @@ class Leadership:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._lock = threading.Lock()
-        self._connection = None
-        self._file = None
+        self._connection: Connection | None = None
+        # The lock file held open while leading (True: an in-memory database, which has one process).
+        self._file: TextIO | bool | None = None
 
     @property
     def held(self) -> bool:
@@ -66,7 +68,7 @@ class Leadership:
                 self._connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": ADVISORY_KEY})
                 self._connection.close()
                 self._connection = None
-            if self._file not in (None, True):
+            if self._file is not None and not isinstance(self._file, bool):
                 fcntl.flock(self._file, fcntl.LOCK_UN)
                 self._file.close()
             self._file = None

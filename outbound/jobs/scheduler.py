@@ -38,7 +38,7 @@ def start_scheduler(runtime: Runtime, *, dispatch: bool = True) -> BackgroundSch
     """
     scheduler = BackgroundScheduler(timezone="UTC")
     leadership = Leadership(runtime.engine)
-    scheduler.leadership = leadership  # type: ignore[attr-defined]  # released by the caller on shutdown
+    scheduler.leadership = leadership  # released by the caller on shutdown
     after_start: list[Any] = []
     for duty in DUTIES:
         if not duty.leader_only and not dispatch:

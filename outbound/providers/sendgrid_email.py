@@ -75,7 +75,7 @@ class _Answer:
         return self._response.headers
 
 
-class _KeepAliveHttpClient(python_http_client.Client):  # type: ignore[misc]  # python_http_client ships no type information
+class _KeepAliveHttpClient(python_http_client.Client):
     """The SDK's HTTP client over one `requests.Session`: urllib, its default, opens a new connection per
     request. Failures keep urllib's contract, which `SendGridEmail` reads: URLError when the request
     never left, another OSError when it may have arrived, python_http_client's HTTPError for 4xx/5xx."""

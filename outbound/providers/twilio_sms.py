@@ -56,7 +56,7 @@ def classify_twilio_error(
     return PermanentProviderError(message, code=code_text, http_status=http_status)
 
 
-class _HeaderKeepingHttpClient(TwilioHttpClient):  # type: ignore[misc]  # twilio ships no type information
+class _HeaderKeepingHttpClient(TwilioHttpClient):
     """The SDK's HTTP client (a pooled `requests.Session`, so connections are kept alive), keeping the last
     response's headers: the SDK's exceptions drop them, and Retry-After lives there. One per sending thread."""
 
