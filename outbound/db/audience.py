@@ -26,10 +26,10 @@ the history as it was then.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from jinja2 import TemplateSyntaxError, nodes
 from jinja2.parser import Parser
@@ -91,7 +91,7 @@ class Audience:
 
     def contact_chunks(
         self, session: Session, tenant_id: int, now: datetime, size: int, *, columns: tuple = (Contact.id,)
-    ) -> Iterator[list[Row]]:
+    ) -> Iterator[Sequence[Row[Any]]]:
         """The matching contacts' `columns` (the first being `Contact.id`) in id order, `size` rows at a time.
 
         Each chunk is its own query that resumes after the last id of the one before (keyset paging),
@@ -172,7 +172,7 @@ def _compare(left_node: nodes.Node, op: str, right_node: nodes.Node, scope: _Sco
             isinstance(item, nodes.Const) for item in right_node.items
         ):
             raise InvalidAudience('`in` needs a list of constants, e.g. contact.locale in ["ko", "en"]')
-        values = [item.value for item in right_node.items]
+        values = [cast(nodes.Const, item).value for item in right_node.items]
         left = _typed(left, values[0] if values else "")
         return left.in_(values) if op == "in" else left.not_in(values)
     left, right = _operand(left_node, scope), _operand(right_node, scope)
@@ -246,7 +246,7 @@ def _contact_field(node: nodes.Getattr) -> Any:
         if node.attr.startswith("_"):
             raise InvalidAudience(f"access to {node.attr!r} is not allowed")
         column = Contact.attributes[node.attr]
-        column._audience_kind = "json"
+        column._audience_kind = "json"  # type: ignore[attr-defined]  # a mark read back by _typed
         return column
     raise InvalidAudience("fields are contact.NAME or contact.attributes.NAME")
 
@@ -289,7 +289,7 @@ def _call(node: nodes.Call, scope: _Scope) -> Any:
             .correlate(Contact)
             .scalar_subquery()
         )
-    column._audience_kind = "number"
+    column._audience_kind = "number"  # type: ignore[attr-defined]  # a mark read back by _typed
     return column
 
 

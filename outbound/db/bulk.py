@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import MetaData, Table, bindparam, insert, update
 from sqlalchemy.engine import Connection
@@ -90,9 +90,9 @@ def _values(obj: Any, table: Table) -> dict[str, Any]:
         if column.key in obj.__dict__:
             row[column.key] = obj.__dict__[column.key]
         elif column.default is not None and column.default.is_scalar:
-            row[column.key] = column.default.arg
+            row[column.key] = cast(Any, column.default).arg
         elif column.default is not None and column.default.is_callable:
-            row[column.key] = column.default.arg(None)
+            row[column.key] = cast(Any, column.default).arg(None)
         else:
             row[column.key] = None
     return row
@@ -153,7 +153,7 @@ def _run(
 def _copy(connection: Connection, table: Table, names: tuple[str, ...], rows: list[tuple]) -> None:
     preparer = connection.dialect.identifier_preparer
     columns = ", ".join(preparer.quote(name) for name in names)
-    cursor = connection.connection.driver_connection.cursor()
+    cursor = direct.driver_cursor(connection)
     with cursor.copy(f"COPY {preparer.format_table(table)} ({columns}) FROM STDIN") as copy:
         for row in rows:
             copy.write_row(row)

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import exc
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.compiler import SQLCompiler
 
 _Processor = Callable[[Any], Any] | None
 
@@ -81,7 +82,7 @@ def on_driver(
     """Run `sql` on a cursor of the driver's connection under `connection` (once, or once per parameter set
     with `many`): seen by the engine's listeners, its errors raised as SQLAlchemy raises them. What `answer`
     reads of the cursor, if given."""
-    cursor = connection.connection.driver_connection.cursor()
+    cursor = driver_cursor(connection)
     try:
         announce(connection, cursor, sql, params, many)
         if many:
@@ -95,6 +96,13 @@ def on_driver(
         raise wrapped(connection, error, sql, params) from error
     finally:
         cursor.close()
+
+
+def driver_cursor(connection: Connection) -> Any:
+    """A new cursor of the driver's own connection under `connection`."""
+    driver = connection.connection.driver_connection
+    assert driver is not None, "the connection is closed"
+    return driver.cursor()
 
 
 def announce(connection: Connection, cursor: Any, sql: str, params: Any, many: bool) -> None:
@@ -144,9 +152,11 @@ def compiled_for(
 
 
 def _prepare(statement: ClauseElement, dialect, lengths: dict[str, int], columns: Sequence[str] | None) -> _Prepared:
-    compiled = statement.compile(dialect=dialect, column_keys=list(columns) if columns is not None else None)
+    compiled = cast(
+        SQLCompiler, statement.compile(dialect=dialect, column_keys=list(columns) if columns is not None else None)
+    )
     positional = bool(compiled.positional)
-    order = list(compiled.positiontup) if positional else list(compiled.bind_names.values())
+    order = list(compiled.positiontup or ()) if positional else list(compiled.bind_names.values())
     types = {name: bind.type for name, bind in compiled.binds.items()}
     defaults = {
         name: bind.effective_value for name, bind in compiled.binds.items() if not bind.required and name not in lengths
@@ -175,7 +185,8 @@ def _prepare(statement: ClauseElement, dialect, lengths: dict[str, int], columns
         binds.extend([processor] * count)
     # A SELECT's columns, or what a write RETURNs (none without RETURNING).
     results = tuple(
-        column.type.dialect_impl(dialect).result_processor(dialect, None) for column in statement.exported_columns
+        column.type.dialect_impl(dialect).result_processor(dialect, None)
+        for column in cast(Any, statement).exported_columns  # a SELECT's, or a write's RETURNING
     )
     return _Prepared(sql, tuple(names), tuple(binds), results, positional, defaults)
 

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from outbound.db.bulk import insert_rows, update_by_id
-from outbound.db.models import Message, MessageTransition
+from outbound.db.models import Message, MessageTransition, table
 from outbound.errors import OutboundError
 from outbound.vocabulary import FINAL_MESSAGE, MessageStatus
 
@@ -90,7 +90,7 @@ def move(
 
 def record_transitions(session: Session, rows: list[dict[str, Any]]) -> None:
     """Store transition rows made by `move` with one multi-row INSERT."""
-    insert_rows(session, MessageTransition.__table__, rows)
+    insert_rows(session, table(MessageTransition), rows)
 
 
 class ClaimedMessage:
@@ -101,6 +101,13 @@ class ClaimedMessage:
     Dispatch works on a whole batch of these and writes every change with `write_changes`, one
     UPDATE per set of changed columns instead of an ORM flush per object.
     """
+
+    id: int
+    changes: dict[str, Any]
+
+    def __getattr__(self, name: str) -> Any:
+        # Only for columns the row was not read with (its own fields are found before this is asked).
+        raise AttributeError(f"{name!r} was not read for this claimed message")
 
     def __init__(self, fields: dict[str, Any]) -> None:
         fields["changes"] = {}
@@ -125,4 +132,4 @@ def write_changes(session: Session, messages: list[ClaimedMessage]) -> None:
             groups.setdefault(tuple(sorted(message.changes)), []).append({"_id": message.id, **message.changes})
             message.changes.clear()
     for rows in groups.values():
-        update_by_id(session, Message.__table__, rows)
+        update_by_id(session, table(Message), rows)

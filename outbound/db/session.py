@@ -54,9 +54,12 @@ def _savepoints_on_driver(engine: Engine) -> None:
     """
     dialect = engine.dialect
     name_of = dialect.identifier_preparer.quote
-    dialect.do_savepoint = lambda conn, name: run_on_driver(conn, f"SAVEPOINT {name_of(name)}")
-    dialect.do_release_savepoint = lambda conn, name: run_on_driver(conn, f"RELEASE SAVEPOINT {name_of(name)}")
-    dialect.do_rollback_to_savepoint = lambda conn, name: run_on_driver(conn, f"ROLLBACK TO SAVEPOINT {name_of(name)}")
+    # Set on this one dialect object, not its class: mypy sees a method replaced.
+    dialect.do_savepoint = lambda conn, name: run_on_driver(conn, f"SAVEPOINT {name_of(name)}")  # type: ignore[method-assign, assignment]
+    dialect.do_release_savepoint = lambda conn, name: run_on_driver(conn, f"RELEASE SAVEPOINT {name_of(name)}")  # type: ignore[method-assign, assignment]
+    dialect.do_rollback_to_savepoint = lambda conn, name: run_on_driver(  # type: ignore[method-assign, assignment]
+        conn, f"ROLLBACK TO SAVEPOINT {name_of(name)}"
+    )
 
 
 def run_on_driver(connection: Connection, sql: str) -> None:
