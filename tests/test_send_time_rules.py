@@ -74,7 +74,8 @@ def test_an_sms_over_the_steps_segment_limit_is_blocked_and_preview_says_so(make
             {"cart_id": "k2", "note": "x" * 200},
         )
     [sms_version] = [v for v in preview.versions if v.channel == "sms" and v.locale == "en"]
-    assert sms_version.problems == ("2 segments exceed the step's limit of 1",)
+    # The preview names the problem as the gate's second phase recorded it when it blocked the message.
+    assert sms_version.problems == (by_status["blocked"].reason,)
 
 
 def test_max_segments_on_an_email_step_fails_validation(tmp_path):

@@ -14,10 +14,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from outbound.compliance.decisions import Block
+from outbound.compliance.rendered import RENDERED_RULES, RenderedFacts
 from outbound.compliance.zones import resolve_jurisdiction
 from outbound.context import contact_view, event_view, tenant_view
 from outbound.db.models import Contact, Event, Tenant
-from outbound.definitions.formats import check_message
 from outbound.engagement.surveys import survey_url
 from outbound.enrollment.plan import pattern_code
 from outbound.errors import NotFound, OutboundError
@@ -121,13 +122,19 @@ def preview_campaign(
                         preview.versions.append(RenderedVersion(**version, error=str(error)))
                         continue
                     sms = sms_segments(rendered.text) if channel == "sms" else None
-                    problems = []
-                    if campaign.purpose == "marketing":
-                        problems += check_message(
-                            rendered, channel, jurisdiction, names["tenant"], names["links"]["unsubscribe"]
-                        )
-                    if sms and channel == step.channel and step.max_segments and sms.segments > step.max_segments:
-                        problems.append(f"{sms.segments} segments exceed the step's limit of {step.max_segments}")
+                    # Every rule of the gate's second phase that would block this version, as at dispatch.
+                    facts = RenderedFacts(
+                        rendered=rendered,
+                        channel=channel,
+                        purpose=campaign.purpose,
+                        jurisdiction=jurisdiction,
+                        tenant=names["tenant"],
+                        unsubscribe_url=names["links"]["unsubscribe"],
+                        max_segments=step.max_segments if channel == step.channel else None,
+                    )
+                    problems = [
+                        decision.reason for rule in RENDERED_RULES if isinstance(decision := rule(facts), Block)
+                    ]
                     preview.versions.append(
                         RenderedVersion(
                             **version,

@@ -17,12 +17,12 @@ serves US, EU and default, and KR too when it adapts to the jurisdiction (it rea
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from outbound.compliance.rendered import format_problems_of
 from outbound.errors import DefinitionError, OutboundError
-from outbound.rendering.templates import Rendered, Renderer
+from outbound.rendering.templates import Renderer
 
 if TYPE_CHECKING:
     from outbound.definitions.schema import CampaignDef
@@ -40,12 +40,6 @@ SAMPLE_TENANT = {
     "timezone": "UTC",
     "locale": "en",
 }
-AD_MARK = "(광고)"
-_FAKE_MARK = re.compile(r"^\s*[\[\(（【]\s*광\s*고\s*[\]\)）】]")
-_FREE_OPTOUT_END = re.compile(
-    r"(무료\s*수신\s*거부|무료\s*거부|수신\s*거부\s*무료)[^\n]*?080[-\s.]?\d{3,4}[-\s.]?\d{4}\s*$"
-)
-_OPT_OUT_WORDS = re.compile(r"\bSTOP\b|unsubscribe|opt[ -]?out|수신\s*거부", re.IGNORECASE)
 
 
 class _Sample(dict[str, str]):
@@ -61,46 +55,6 @@ def served_jurisdictions(locale: str, source: str) -> tuple[str, ...]:
         return ("KR",)
     adapts = "jurisdiction" in source
     return ("US", "EU", "default", "KR") if adapts else ("US", "EU", "default")
-
-
-def check_message(
-    rendered: Rendered,
-    channel: str,
-    jurisdiction: str,
-    tenant: Mapping[str, object] | None = None,
-    unsubscribe_url: str = UNSUBSCRIBE_URL,
-) -> list[str]:
-    """Every way a rendered marketing message breaks the format of `jurisdiction` (empty: none).
-    `tenant` and `unsubscribe_url` are what the message was rendered with: the sample ones when
-    definitions load, the real ones when the dispatcher checks each message before it is sent."""
-    tenant = SAMPLE_TENANT if tenant is None else tenant
-    text = rendered.text.strip()
-    whole = "\n".join(part for part in (rendered.subject, rendered.text, rendered.html) if part)
-    problems: list[str] = []
-    if jurisdiction == "KR":
-        opening = (rendered.subject or "") if channel == "email" else text
-        where = "the email subject" if channel == "email" else "the message"
-        if not opening.strip().startswith(AD_MARK):
-            fake = _FAKE_MARK.match(opening)
-            found = f" (found {fake.group(0).strip()!r})" if fake and not opening.strip().startswith(AD_MARK) else ""
-            problems.append(f"KR advertising: {where} must start with {AD_MARK!r} exactly{found}")
-        if str(tenant.get("sender_name") or tenant.get("name")) not in text:
-            problems.append("KR advertising must name the sender (tenant.sender_name)")
-        contacts = ("support_contact", "sms_from", "email_from", "postal_address", "optout_number")
-        if not any(tenant.get(key) and str(tenant[key]) in text for key in contacts):
-            problems.append("KR advertising must give the sender's contact (e.g. tenant.support_contact)")
-        if not _FREE_OPTOUT_END.search(text):
-            problems.append(
-                "KR advertising must end with a free opt-out, e.g. '무료수신거부 {{ tenant.optout_number }}'"
-            )
-    if jurisdiction == "US" and channel == "email":
-        if not tenant.get("postal_address") or str(tenant["postal_address"]) not in whole:
-            problems.append("US marketing email must carry the sender's postal address (tenant.postal_address)")
-        if unsubscribe_url not in whole:
-            problems.append("US marketing email must carry the unsubscribe link (links.unsubscribe)")
-    if jurisdiction == "EU" and unsubscribe_url not in whole and not _OPT_OUT_WORDS.search(whole):
-        problems.append("EU marketing must offer an opt-out in every message (links.unsubscribe, or 'Reply STOP')")
-    return problems
 
 
 def format_problems(campaigns: Iterable[CampaignDef], renderer: Renderer) -> list[DefinitionError]:
@@ -138,7 +92,7 @@ def _check_file(
                 rendered = renderer.render(template, channel, [locale], _context(jurisdiction, locale, variant))
             except OutboundError:
                 continue  # not a format problem; syntax and names are checked elsewhere
-            for problem in check_message(rendered, channel, jurisdiction):
+            for problem in format_problems_of(rendered, channel, jurisdiction, SAMPLE_TENANT, UNSUBSCRIBE_URL):
                 message = f"{problem} (rendered for a {jurisdiction} tenant{f', variant {variant}' if variant else ''})"
                 errors.setdefault((shown, problem + jurisdiction), DefinitionError(shown, message))
 

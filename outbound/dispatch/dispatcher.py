@@ -33,6 +33,7 @@ from outbound.compliance import (
     decide,
     policy_for,
 )
+from outbound.compliance.rendered import RenderedFacts, decide_rendered
 from outbound.compliance.zones import resolve_jurisdiction, resolve_timezone
 from outbound.config import Settings
 from outbound.context import contact_view, event_view, tenant_view
@@ -49,7 +50,6 @@ from outbound.db.models import (
 )
 from outbound.db.session import transaction
 from outbound.definitions import Definitions
-from outbound.definitions.formats import check_message
 from outbound.delivery.status import (
     MAX_ATTEMPTS,
     SUPPRESSING_CODES,
@@ -70,7 +70,7 @@ from outbound.providers import (
     send_all,
 )
 from outbound.rendering.links import unsubscribe_url
-from outbound.rendering.templates import locale_chain, sms_segments
+from outbound.rendering.templates import locale_chain
 
 # MAX_ATTEMPTS and SUPPRESSING_CODES live with the delivery rules, which callbacks apply too.
 __all__ = [
@@ -449,22 +449,22 @@ class Dispatcher:
             message.template, message.channel, context.locale_chain(contact.locale, tenant.locale), names
         )
         message.subject, message.body, message.locale = rendered.subject, rendered.text, rendered.locale
-        if message.purpose == "marketing":
-            # A link no template read is in no text: the check sees one that cannot be found.
-            problems = check_message(
-                rendered, message.channel, jurisdiction, names["tenant"], links.get("unsubscribe", "\0")
-            )
-            if problems:
-                raise _Unsendable("message_format", "; ".join(problems))
         step = campaign.step(message.step)
-        if message.channel == "sms" and step is not None and step.max_segments is not None:
-            info = sms_segments(rendered.text)
-            if info.segments > step.max_segments:
-                raise _Unsendable(
-                    "sms_length",
-                    f"{info.segments} {info.encoding} segments ({info.characters} characters) "
-                    f"exceed the step's limit of {step.max_segments}",
-                )
+        # The gate's second phase, on the message as rendered. A link no template read is in no text:
+        # the check sees one that cannot be found.
+        decision = decide_rendered(
+            RenderedFacts(
+                rendered=rendered,
+                channel=message.channel,
+                purpose=message.purpose,
+                jurisdiction=jurisdiction,
+                tenant=names["tenant"],
+                unsubscribe_url=links.get("unsubscribe", "\0"),
+                max_segments=step.max_segments if step is not None else None,
+            )
+        )
+        if isinstance(decision, Block):
+            raise _Unsendable(decision.rule, decision.reason)
         headers = {}
         if message.channel == "email" and message.purpose == "marketing":
             headers = {
