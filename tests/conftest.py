@@ -202,7 +202,7 @@ class World:
     def event(self, tenant, type, external_id, data=None, *, id=None, occurred_at=None):
         """Ingest one event for a known contact, triggers included; returns the batch report."""
         from outbound.db.session import transaction
-        from outbound.ingest.events import ingest_batch
+        from outbound.ingest.events import ingest_items
 
         self._n = getattr(self, "_n", 0) + 1
         envelope = {
@@ -214,7 +214,7 @@ class World:
         }
         with transaction(self.runtime.factory) as session:
             tenant = session.merge(tenant, load=False)
-            return ingest_batch(session, tenant, [envelope], self.clock, on_event=self.runtime.on_event)
+            return ingest_items(session, tenant, [envelope], self.clock, on_event=self.runtime.on_event)
 
     def messages(self, **where):
         from sqlalchemy import select

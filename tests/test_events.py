@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from outbound.db.models import Consent, Contact, Enrollment, Event
 from outbound.ingest.envelopes import InvalidEnvelope, parse_envelope
-from outbound.ingest.events import import_events, ingest_batch, ingest_event
+from outbound.ingest.events import import_events, ingest_event, ingest_items
 
 
 def envelope(event_id="evt-1", type="cart_abandoned", external_id="cust-42", **extra):
@@ -151,7 +151,7 @@ def test_the_hook_is_called_once_per_stored_event_and_not_for_duplicates(session
     tenant = make_tenant()
     hook = Recorder()
     items = [envelope("e1"), envelope("e2", external_id="cust-7"), envelope("e1")]
-    report = ingest_batch(session, tenant, items, clock, on_event=hook)
+    report = ingest_items(session, tenant, items, clock, on_event=hook)
     assert (report.stored, report.duplicates, report.errors) == (2, 1, [])
     assert hook.seen == [("shop-us", "e1", "cust-42"), ("shop-us", "e2", "cust-7")]
 
@@ -160,7 +160,7 @@ def test_a_failing_hook_leaves_no_row_of_its_event_and_the_rest_is_stored(sessio
     tenant = make_tenant()
     hook = Recorder(fail_on="e2")
     items = [envelope("e1"), envelope("e2", external_id="only-in-e2"), envelope("e3")]
-    report = ingest_batch(session, tenant, items, clock, on_event=hook)
+    report = ingest_items(session, tenant, items, clock, on_event=hook)
     assert (report.stored, report.duplicates) == (2, 0)
     (error,) = report.errors
     assert error.index == 1 and error.internal and "retry" in error.message
@@ -178,7 +178,7 @@ def test_a_batch_reports_each_bad_item_by_index_and_stores_the_good(session, clo
         envelope("e3"),
         envelope("e4", contact={"external_id": "x", "phone": "12"}),
     ]
-    report = ingest_batch(session, tenant, items, clock)
+    report = ingest_items(session, tenant, items, clock)
     assert report.stored == 2
     fields = {(e.index, e.field) for e in report.errors}
     assert {(1, "occurred_at"), (1, "contact"), (2, "body"), (4, "contact.phone")} <= fields

@@ -11,7 +11,7 @@ from outbound.db.models import Consent, Contact, Enrollment, Event
 from outbound.errors import InvalidInput
 from outbound.ingest.contacts import ContactIn, upsert_contacts
 from outbound.ingest.envelopes import parse_envelope
-from outbound.ingest.events import RUN_SIZE, import_events, ingest_batch, ingest_event
+from outbound.ingest.events import RUN_SIZE, import_events, ingest_event, ingest_items
 
 
 def envelope(event_id, external_id="cust-1", type="cart_abandoned", **contact):
@@ -101,10 +101,10 @@ def mixed_items():
 
 def test_a_batch_writes_the_same_rows_as_one_event_at_a_time(session, clock, make_tenant):
     batched, single = make_tenant("shop-batched"), make_tenant("shop-single")
-    report = ingest_batch(session, batched, mixed_items(), clock, on_event=Recorder())
+    report = ingest_items(session, batched, mixed_items(), clock, on_event=Recorder())
     one_by_one = Recorder()
     for raw in mixed_items():
-        ingest_batch(session, single, [raw], clock, on_event=one_by_one)
+        ingest_items(session, single, [raw], clock, on_event=one_by_one)
     assert rows_of(session, batched) == rows_of(session, single)
     assert (report.stored, report.duplicates) == (6, 1)
     assert [(e.index, e.field) for e in report.errors] == [(4, "contact.phone"), (5, "occurred_at"), (5, "contact")]
@@ -119,7 +119,7 @@ def test_each_hook_sees_the_contact_as_its_own_event_left_it(session, clock, mak
         envelope("e3", "cust-1", locale="ko"),
         envelope("e4", "cust-1", email="late@example.com"),
     ]
-    ingest_batch(session, tenant, items, clock, on_event=hook)
+    ingest_items(session, tenant, items, clock, on_event=hook)
     assert hook.seen == [
         ("e1", "cust-1", "en", None),
         ("e2", "cust-2", "de", None),
@@ -130,10 +130,10 @@ def test_each_hook_sees_the_contact_as_its_own_event_left_it(session, clock, mak
 
 def test_a_batch_looks_up_stored_ids_and_contacts_once_not_once_per_event(session, clock, make_tenant, engine):
     tenant = make_tenant()
-    ingest_batch(session, tenant, [envelope("e0", "c0")], clock)
+    ingest_items(session, tenant, [envelope("e0", "c0")], clock)
     items = [envelope(f"e{i}", f"c{i}", email=f"c{i}@example.com") for i in range(60)]
     with Statements(engine) as statements:
-        report = ingest_batch(session, tenant, items, clock, on_event=Recorder())
+        report = ingest_items(session, tenant, items, clock, on_event=Recorder())
     assert (report.stored, report.duplicates) == (59, 1)
     assert len(statements.selects_from("events")) == 1
     assert len(statements.selects_from("contacts")) == 1
@@ -142,7 +142,7 @@ def test_a_batch_looks_up_stored_ids_and_contacts_once_not_once_per_event(sessio
 
 def test_an_id_whose_first_copy_is_refused_is_stored_from_its_second(session, clock, make_tenant):
     tenant = make_tenant()
-    report = ingest_batch(session, tenant, [envelope("e1", phone="12"), envelope("e1", phone="+12125550123")], clock)
+    report = ingest_items(session, tenant, [envelope("e1", phone="12"), envelope("e1", phone="+12125550123")], clock)
     assert (report.stored, report.duplicates) == (1, 0)
     assert [(e.index, e.field) for e in report.errors] == [(0, "contact.phone")]
     assert session.scalar(select(Contact.phone)) == "+12125550123"
@@ -151,7 +151,7 @@ def test_an_id_whose_first_copy_is_refused_is_stored_from_its_second(session, cl
 def test_a_refused_contact_in_a_batch_leaves_no_row_and_the_others_go_in(session, clock, make_tenant):
     tenant = make_tenant()
     items = [envelope("e1", "cust-1"), envelope("e2", "only-in-e2", email="not an address"), envelope("e3", "cust-3")]
-    report = ingest_batch(session, tenant, items, clock)
+    report = ingest_items(session, tenant, items, clock)
     assert report.stored == 2
     (error,) = report.errors
     assert (error.index, error.field, error.internal) == (1, "contact.email", False)
@@ -163,7 +163,7 @@ def test_a_failing_hook_leaves_out_its_event_and_consents_and_nothing_else(sessi
     consent = {"channel": "email", "purpose": "marketing", "granted": True, "at": "2026-11-01T09:00:00+00:00"}
     items = [envelope(f"e{i}", f"cust-{i}", consents=[consent]) for i in range(10)]
     hook = Recorder(fail_on="e6")
-    report = ingest_batch(session, tenant, items, clock, on_event=hook)
+    report = ingest_items(session, tenant, items, clock, on_event=hook)
     assert (report.stored, [e.index for e in report.errors]) == (9, [6])
     assert "cust-6" not in set(session.scalars(select(Contact.external_id)))
     assert session.scalar(select(Event.event_id).where(Event.event_id == "e6")) is None
@@ -211,16 +211,16 @@ def test_upsert_contacts_applies_items_in_turn_and_puts_each_refusal_in_its_plac
 
 def test_a_single_event_after_a_batch_is_still_a_duplicate_by_id(session, clock, make_tenant):
     tenant = make_tenant()
-    ingest_batch(session, tenant, [envelope("e1"), envelope("e2", "cust-2")], clock)
+    ingest_items(session, tenant, [envelope("e1"), envelope("e2", "cust-2")], clock)
     assert ingest_event(session, tenant, parse_envelope(envelope("e2", "cust-2")), clock).status == "duplicate"
 
 
 def test_a_contact_the_session_holds_reads_what_a_batch_changed(session, clock, make_tenant):
     tenant = make_tenant()
-    ingest_batch(session, tenant, [envelope("e1", "cust-1", locale="en", email="old@example.com")], clock)
+    ingest_items(session, tenant, [envelope("e1", "cust-1", locale="en", email="old@example.com")], clock)
     held = session.scalar(select(Contact).where(Contact.external_id == "cust-1"))
     assert (held.locale, held.email) == ("en", "old@example.com")
-    report = ingest_batch(
+    report = ingest_items(
         session,
         tenant,
         [envelope("e2", "cust-1", locale="ko", email="New@Example.com", attributes={"tier": "gold"})],

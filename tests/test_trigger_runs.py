@@ -20,7 +20,7 @@ from outbound.db.models import (
     OfferCode,
 )
 from outbound.enrollment.campaign_state import pause
-from outbound.ingest.events import ingest_batch
+from outbound.ingest.events import ingest_items
 from outbound.tenancy.tenants import create_tenant, get_tenant
 
 
@@ -167,7 +167,7 @@ def ingest_then_forget(runtime, clock, requests):
         tenant = get_tenant(session, "shop")
         reports = []
         for items in requests:
-            report = ingest_batch(session, tenant, items, clock, on_event=runtime.on_event)
+            report = ingest_items(session, tenant, items, clock, on_event=runtime.on_event)
             reports.append((report.stored, report.duplicates, [(e.index, e.field, e.internal) for e in report.errors]))
         rows = rows_of(session, tenant.id)
         session.rollback()
@@ -251,7 +251,7 @@ def test_a_run_where_some_events_enroll_some_are_duplicates_and_one_fails_keeps_
                 locale="en",
                 settings={"support_contact": "help@shop.example", "postal_address": "1 Main St"},
             )
-            ingest_batch(
+            ingest_items(
                 session,
                 get_tenant(session, "shop"),
                 [envelope("t-old", "c1", "tick", {"n": 5}, phone="+12125550101")],
@@ -264,7 +264,7 @@ def test_a_run_where_some_events_enroll_some_are_duplicates_and_one_fails_keeps_
         ]  # c1's key 20 was enrolled a moment ago
         items.insert(2, envelope("t-old", "c1", "tick", {"n": 5}))
         with runtime.factory() as session, session.begin():
-            report = ingest_batch(session, get_tenant(session, "shop"), items, clock, on_event=runtime.on_event)
+            report = ingest_items(session, get_tenant(session, "shop"), items, clock, on_event=runtime.on_event)
         assert (report.stored, report.duplicates) == (5, 1)
         [(index, message, internal)] = [(e.index, e.message, e.internal) for e in report.errors]
         assert (index, internal) == (4, False) and "100 // event.data.n" in message  # t3: 100 // 0
@@ -301,7 +301,7 @@ def test_the_statements_of_a_run_do_not_grow_with_its_events(shipped, clock):
         with shipped.factory() as session, session.begin():
             tenant = get_tenant(session, "shop")
             with Statements(shipped.engine) as statements:
-                report = ingest_batch(session, tenant, items, clock, on_event=shipped.on_event)
+                report = ingest_items(session, tenant, items, clock, on_event=shipped.on_event)
         assert (report.stored, report.errors) == (2 * count, [])
         return statements.seen
 

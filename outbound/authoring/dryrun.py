@@ -28,7 +28,7 @@ from outbound.db.session import transaction
 from outbound.enrollment.campaign_state import resume
 from outbound.errors import NotFound
 from outbound.ingest.envelopes import ItemError
-from outbound.ingest.events import ingest_batch
+from outbound.ingest.events import ingest_items
 from outbound.jobs.simulation import run_until
 from outbound.providers.outbox import Outbox
 from outbound.tenancy.tenants import get_tenant
@@ -135,7 +135,7 @@ def dry_run(
                 if when > clock.now():
                     run_until(runtime, clock, min(when, end))
                 with transaction(factory) as session:
-                    batch = ingest_batch(
+                    batch = ingest_items(
                         session,
                         session.merge(tenant, load=False),
                         [raw],

@@ -20,7 +20,7 @@ from sqlalchemy import select
 from outbound.db.models import CallbackTask, Contact, Enrollment, InboundMessage, Message, Tenant
 from outbound.engagement.surveys import answer_from_link, answer_from_sms, survey_token
 from outbound.enrollment.lifecycle import end_lead_nurture
-from outbound.ingest.events import ingest_batch
+from outbound.ingest.events import ingest_items
 
 # Extra chance to buy after a message reached the customer, and the chance everybody has anyway.
 UPLIFT = {"churn_winback": 0.16, "lapsed_winback": 0.14, "cart_abandonment": 0.10, "lead_followup": 0.12}
@@ -225,7 +225,7 @@ class Customers:
             "contact": {"external_id": contact.external_id},
             "data": data,
         }
-        ingest_batch(session, tenant, [envelope], clock, on_event=on_event)
+        ingest_items(session, tenant, [envelope], clock, on_event=on_event)
 
     def _call_lead(self, session, task_id: int, clock) -> None:
         task = session.get(CallbackTask, task_id)

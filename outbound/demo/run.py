@@ -22,7 +22,7 @@ from outbound.demo.kinds_report import print_campaign_kinds
 from outbound.demo.report import print_report
 from outbound.demo.scenario import build_scenario
 from outbound.ingest.contact_files import import_contacts
-from outbound.ingest.events import ingest_batch
+from outbound.ingest.events import ingest_items
 from outbound.jobs.simulation import run_until
 from outbound.providers.outbox import Outbox
 from outbound.tenancy.tenants import create_tenant
@@ -92,7 +92,7 @@ def run_demo(out: Path, *, db_url: str | None = None, seed: int = 7, console: Co
         # Past orders from the order system come first: the batch win-back looks at this history.
         with transaction(runtime.factory) as session:
             for slug, history in scenario.history.items():
-                batch = ingest_batch(
+                batch = ingest_items(
                     session, session.merge(tenants[slug], load=False), history, clock, on_event=runtime.on_event
                 )
                 ingest_errors += [f"{slug} history {error}" for error in batch.errors]
@@ -147,7 +147,7 @@ def run_demo(out: Path, *, db_url: str | None = None, seed: int = 7, console: Co
                         customers.apply(session, item, clock, runtime.definitions, runtime.on_event)
                         continue
                     tenant = session.merge(tenants[slug], load=False)
-                    batch = ingest_batch(session, tenant, [item], clock, on_event=runtime.on_event)
+                    batch = ingest_items(session, tenant, [item], clock, on_event=runtime.on_event)
                 ingest_errors += [
                     f"{slug} event {item.get('id', '?')}: {error.field}: {error.message}" for error in batch.errors
                 ]

@@ -86,8 +86,8 @@ class ItemError:
 
 
 @dataclass
-class BatchReport:
-    """What a batch did: events stored, duplicates skipped, errors per item."""
+class IngestReport:
+    """What ingesting some events did: events stored, duplicates skipped, errors per item."""
 
     stored: int = 0
     duplicates: int = 0
@@ -104,13 +104,13 @@ class BatchReport:
         self.duplicates += len(indices)
 
 
-class RequestsReport(BatchReport):
+class RequestsReport(IngestReport):
     """The report of several requests' items numbered end to end, split into one report per request."""
 
     def __init__(self, sizes: Sequence[int]) -> None:
         super().__init__()
         self.starts = list(accumulate(sizes, initial=0))[:-1]
-        self.parts = [BatchReport() for _ in sizes]
+        self.parts = [IngestReport() for _ in sizes]
 
     def _request(self, index: int) -> int:
         # The last request starting at or before the index: a request of no items holds no index.
@@ -124,7 +124,7 @@ class RequestsReport(BatchReport):
         for index in indices:
             self.parts[self._request(index)].duplicates += 1
 
-    def split(self) -> list[BatchReport]:
+    def split(self) -> list[IngestReport]:
         """One report per request, its errors numbered from 0 within the request, in order."""
         for error in self.errors:
             number = self._request(error.index)

@@ -25,9 +25,9 @@ from outbound.ingest.contacts import (
     upsert_contacts,
 )
 from outbound.ingest.envelopes import (
-    BatchReport,
     EventEnvelope,
     IngestOutcome,
+    IngestReport,
     InvalidEnvelope,
     ItemError,
     RequestsReport,
@@ -78,7 +78,7 @@ def ingest_event(
     return IngestOutcome("stored", event)
 
 
-def ingest_batch(
+def ingest_items(
     session: Session,
     tenant: Tenant,
     raw_items: list[dict | str],
@@ -86,13 +86,13 @@ def ingest_batch(
     on_event: OnEvent | None = None,
     *,
     first_index: int = 0,
-) -> BatchReport:
+) -> IngestReport:
     """Validate and ingest each item (a dict or a JSON text); a bad item is reported, the rest go in.
 
     The outcome is that of `ingest_event` on each valid item in turn; see
     `_ingest_run` for how the items are written together.
     """
-    report = BatchReport()
+    report = IngestReport()
     _ingest_numbered(session, tenant, enumerate(raw_items, start=first_index), clock, on_event, report, "item")
     report.errors.sort(key=lambda error: error.index)  # parse errors come first; keep the order of the items
     return report
@@ -104,8 +104,8 @@ def ingest_requests(
     requests: Sequence[Sequence[dict | str | None]],
     clock: Clock,
     on_event: OnEvent | None = None,
-) -> list[BatchReport]:
-    """`ingest_batch` on the items of each request in turn, written as one batch: a report per request.
+) -> list[IngestReport]:
+    """`ingest_items` on the items of each request in turn, written as one batch: a report per request.
 
     The outcome is what the requests one after another would give (an event id
     sent twice is stored by the first and a duplicate for the second), with the
@@ -126,13 +126,13 @@ def import_events(
     on_event: OnEvent | None = None,
     *,
     progress: Callable[[int], Any] | None = None,
-) -> BatchReport:
+) -> IngestReport:
     """Ingest a JSONL file of envelopes; each error carries its line number ('line 3: field: message').
 
     Lines are ingested in chunks of RUN_SIZE; `progress`, if given, is called
     after each chunk with the number of bytes of the file read so far.
     """
-    report = BatchReport()
+    report = IngestReport()
     chunk: list[tuple[int, str]] = []
     done = 0
     with Path(path).open("rb") as lines:
@@ -162,7 +162,7 @@ def _ingest_numbered(
     numbered: Iterable[tuple[int, Any]],
     clock: Clock,
     on_event: OnEvent | None,
-    report: BatchReport,
+    report: IngestReport,
     unit: str,
 ) -> None:
     parsed = []
@@ -174,7 +174,7 @@ def _ingest_numbered(
         _ingest_run(session, tenant, run, clock, on_event, report, unit)
 
 
-def _parse_item(index: int, raw: Any, report: BatchReport, unit: str) -> EventEnvelope | None:
+def _parse_item(index: int, raw: Any, report: IngestReport, unit: str) -> EventEnvelope | None:
     if not isinstance(raw, (dict, str, bytes)):
         report.errors.append(ItemError(index, None, "expected an event object", unit=unit))
         return None
@@ -212,7 +212,7 @@ def _ingest_run(
     run: list[tuple[int, EventEnvelope]],
     clock: Clock,
     on_event: OnEvent | None,
-    report: BatchReport,
+    report: IngestReport,
     unit: str,
 ) -> None:
     """Ingest a run of valid envelopes with one query per table rather than one per event.
@@ -325,7 +325,7 @@ def _ingest_one(
     envelope: EventEnvelope,
     clock: Clock,
     on_event: OnEvent | None,
-    report: BatchReport,
+    report: IngestReport,
     unit: str = "item",
 ) -> None:
     try:

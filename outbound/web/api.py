@@ -17,7 +17,7 @@ from pydantic import BaseModel, TypeAdapter
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from outbound.ingest.envelopes import BatchReport, EventEnvelope
+from outbound.ingest.envelopes import EventEnvelope, IngestReport
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -93,7 +93,7 @@ async def request_body(request: Request) -> bytes:
     return b"".join(chunks)
 
 
-def result(report: BatchReport, status: int = 200) -> JSONResponse:
+def result(report: IngestReport, status: int = 200) -> JSONResponse:
     """The answer to a request: what it stored, the duplicates, and the errors of its items."""
     return JSONResponse(
         {

@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 
 from outbound.db.models import Tenant
 from outbound.db.session import transaction
-from outbound.ingest.envelopes import BatchReport, ItemError, loads_json
+from outbound.ingest.envelopes import IngestReport, ItemError, loads_json
 from outbound.ingest.events import ingest_requests
 from outbound.web.api import MAX_EVENTS, result, unauthorized
 
@@ -186,18 +186,18 @@ def _check(session: Session, keys, request: _Request) -> tuple[Tenant, list[Any]
     if isinstance(payload, dict) and "events" in payload:
         items = payload["events"]
         if not isinstance(items, list):
-            return result(BatchReport(errors=[ItemError(0, "events", "expected a list of events")]), 422)
+            return result(IngestReport(errors=[ItemError(0, "events", "expected a list of events")]), 422)
         if len(items) > MAX_EVENTS:
             raise HTTPException(413, f"at most {MAX_EVENTS} events per request, found {len(items)}")
         # Items must be objects here; a JSON text inside JSON is not an event.
         return tenant, [item if isinstance(item, dict) else None for item in items], False
     if not isinstance(payload, dict):
         problem = ItemError(0, "body", 'expected an event envelope or {"events": [...]}')
-        return result(BatchReport(errors=[problem]), 422)
+        return result(IngestReport(errors=[problem]), 422)
     return tenant, [payload], True
 
 
-def _answer(report: BatchReport, single: bool) -> JSONResponse:
+def _answer(report: IngestReport, single: bool) -> JSONResponse:
     if single and report.errors:
         return result(report, 500 if any(e.internal for e in report.errors) else 422)
     return result(report)
