@@ -12,7 +12,6 @@ from zoneinfo import ZoneInfo
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select, update
-from test_compliance_properties import EDGES, oracle_allows
 
 from outbound.clock import SimulatedClock
 from outbound.compliance import ConsentRecord, MessageFacts
@@ -23,6 +22,8 @@ from outbound.dispatch.dispatcher import Dispatcher
 from outbound.ingest.contacts import ConsentIn, ContactIn, record_consent, upsert_contact
 from outbound.providers.outbox import Outbox
 from outbound.tenancy.tenants import create_tenant
+
+from helpers.compliance_oracle import EDGES, oracle_allows
 
 UTC = UTC
 TENANT_ZONES = {"US": "America/New_York", "KR": "Asia/Seoul", "EU": "Europe/Berlin", "default": "UTC"}
