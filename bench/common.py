@@ -60,7 +60,7 @@ def database(backend: str) -> Iterator[str]:
             upgrade(url)
             yield url
         return
-    from pgserver import PostgresServer
+    from helpers.postgres_server import PostgresServer
 
     server = PostgresServer().start()
     try:

@@ -33,7 +33,7 @@ def migrated_template(tmp_path_factory):
 @pytest.fixture(scope="session")
 def postgres_url():
     """PostgreSQL: one real server for the run, migrated once."""
-    from pgserver import PostgresServer
+    from helpers.postgres_server import PostgresServer
 
     server = PostgresServer().start()
     upgrade(server.url)
@@ -121,10 +121,10 @@ def outbox():
 @pytest.fixture
 def runtime(db_url, tmp_path, clock, outbox):
     """The wired engine on the test database, with small test definitions and the outbox provider."""
-    from definitions_kit import write_definitions
-
     from outbound.bootstrap import build
     from outbound.config import Settings
+
+    from helpers.definitions import write_definitions
 
     definitions = write_definitions(tmp_path / "definitions")
     runtime = build(
