@@ -13,7 +13,9 @@ import threading
 from pathlib import Path
 from typing import TextIO
 
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine
+
+from outbound.db.locks import advisory_unlock, try_advisory_lock
 
 ADVISORY_KEY = 0x6F7574626F756E64 & 0x7FFFFFFFFFFFFFFF  # "outbound", as a positive bigint
 
@@ -39,7 +41,7 @@ class Leadership:
                 return True
             if self.engine.dialect.name == "postgresql":
                 connection = self.engine.connect()
-                if connection.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": ADVISORY_KEY}).scalar():
+                if try_advisory_lock(connection, ADVISORY_KEY):
                     connection.commit()
                     self._connection = connection
                     return True
@@ -65,7 +67,7 @@ class Leadership:
     def release(self) -> None:
         with self._lock:
             if self._connection is not None:
-                self._connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": ADVISORY_KEY})
+                advisory_unlock(self._connection, ADVISORY_KEY)
                 self._connection.close()
                 self._connection = None
             if self._file is not None and not isinstance(self._file, bool):
