@@ -90,7 +90,7 @@ def schedule_fallback(session: Session, message: Message, definitions, at: datet
 
 
 def sweep_undelivered(session: Session, definitions, now: datetime, lookback: timedelta = timedelta(days=2)) -> int:
-    """Fall back for recent SMS the carrier reported undelivered (status callbacks); returns how many were scheduled."""
+    """Fall back for recent SMS the carrier reported undelivered (status reports); returns how many were scheduled."""
     names = [name for name, campaign in definitions.campaigns.items() if any(step.fallback for step in campaign.steps)]
     if not names:
         return 0
