@@ -27,11 +27,11 @@ Internal → the module that relies on it:
   `inherit_cache` (SQL compilation caching) → outbound/db/bulk_sql.py
 - `_is_implicitly_boolean` on that element → outbound/db/bulk_sql.py
 - `@compiles` per dialect for that element → outbound/db/bulk_sql.py
-- `sqlalchemy.orm.util.identity_key` and `Session.identity_map` → outbound/ingest/contacts.py
+- `sqlalchemy.orm.util.identity_key` and `Session.identity_map` → outbound/db/contacts.py
 - `Mapper.class_manager.new_instance()` and an ORM object's `__dict__` set directly (plain objects)
-  → outbound/ingest/contacts.py
+  → outbound/db/contacts.py
 - an ORM object's `__dict__` holding what was set, and `ColumnDefault.is_scalar` / `.is_callable` / `.arg(None)`
-  → outbound/db/bulk.py (insert_objects, used by outbound/ingest/events.py and contacts.py)
+  → outbound/db/bulk.py (insert_objects, used by outbound/db/events.py and contacts.py)
 - arbitrary attributes (`_audience_kind`) set on SQL expression objects → outbound/db/audience.py
 
 Dialect-level checks compile on the SQLite and PostgreSQL dialects without a server; the rest run on the
@@ -69,11 +69,12 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import object_session
 from sqlalchemy.sql.elements import BindParameter
 from sqlalchemy.sql.expression import ReleaseSavepointClause, RollbackToSavepointClause, SavepointClause
-from statements_kit import Statements
 
 from outbound.db import direct
 from outbound.db.models import Contact, Enrollment, Event, Message, MessageTransition
 from outbound.db.session import make_engine
+
+from helpers.statements import Statements
 
 KST = timezone(timedelta(hours=9))
 T = datetime(2026, 11, 20, tzinfo=UTC)
@@ -150,7 +151,7 @@ def _tenant_and_contact(session, make_tenant, clock, external_id="c0"):
 
 
 def test_positiontup_lists_the_positional_parameters_in_the_order_of_the_sql():
-    from outbound.enrollment.planner import _WITHIN_WINDOWS
+    from outbound.db.enrollments import _WITHIN_WINDOWS
 
     with relied_on(
         "Compiled.positional / Compiled.positiontup", "outbound/db/direct.py", "order positional parameters"
@@ -396,10 +397,10 @@ def _comparable(values: dict) -> dict:
 
 def test_exported_columns_are_the_columns_of_each_row_read(session, make_tenant, clock):
     from outbound.db.bulk import insert_returning_id
+    from outbound.db.contacts import _ROWS_BY_EXTERNAL_ID
+    from outbound.db.enrollments import _WITHIN_WINDOWS
+    from outbound.db.events import _STORED_IDS
     from outbound.enrollment.campaign_state import _STORED_STATES
-    from outbound.enrollment.planner import _WITHIN_WINDOWS
-    from outbound.ingest.contacts import _ROWS_BY_EXTERNAL_ID
-    from outbound.ingest.events import _STORED_IDS
 
     with relied_on(
         "Executable.exported_columns", "outbound/db/direct.py", "pick the result processor of each column read"
@@ -724,41 +725,38 @@ def test_among_selects_the_listed_rows_through_sqlalchemys_statement_cache(sessi
             assert list(found) == sorted(chosen)
 
 
-# outbound/ingest/contacts.py and outbound/db/bulk.py: plain ORM objects outside the session.
+# outbound/db/contacts.py and outbound/db/bulk.py: plain ORM objects outside the session.
 
 
-def test_identity_key_finds_the_sessions_copy_of_a_plain_contact(session, make_tenant, clock, monkeypatch):
+def test_identity_key_finds_the_sessions_copy_of_a_plain_contact(session, make_tenant, clock):
     with relied_on(
         "sqlalchemy.orm.util.identity_key / Session.identity_map",
-        "outbound/ingest/contacts.py",
+        "outbound/db/contacts.py",
         "expire the session's copy of a contact written through the driver",
     ):
         from sqlalchemy.orm.util import identity_key
 
-        from outbound.ingest import contacts
+        from outbound.db import contacts
 
         _, held = _tenant_and_contact(session, make_tenant, clock)
         key = identity_key(Contact, held.id)
         assert key == inspect(held).identity_key
         assert session.identity_map.get(key) is held
         assert session.identity_map.get(identity_key(Contact, held.id + 1000)) is None
-        # A plain copy of the same row changed and written (the write itself left out here).
-        plain = Contact.__mapper__.class_manager.new_instance()
-        plain.__dict__.update({name: getattr(held, name) for name in contacts._CONTACT_KEYS})
+        # A plain copy of the same row changed and written through the driver.
+        plain = contacts._plain(tuple(getattr(held, name) for name in contacts._CONTACT_KEYS))
         plain.email = "new@example.com"
-        written = []
-        monkeypatch.setattr(contacts, "update_by_id", lambda session, table, rows: written.extend(rows))
-        contacts._write_plain_updates(session, [plain])
+        contacts.write_plain_updates(session, [plain])
         assert "email" in inspect(held).unloaded  # expired: the session reads it again
-        assert [(row["_id"], row["email"]) for row in written] == [(held.id, "new@example.com")]
+        assert held.email == "new@example.com"  # and reads what was written
 
 
 def test_new_instance_with_its_dict_set_is_a_plain_contact():
-    from outbound.ingest.contacts import _CONTACT_KEYS, _plain
+    from outbound.db.contacts import _CONTACT_KEYS, _plain
 
     with relied_on(
         "Mapper.class_manager.new_instance() and an ORM object's __dict__ set directly",
-        "outbound/ingest/contacts.py",
+        "outbound/db/contacts.py",
         "make plain contacts from rows read on the driver",
     ):
         bare = Contact.__mapper__.class_manager.new_instance()
@@ -778,7 +776,7 @@ def test_values_of_a_new_orm_object_are_those_a_flush_stores(session, make_tenan
 
     with relied_on(
         "an ORM object's __dict__ and ColumnDefault.is_scalar / .is_callable / .arg(None)",
-        "outbound/db/bulk.py (insert_objects, for outbound/ingest/events.py and contacts.py)",
+        "outbound/db/bulk.py (insert_objects, for outbound/db/events.py and contacts.py)",
         "insert new ORM objects through the driver with the values a flush would store",
     ):
         tenant, contact = _tenant_and_contact(session, make_tenant, clock)
