@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from outbound.db import direct
 
-_Prepared = tuple[str, tuple[str, ...], tuple[Callable[[Any], Any] | None, ...], bool]
+_Prepared = tuple[str, tuple[str, ...], tuple[Callable[[Any], Any] | None, ...], bool, tuple[tuple[str, Any], ...]]
 _STATEMENTS: dict[tuple[str, str], Any] = {}  # each table's INSERT, INSERT … RETURNING id and UPDATE by id
 PG_COPY_UPDATE = 50  # rows from which an update on PostgreSQL goes through COPY and one UPDATE … FROM
 
@@ -127,7 +127,13 @@ def _run(
     session: Session | Connection, table: Table, kind: str, columns: tuple[str, ...], rows: Sequence[dict[str, Any]]
 ) -> None:
     connection = session.connection() if isinstance(session, Session) else session
-    sql, names, processors, positional = _prepare(connection, table, kind, columns)
+    sql, names, processors, positional, fills = _prepare(connection, table, kind, columns)
+    missing = [(name, default) for name, default in fills if name not in columns]
+    if missing:  # columns left out whose default (or onupdate) Python computes, as a flush does
+        rows = [
+            {**row, **{name: default.arg if default.is_scalar else default.arg(None) for name, default in missing}}
+            for row in rows
+        ]
     # Column by column: a batch's rows mostly share their values (`now`, an empty detail), and each
     # distinct one goes through its processor once per call.
     values = [
@@ -206,4 +212,4 @@ def _prepare(connection: Connection, table: Table, kind: str, columns: tuple[str
             else update(table).where(table.c.id == bindparam("_id", type_=table.c.id.type))
         )
     prepared = direct.compiled_for(statement, connection.dialect, columns)
-    return prepared.sql, prepared.names, prepared.binds, prepared.positional
+    return prepared.sql, prepared.names, prepared.binds, prepared.positional, prepared.fills

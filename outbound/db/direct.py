@@ -33,6 +33,8 @@ class _Prepared:
     results: tuple[_Processor, ...]
     positional: bool
     defaults: dict[str, Any]  # the values the statement holds itself (a literal, a LIMIT)
+    # Columns left out of an INSERT (or UPDATE) whose default (or onupdate) Python computes, as a flush does.
+    fills: tuple[tuple[str, Any], ...] = ()
 
 
 _CACHE: dict[tuple, _Prepared] = {}
@@ -130,6 +132,9 @@ def _bound(
     prepared = compiled_for(statement, session.get_bind().dialect, columns, lengths)
     values = []
     given = {**prepared.defaults, **params} if prepared.defaults else params
+    for name, default in prepared.fills:
+        if name not in params:
+            given = {**given, name: default.arg if default.is_scalar else default.arg(None)}
     for name, fn in zip(prepared.names, prepared.binds, strict=True):
         base, _, position = name.rpartition("\0")
         value = given[base][int(position)] if base else given[name]
@@ -188,7 +193,13 @@ def _prepare(statement: ClauseElement, dialect, lengths: dict[str, int], columns
         column.type.dialect_impl(dialect).result_processor(dialect, None)
         for column in cast(Any, statement).exported_columns  # a SELECT's, or a write's RETURNING
     )
-    return _Prepared(sql, tuple(names), tuple(binds), results, positional, defaults)
+    fills = tuple(
+        (column.key, default)
+        for columns_of, attribute in ((compiled.insert_prefetch, "default"), (compiled.update_prefetch, "onupdate"))
+        for column in columns_of or ()
+        if (default := getattr(column, attribute)) is not None and (default.is_scalar or default.is_callable)
+    )
+    return _Prepared(sql, tuple(names), tuple(binds), results, positional, defaults, fills)
 
 
 def _positional_placeholder(compiled) -> str:

@@ -221,3 +221,24 @@ def test_objects_inserted_through_the_driver_get_their_ids_and_defaults_and_stay
     assert stored["plain-1"][1:] == stored["orm"][1:]  # the same defaults as the ORM's flush
     assert stored["plain-0"][1] == "+12125550123" and stored["plain-0"][2] == made[0].phone_hash is not None
     assert session.get(Contact, made[2].id).attributes == {}
+
+
+def test_rows_that_leave_out_a_defaulted_column_get_its_default_as_a_flush_gives_it(session, make_tenant, clock):
+    tenant = make_tenant()
+    contact = _contact(session, tenant, clock)
+    message_id = _message(session, tenant, contact.id, clock.now())
+    # No `detail` (default: an empty dict): SQLAlchemy's own INSERT fills it in, and so does the bulk write.
+    row = {
+        "tenant_id": tenant.id,
+        "message_id": message_id,
+        "at": clock.now(),
+        "from_status": None,
+        "to_status": "scheduled",
+        "source": "trigger",
+        "rule": None,
+        "reason": "test",
+    }
+    insert_rows(session, MessageTransition.__table__, [row, {**row, "reason": "test 2"}])
+    session.execute(insert(MessageTransition), [{**row, "reason": "by sqlalchemy"}])
+    details = dict(session.execute(select(MessageTransition.reason, MessageTransition.detail)).all())
+    assert details == {"test": {}, "test 2": {}, "by sqlalchemy": {}}

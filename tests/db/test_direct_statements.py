@@ -163,3 +163,24 @@ def test_the_statements_it_runs_are_seen_by_the_engines_listeners(session, make_
     with Statements(engine) as statements:
         direct.fetch(session, BY_EXTERNAL_IDS, {"tenant_id": tenant.id, "ids": ["c1", "c2"]})
     assert len(statements.selects_from("contacts")) == 1 and "external_id in (" in statements.seen[0]
+
+
+def test_a_column_left_out_of_an_insert_gets_its_default_as_sqlalchemy_gives_it(session, make_tenant, clock):
+    tenant = make_tenant()
+    [contact] = _contacts(session, tenant, clock, count=1)
+    # No dedupe_key (default ""), holdout (default False): a flush, and SQLAlchemy's own INSERT, fill them in.
+    row = {
+        "tenant_id": tenant.id,
+        "campaign": "cart",
+        "contact_id": contact.id,
+        "status": "active",
+        "enrolled_at": clock.now(),
+    }
+    statement = insert(Enrollment.__table__).returning(Enrollment.__table__.c.id)
+    [(by_driver,)] = direct.fetch(session, statement, row, columns=list(row))
+    by_sqlalchemy = session.execute(statement, {**row, "campaign": "cart-2"}).scalar_one()
+    stored = {
+        e.campaign: (e.dedupe_key, e.holdout)
+        for e in session.scalars(select(Enrollment).where(Enrollment.id.in_([by_driver, by_sqlalchemy])))
+    }
+    assert stored == {"cart": ("", False), "cart-2": ("", False)}

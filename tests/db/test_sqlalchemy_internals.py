@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import re
 import sqlite3
-import types
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -572,27 +571,36 @@ def test_sqlalchemy_runs_savepoints_through_the_dialect_hooks_of_the_engine(sess
         assert session.scalars(select(Contact.external_id)).all() == ["y"]  # x rolled back, y released
 
 
-def test_the_savepoint_sql_of_the_hooks_is_what_sqlalchemys_compiler_writes(dialect, monkeypatch):
-    from outbound.db import session as db_session
+def test_the_savepoint_sql_of_the_hooks_is_what_sqlalchemys_compiler_writes(engine):
+    from sqlalchemy import event
 
     with relied_on(
         "SavepointClause / ReleaseSavepointClause / RollbackToSavepointClause and IdentifierPreparer.quote",
         "outbound/db/session.py",
         "write the savepoint statements SQLAlchemy would write",
     ):
-        written = []
-        monkeypatch.setattr(db_session, "run_on_driver", lambda connection, sql: written.append(sql))
-        db_session._savepoints_on_driver(types.SimpleNamespace(dialect=dialect))
-        for name in ("sa_savepoint_1", "Odd Name"):
-            del written[:]
-            dialect.do_savepoint(None, name)
-            dialect.do_release_savepoint(None, name)
-            dialect.do_rollback_to_savepoint(None, name)
-            expected = [
-                str(clause(name).compile(dialect=dialect))
-                for clause in (SavepointClause, ReleaseSavepointClause, RollbackToSavepointClause)
-            ]
-            assert written == expected
+        dialect = engine.dialect
+        written: list[str] = []
+
+        def note(connection, cursor, statement, parameters, context, executemany):
+            written.append(statement)
+
+        with engine.connect() as connection, connection.begin():
+            event.listen(engine, "before_cursor_execute", note)
+            try:
+                for name in ("sa_savepoint_1", "Odd Name"):
+                    del written[:]
+                    # Run for real on this backend by the hooks `make_engine` set, seen by the engine's listeners.
+                    dialect.do_savepoint(connection, name)
+                    dialect.do_rollback_to_savepoint(connection, name)
+                    dialect.do_release_savepoint(connection, name)
+                    expected = [
+                        str(clause(name).compile(dialect=dialect))
+                        for clause in (SavepointClause, RollbackToSavepointClause, ReleaseSavepointClause)
+                    ]
+                    assert written == expected
+            finally:
+                event.remove(engine, "before_cursor_execute", note)
 
 
 def test_sqlite_transactions_begin_with_our_begin_immediate_alone(bare_url):
