@@ -2,7 +2,8 @@
 and the supervisor's overview. Server-rendered Jinja2; every form carries a CSRF token.
 
 Each request is its own unit of work: it opens a session from the app's factory, checks the login,
-does its work through `outbound.engagement.callbacks`, and commits at its end.
+does its work through the `outbound.engagement` callback modules (queue, outcomes, context, summary),
+and commits at its end.
 """
 
 from __future__ import annotations
@@ -21,16 +22,10 @@ from sqlalchemy.orm import Session
 from outbound.compliance import Allow, Defer
 from outbound.db.models import Agent, Tenant
 from outbound.db.session import transaction
-from outbound.engagement.callbacks import (
-    OUTCOMES,
-    TaskNotHeld,
-    claim_next,
-    customer_context,
-    get_task,
-    queue,
-    record_outcome,
-    supervisor_summary,
-)
+from outbound.engagement.callback_context import customer_context
+from outbound.engagement.callback_outcomes import OUTCOMES, record_outcome
+from outbound.engagement.callback_queue import TaskNotHeld, claim_next, get_task, queue
+from outbound.engagement.callback_summary import supervisor_summary
 from outbound.errors import InvalidInput, NotFound
 from outbound.tenancy.agents import active_agent, authenticate_agent
 from outbound.web.auth import (
