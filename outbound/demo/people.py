@@ -8,6 +8,7 @@ checkout and sign-up forms record, worded as those forms word them.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -53,7 +54,8 @@ US_TEXT = {
 
 def korean_customers(rng: random.Random, n: int) -> list[tuple[dict[str, Any], str]]:
     """Korean customers with their home zones: 010 mobiles, Hangul names, mostly in Seoul."""
-    people, taken = [], set()
+    people: list[tuple[dict[str, Any], str]] = []
+    taken: set[str] = set()
     for k in range(1, n + 1):
         (sur, sur_r), (given, given_r) = rng.choice(KR_SURNAMES), rng.choice(KR_GIVEN)
         home = rng.choices(("Asia/Seoul", "America/Los_Angeles"), (96, 4))[0]
@@ -72,7 +74,8 @@ def korean_customers(rng: random.Random, n: int) -> list[tuple[dict[str, Any], s
 
 def american_customers(rng: random.Random, n: int) -> list[tuple[dict[str, Any], str]]:
     """American customers across five time zones, on fictional 555-01xx numbers."""
-    people, taken = [], set()
+    people: list[tuple[dict[str, Any], str]] = []
+    taken: set[str] = set()
     zones = list(US_ZONES)
     for k in range(1, n + 1):
         first, last = rng.choice(US_FIRST), rng.choice(US_LAST)
@@ -163,8 +166,8 @@ def _moment(rng: random.Random, zone: ZoneInfo, first: date, last: date) -> date
     return datetime.combine(day, time(hour, rng.randrange(60), rng.randrange(60)), zone)
 
 
-def _unique(taken: set[str], make: Any, valid: Any = bool) -> str:
-    """A fresh, valid value from `make`; numbers and addresses are never shared between contacts."""
+def _unique(taken: set[str], make: Callable[..., str], valid: Callable[[str], bool] = bool) -> str:
+    """A fresh, valid value from `make()`; numbers and addresses are never shared between contacts."""
     while (value := make()) in taken or not valid(value):
         pass
     taken.add(value)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, or_, select
@@ -37,12 +36,12 @@ class CustomerContext:
     zone: str
     local_time: datetime
     decision: Decision
-    events: list
-    messages: list
-    surveys: list
-    consents: list  # the latest ledger entry per (channel, purpose)
-    suppressions: list  # (channel, reason)
-    attempts: list  # (attempt, agent name), newest first
+    events: list[Event]
+    messages: list[Message]
+    surveys: list[SurveyResponse]
+    consents: list[Consent]  # the latest ledger entry per (channel, purpose)
+    suppressions: list[tuple[str, str]]  # (channel, reason)
+    attempts: list[tuple[CallbackAttempt, str | None]]  # (attempt, agent name), newest first
 
 
 def customer_context(
@@ -61,7 +60,7 @@ def customer_context(
     surveys = session.scalars(
         select(SurveyResponse).filter_by(**mine).order_by(SurveyResponse.received_at.desc()).limit(recent)
     ).all()
-    latest: dict[tuple[str, str], Any] = {}
+    latest: dict[tuple[str, str], Consent] = {}
     for consent in session.scalars(select(Consent).filter_by(**mine).order_by(Consent.at, Consent.id)):
         latest[(consent.channel, consent.purpose)] = consent
     addresses = [
@@ -98,5 +97,5 @@ def customer_context(
         list(surveys),
         sorted(latest.values(), key=lambda c: (c.channel, c.purpose)),
         suppressions,
-        [tuple(row) for row in attempts],
+        [(attempt, name) for attempt, name in attempts],
     )

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.orm import Session
 
 from outbound.clock import ensure_utc
@@ -111,6 +111,7 @@ def record_outcome(
         .values(**values)
         .execution_options(synchronize_session=False)
     )
+    assert isinstance(result, CursorResult)  # an UPDATE's result, which counts the rows it matched
     if result.rowcount != 1:
         raise TaskNotHeld(f"callback task {task.id} is not claimed by {agent.username}; take the next call instead")
     attempt = CallbackAttempt(

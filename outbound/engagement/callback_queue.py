@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import ColumnElement, CursorResult, and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from outbound.compliance import Allow, Block, Decision
@@ -107,7 +107,9 @@ def claim_next(
         offset += len(rows)
 
 
-def _take(session: Session, tenant_id: int, task_id: int, claimable, agent_id: int, until: datetime) -> bool:
+def _take(
+    session: Session, tenant_id: int, task_id: int, claimable: ColumnElement[bool], agent_id: int, until: datetime
+) -> bool:
     # The WHERE re-checks the state at write time: whoever updates first wins, the other sees 0 rows.
     result = session.execute(
         update(CallbackTask)
@@ -115,11 +117,12 @@ def _take(session: Session, tenant_id: int, task_id: int, claimable, agent_id: i
         .values(status="claimed", claimed_by=agent_id, lease_expires_at=until)
         .execution_options(synchronize_session=False)
     )
+    assert isinstance(result, CursorResult)  # an UPDATE's result, which counts the rows it matched
     return result.rowcount == 1
 
 
 def _close_uncallable(
-    session: Session, tenant_id: int, task_id: int, claimable, decision: Block, now: datetime
+    session: Session, tenant_id: int, task_id: int, claimable: ColumnElement[bool], decision: Block, now: datetime
 ) -> None:
     session.execute(
         update(CallbackTask)

@@ -3,6 +3,7 @@ tasks created and closed per hour."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -58,18 +59,22 @@ def supervisor_summary(session: Session, tenant: Tenant, now: datetime, hours: i
             CallbackTask.tenant_id == tenant.id, CallbackTask.created_at >= start, CallbackTask.created_at < end
         )
     ).all()
-    closed = session.scalars(
-        select(CallbackTask.closed_at).where(
-            CallbackTask.tenant_id == tenant.id, CallbackTask.closed_at >= start, CallbackTask.closed_at < end
+    closed = [
+        at
+        for at in session.scalars(
+            select(CallbackTask.closed_at).where(
+                CallbackTask.tenant_id == tenant.id, CallbackTask.closed_at >= start, CallbackTask.closed_at < end
+            )
         )
-    ).all()
+        if at is not None  # never, after that WHERE; the column itself may hold NULL
+    ]
     return Summary(
         counts.get("open", 0), counts.get("claimed", 0), oldest, outcomes, hourly(created, closed, start, hours, zone)
     )
 
 
 def hourly(
-    created: list[datetime], closed: list[datetime], start: datetime, hours: int, zone: ZoneInfo
+    created: Sequence[datetime], closed: Sequence[datetime], start: datetime, hours: int, zone: ZoneInfo
 ) -> list[tuple[datetime, int, int]]:
     """Bucket times into `hours` hours from `start` (UTC, on the hour): (local hour start, created, closed)."""
     buckets = [[0, 0] for _ in range(hours)]

@@ -10,6 +10,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+# An answer's further headers, as (name, value) pairs.
+Headers = tuple[tuple[str, str], ...]
+
 TWILIO_MESSAGES = {
     20003: "Authenticate",
     20429: "Too Many Requests",
@@ -56,12 +59,12 @@ class Reply:
 
     status: int
     body: bytes = b""
-    headers: tuple[tuple[str, str], ...] = ()
+    headers: Headers = ()
 
 
 def error_reply(service: str, fault: Fault, to: str = "") -> Reply:
     """The error answer to a fault, in the format of `service` ('twilio' or 'sendgrid'), with Retry-After if set."""
-    headers = ()
+    headers: Headers = ()
     if fault.retry_after is not None:
         retry = fault.retry_after
         headers = (("Retry-After", str(int(retry)) if float(retry).is_integer() else str(retry)),)
@@ -74,14 +77,14 @@ def error_reply(service: str, fault: Fault, to: str = "") -> Reply:
     return sendgrid_reply(status, [(message, None)], headers)
 
 
-def twilio_reply(status: int, code: int, message: str, headers: tuple = ()) -> Reply:
+def twilio_reply(status: int, code: int, message: str, headers: Headers = ()) -> Reply:
     """A Twilio error answer: code, message, more_info and status in a JSON body."""
     more_info = f"https://www.twilio.com/docs/errors/{code}"
     body = {"code": code, "message": message, "more_info": more_info, "status": status}
     return Reply(status, json.dumps(body).encode(), headers)
 
 
-def sendgrid_reply(status: int, errors: list[tuple[str, str | None]], headers: tuple = ()) -> Reply:
+def sendgrid_reply(status: int, errors: list[tuple[str, str | None]], headers: Headers = ()) -> Reply:
     """A SendGrid error answer: one {message, field, help} per (message, field) pair."""
     body = {"errors": [{"message": message, "field": field, "help": None} for message, field in errors]}
     return Reply(status, json.dumps(body).encode(), headers)

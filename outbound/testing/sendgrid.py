@@ -165,8 +165,8 @@ def sendgrid_errors(payload: dict[str, Any]) -> list[tuple[str, str | None]]:
     errors.extend(_content_errors(payload.get("content"), has_template))
     errors.extend(_string_map_errors(payload.get("custom_args"), "custom_args"))
     errors.extend(_string_map_errors(payload.get("headers"), "headers"))
-    headers = payload.get("headers") if isinstance(payload.get("headers"), dict) else {}
-    for name in headers:
+    headers = payload.get("headers")
+    for name in headers if isinstance(headers, dict) else {}:
         if name.lower() in SENDGRID_RESERVED_HEADERS:
             errors.append((f"The header {name} is reserved and cannot be set.", f"headers.{name}"))
     return errors
@@ -180,8 +180,8 @@ def _personalization_errors(personalization: dict[str, Any], i: int) -> list[tup
     errors.extend(_string_map_errors(personalization.get("custom_args"), f"{where}.custom_args"))
     substitutions = personalization.get("substitutions")
     errors.extend(_string_map_errors(substitutions, f"{where}.substitutions"))
-    headers = personalization.get("headers") if isinstance(personalization.get("headers"), dict) else {}
-    for name in headers:
+    headers = personalization.get("headers")
+    for name in headers if isinstance(headers, dict) else {}:
         if name.lower() in SENDGRID_RESERVED_HEADERS:
             errors.append((f"The header {name} is reserved and cannot be set.", f"{where}.headers.{name}"))
     if isinstance(substitutions, dict):
@@ -212,7 +212,7 @@ def _content_errors(content: Any, has_template: bool) -> list[tuple[str, str | N
     if not isinstance(content, list):
         return [("Invalid type. Expected: array, given: " + _json_type(content) + ".", "content")]
     errors: list[tuple[str, str | None]] = []
-    types = []
+    types: list[object] = []
     for i, block in enumerate(content):
         block = block if isinstance(block, dict) else {}
         kind, value = block.get("type"), block.get("value")
@@ -227,7 +227,8 @@ def _content_errors(content: Any, has_template: bool) -> list[tuple[str, str | N
             errors.append((msg, f"content.{i}.value"))
         types.append(kind)
     # text/plain first, then text/html, then any other type.
-    ranks = [{"text/plain": 0, "text/html": 1}.get(t, 2) for t in types]
+    order: dict[object, int] = {"text/plain": 0, "text/html": 1}
+    ranks = [order.get(t, 2) for t in types]
     if ranks != sorted(ranks):
         msg = "If present, text/plain and text/html may only be provided in this order: text/plain, text/html, other."
         errors.append((msg, "content"))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import socket
 import threading
 from collections import deque
@@ -20,7 +21,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from outbound.clock import Clock
-from outbound.testing.faults import Fault, error_reply, sendgrid_reply
+from outbound.testing.faults import Fault, Reply, error_reply, sendgrid_reply
 from outbound.testing.sendgrid import SENDGRID_PATH, sendgrid_messages, sendgrid_rejection
 from outbound.testing.twilio import TWILIO_PATH, twilio_message, twilio_rejection
 
@@ -28,6 +29,9 @@ DEFAULT_ACCOUNT_SID = "AC" + "0" * 31 + "1"
 DEFAULT_AUTH_TOKEN = "fake-twilio-auth-token"
 DEFAULT_SENDGRID_API_KEY = "SG.fake-key.fake-secret"
 SERVICES = ("twilio", "sendgrid")
+
+# What the fake answers a request: its reply (None: close without one) and the messages it accepted.
+Answer = tuple[Reply | None, list[dict[str, Any]] | None]
 
 
 class _ProviderHTTPServer(ThreadingHTTPServer):
@@ -251,9 +255,13 @@ class FakeProviderServer:
             # The client gave up waiting (a `delay` longer than its timeout); the message stays accepted.
             handler.close_connection = True
 
-    def _answer(self, handler, service, match, fields, fault):
+    def _answer(
+        self, handler: _Handler, service: str | None, match: re.Match[str] | None, fields: Any, fault: Fault | None
+    ) -> Answer:
         if self.latency and self._stopping.wait(self.latency):
             return None, None
+        if service is None:  # no fault is ever queued for an unknown path
+            return sendgrid_reply(404, [("not found", None)]), None
         if fault is not None:
             if fault.delay and self._stopping.wait(fault.delay):
                 return None, None
@@ -261,15 +269,13 @@ class FakeProviderServer:
                 return None, None
             if fault.status:
                 return error_reply(service, fault), None
-        if service is None:
-            return sendgrid_reply(404, [("not found", None)]), None
         if handler.command != "POST":
             return error_reply(service, Fault(status=405, code=20004, message="Method not allowed")), None
-        if service == "twilio":
+        if match is not None:  # the Twilio path
             return self._twilio(handler, match, fields)
         return self._sendgrid(handler, fields)
 
-    def _twilio(self, handler, match, form):
+    def _twilio(self, handler: _Handler, match: re.Match[str], form: dict[str, str]) -> Answer:
         rejection = twilio_rejection(
             match, form, handler.headers.get("Authorization"), self.account_sid, self.auth_token
         )
@@ -283,7 +289,7 @@ class FakeProviderServer:
         reply, record = twilio_message(form, self.account_sid, self.clock.now() if self.clock else datetime.now(UTC))
         return reply, [record]
 
-    def _sendgrid(self, handler, payload):
+    def _sendgrid(self, handler: _Handler, payload: Any) -> Answer:
         rejection = sendgrid_rejection(payload, handler.headers.get("Authorization"), self.sendgrid_api_key)
         if rejection is not None:
             return rejection, None
@@ -342,7 +348,8 @@ def _parse_json(raw: bytes) -> Any:
         return None
 
 
-def _recipient(service: str | None, fields: Any) -> str | None:
+def _recipient(service: str | None, fields: Any) -> object:
+    """The request's first recipient as it gives it (any JSON value, for SendGrid), None when it has none."""
     if service == "twilio" and isinstance(fields, dict):
         return fields.get("To")
     try:

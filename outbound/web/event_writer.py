@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session
 from outbound.db.models import Tenant
 from outbound.db.session import transaction
 from outbound.ingest.events import BatchReport, ItemError, ingest_requests, loads_json
+from outbound.tenancy.keys import KeyCache
 from outbound.web.api import MAX_EVENTS, result, unauthorized
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ GROUP_BYTES = 1024 * 1024
 class _Request:
     token: str
     body: bytes
-    future: asyncio.Future
+    future: asyncio.Future[JSONResponse]
     answer: JSONResponse | None = None
     refusal: BaseException | None = None
 
@@ -58,6 +59,7 @@ class _Request:
         elif self.refusal is not None:
             self.future.set_exception(self.refusal)
         else:
+            assert self.answer is not None, "the writer gives each request an answer or a refusal"
             self.future.set_result(self.answer)
 
 
@@ -168,7 +170,7 @@ class EventWriter:
                 request.answer = _answer(report, single)
 
 
-def _check(session: Session, keys, request: _Request) -> tuple[Tenant, list[Any], bool] | JSONResponse:
+def _check(session: Session, keys: KeyCache, request: _Request) -> tuple[Tenant, list[Any], bool] | JSONResponse:
     """The request's tenant, its items and whether it sent one envelope; or the answer that refuses it.
 
     In the order a client can rely on: the key (401), the JSON (400), the number of events (413),
