@@ -18,13 +18,16 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine, func, select, update
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from outbound.clock import SimulatedClock
+from outbound.config import Settings
 from outbound.db.models import CampaignState, Contact, Enrollment, Message, MessageTransition
 from outbound.db.session import transaction
+from outbound.definitions import Definitions
 from outbound.enrollment.campaign_state import resume
 from outbound.errors import NotFound
 from outbound.ingest.envelopes import ItemError
@@ -71,8 +74,8 @@ class DryRunReport:
 
 def dry_run(
     engine: Engine,
-    settings,
-    definitions,
+    settings: Settings,
+    definitions: Definitions,
     campaign_name: str,
     events_path: Path,
     *,
@@ -154,8 +157,9 @@ def dry_run(
             outer.rollback()
 
 
-def _read(path: Path) -> tuple[list[tuple[datetime, int, dict]], list[ItemError]]:
-    events, errors = [], []
+def _read(path: Path) -> tuple[list[tuple[datetime, int, dict[str, Any]]], list[ItemError]]:
+    events: list[tuple[datetime, int, dict[str, Any]]] = []
+    errors: list[ItemError] = []
     for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
         if not line.strip():
             continue
@@ -175,7 +179,7 @@ def _read(path: Path) -> tuple[list[tuple[datetime, int, dict]], list[ItemError]
 
 
 def _collect(
-    session, report: DryRunReport, tenant_id: int, campaign: str, after_message: int, after_enrollment: int
+    session: Session, report: DryRunReport, tenant_id: int, campaign: str, after_message: int, after_enrollment: int
 ) -> None:
     rows = session.execute(
         select(Message, Contact.external_id)

@@ -7,6 +7,8 @@ Nothing is stored: no offer code is given out and no message is created.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -17,8 +19,11 @@ from sqlalchemy.orm import Session
 from outbound.compliance.decisions import Block
 from outbound.compliance.rendered import RENDERED_RULES, RenderedFacts
 from outbound.compliance.zones import resolve_jurisdiction
+from outbound.config import Settings
 from outbound.context import contact_view, event_view, tenant_view
 from outbound.db.models import Contact, Event, Tenant
+from outbound.definitions import CampaignDef, Definitions
+from outbound.definitions.schema import VariantDef
 from outbound.engagement.surveys import survey_url
 from outbound.enrollment.plan import pattern_code
 from outbound.errors import NotFound, OutboundError
@@ -64,8 +69,8 @@ class CampaignPreview:
 
 def preview_campaign(
     session: Session,
-    definitions,
-    settings,
+    definitions: Definitions,
+    settings: Settings,
     tenant: Tenant,
     campaign_name: str,
     external_id: str,
@@ -97,7 +102,7 @@ def preview_campaign(
     renderer = definitions.renderer
     for step in campaign.steps:
         applies = step.when is None or step.when.test(**condition_names)
-        variants = step.variants or [None]
+        variants: Sequence[VariantDef | None] = step.variants or [None]
         for variant in variants:
             template = step.template_of(variant)
             for channel in (step.channel, step.fallback) if step.fallback else (step.channel,):
@@ -105,7 +110,7 @@ def preview_campaign(
                 chosen = next((found for wanted in chain for found in locales if found.lower() == wanted.lower()), None)
                 for locale in locales:
                     names = _names(settings, tenant, contact, campaign, step.id, channel, event_names, variant)
-                    version = dict(
+                    version = RenderedVersion(
                         step=step.id,
                         delay=step.delay,
                         variant=variant.id if variant else None,
@@ -119,7 +124,7 @@ def preview_campaign(
                     try:
                         rendered = renderer.render(template, channel, [locale], names)
                     except OutboundError as error:
-                        preview.versions.append(RenderedVersion(**version, error=str(error)))
+                        preview.versions.append(dataclasses.replace(version, error=str(error)))
                         continue
                     sms = sms_segments(rendered.text) if channel == "sms" else None
                     # Every rule of the gate's second phase that would block this version, as at dispatch.
@@ -136,8 +141,8 @@ def preview_campaign(
                         decision.reason for rule in RENDERED_RULES if isinstance(decision := rule(facts), Block)
                     ]
                     preview.versions.append(
-                        RenderedVersion(
-                            **version,
+                        dataclasses.replace(
+                            version,
                             subject=rendered.subject,
                             text=rendered.text,
                             sms=sms,
@@ -148,7 +153,16 @@ def preview_campaign(
     return preview
 
 
-def _names(settings, tenant: Tenant, contact: Contact, campaign, step: str, channel: str, event_names, variant) -> dict:
+def _names(
+    settings: Settings,
+    tenant: Tenant,
+    contact: Contact,
+    campaign: CampaignDef,
+    step: str,
+    channel: str,
+    event_names: dict[str, Any],
+    variant: VariantDef | None,
+) -> dict[str, Any]:
     links = {"unsubscribe": unsubscribe_url(settings.base_url, settings.secret_key, tenant.id, contact.id, channel)}
     if campaign.purpose == "survey":
         links["survey"] = survey_url(settings.base_url, settings.secret_key, tenant.id, PREVIEW_MESSAGE_ID)
@@ -164,7 +178,7 @@ def _names(settings, tenant: Tenant, contact: Contact, campaign, step: str, chan
     }
 
 
-def sample_offer_code(campaign) -> str | None:
+def sample_offer_code(campaign: CampaignDef) -> str | None:
     """A code like the ones the campaign gives out (the pool's first, or one from the pattern)."""
     offers = campaign.offer_codes
     if offers is None:
@@ -174,7 +188,9 @@ def sample_offer_code(campaign) -> str | None:
     return pattern_code(offers.pattern, campaign.name, 0) if offers.pattern else None
 
 
-def _triggering_event(session: Session, definitions, tenant: Tenant, contact: Contact, campaign: str) -> Event | None:
+def _triggering_event(
+    session: Session, definitions: Definitions, tenant: Tenant, contact: Contact, campaign: str
+) -> Event | None:
     types = sorted({trigger.on for trigger in definitions.triggers if trigger.campaign == campaign})
     if not types:
         return None

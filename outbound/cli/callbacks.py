@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -182,5 +183,5 @@ def agents_create(
         console.print(f"created {agent.role} {agent.username} in tenant {tenant}")
 
 
-def _iso(value) -> str:
+def _iso(value: datetime | None) -> str:
     return value.isoformat() if value is not None else ""

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.panel import Panel
 from rich.table import Table
 
 from outbound.cli.common import DbOption, TenantOption, console, err_console, friendly_errors, settings_for
+
+if TYPE_CHECKING:  # for annotations only: the commands import it when they run
+    from outbound.definitions import Definitions
 
 app = typer.Typer(no_args_is_help=True, help="Campaign, trigger and template definitions.")
 
@@ -75,7 +79,7 @@ def list_campaigns(definitions: DefinitionsOption = None, db: DbOption = None) -
     console.print(table)
 
 
-def _states(loaded, db: str | None) -> dict[str, dict[str, str]]:
+def _states(loaded: Definitions, db: str | None) -> dict[str, dict[str, str]]:
     # With no database yet (a marketer checking files), the list shows each file's own state.
     from sqlalchemy import make_url, select
     from sqlalchemy.exc import SQLAlchemyError
@@ -286,7 +290,7 @@ def dry_run(
     console.print(table)
 
 
-def _duration(delta) -> str:
+def _duration(delta: timedelta) -> str:
     seconds = int(delta.total_seconds())
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds and seconds % size == 0:

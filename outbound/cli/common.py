@@ -5,12 +5,18 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 
 from outbound.errors import OutboundError
+
+if TYPE_CHECKING:  # for annotations only: the functions below import these when they are called
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from outbound.bootstrap import Runtime
+    from outbound.config import Settings
 
 console = Console()
 err_console = Console(stderr=True)
@@ -24,7 +30,7 @@ TenantOption = Annotated[
 ]
 
 
-def settings_for(db: str | None):
+def settings_for(db: str | None) -> Settings:
     """Settings from the environment, with --db taking precedence."""
     from outbound.config import Settings
 
@@ -35,7 +41,7 @@ def settings_for(db: str | None):
 
 
 @contextmanager
-def runtime_for(db: str | None, **kwargs) -> Iterator:
+def runtime_for(db: str | None, **kwargs: Any) -> Iterator[Runtime]:
     """The wired engine for one command; closed when the command ends."""
     from outbound.bootstrap import build
 
@@ -57,7 +63,7 @@ def friendly_errors() -> Iterator[None]:
 
 
 @contextmanager
-def database(db: str | None) -> Iterator:
+def database(db: str | None) -> Iterator[sessionmaker[Session]]:
     """A session factory for commands that only read or write rows (no definitions, no providers)."""
     from outbound.db.session import make_engine, session_factory
 

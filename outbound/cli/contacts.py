@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
 import typer
@@ -34,7 +35,7 @@ def _say(line: str) -> None:
     console.print(line, soft_wrap=True, highlight=False, markup=False)
 
 
-def _when(at) -> str:
+def _when(at: datetime | None) -> str:
     return "-" if at is None else f"{at:%Y-%m-%d %H:%M} UTC"
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from outbound.cli.common import DbOption, TenantOption, console, database, err_console, friendly_errors, runtime_for
 from outbound.db.models import Contact, Message, MessageTransition, Tenant
@@ -20,7 +21,7 @@ messages_app = typer.Typer(no_args_is_help=True, help="Messages and their states
 FileArg = Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)]
 
 
-def print_errors(errors: list) -> None:
+def print_errors(errors: list[str]) -> None:
     for error in errors[:50]:
         err_console.print(f"  [yellow]{error}[/yellow]", highlight=False)
     if len(errors) > 50:
@@ -60,7 +61,7 @@ def events_import(file: FileArg, tenant: TenantOption = None, db: DbOption = Non
         raise typer.Exit(2)
 
 
-def message_record(message: Message, tenant: str, contact: str) -> dict:
+def message_record(message: Message, tenant: str, contact: str) -> dict[str, Any]:
     """The stable JSON shape of a message (DESIGN.md contract)."""
     return {
         "id": message.id,
@@ -141,8 +142,8 @@ def explain(message_id: Annotated[int, typer.Argument(help="Message id")], db: D
         message = session.get(Message, message_id)
         if message is None:
             raise NotFound(f"no message {message_id}")
-        tenant = session.get(Tenant, message.tenant_id)
-        contact = session.get(Contact, message.contact_id)
+        tenant = session.get_one(Tenant, message.tenant_id)
+        contact = session.get_one(Contact, message.contact_id)
         console.print(
             f"[bold]message {message.id}[/bold]  {tenant.slug} / {message.campaign} / {message.step}  "
             f"{message.channel} {message.purpose} to {contact.external_id} ({message.to_address or '-'})"
@@ -178,7 +179,7 @@ def explain(message_id: Annotated[int, typer.Argument(help="Message id")], db: D
             )
 
 
-def _print_delivery_events(session, message: Message) -> None:
+def _print_delivery_events(session: Session, message: Message) -> None:
     """What the provider reported about the message (status callbacks, bounces, opens), in arrival order."""
     from outbound.db.models import DeliveryEvent
 

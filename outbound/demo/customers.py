@@ -16,11 +16,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
+from outbound.clock import Clock
 from outbound.db.models import CallbackTask, Contact, Enrollment, InboundMessage, Message, Tenant
+from outbound.definitions import Definitions
 from outbound.engagement.surveys import answer_from_link, answer_from_sms, survey_token
 from outbound.enrollment.lifecycle import end_lead_nurture
-from outbound.ingest.events import ingest_items
+from outbound.ingest.events import OnEvent, ingest_items
 
 # Extra chance to buy after a message reached the customer, and the chance everybody has anyway.
 UPLIFT = {"churn_winback": 0.16, "lapsed_winback": 0.14, "cart_abandonment": 0.10, "lead_followup": 0.12}
@@ -74,7 +77,7 @@ class Customers:
         self._last_task = 0
         self._since: datetime | None = None
 
-    def observe(self, session, now: datetime) -> list[Reaction]:
+    def observe(self, session: Session, now: datetime) -> list[Reaction]:
         """Reactions to messages sent, enrollments made and lead callbacks opened since the last look."""
         reactions: list[Reaction] = []
         query = (
@@ -113,11 +116,13 @@ class Customers:
         return reactions
 
     def _to_message(self, message: Message, locale: str) -> list[Reaction]:
+        sent_at = message.sent_at
+        assert sent_at is not None  # `observe` reads sent messages only
         rng, language = self.rng, ("ko" if locale.startswith("ko") else "en")
         if message.campaign == "delivery_survey" and message.channel == "sms" and rng.random() < 0.55:
             score = rng.choices(NPS_SCORES, NPS_WEIGHTS)[0]
             late = rng.random() < 0.05  # answers after the 3-day window: stored, not counted
-            at = message.sent_at + (
+            at = sent_at + (
                 timedelta(days=4, hours=rng.uniform(0, 20)) if late else timedelta(minutes=rng.uniform(3, 240))
             )
             reactions = [
@@ -139,7 +144,7 @@ class Customers:
                 )
             return reactions
         if message.campaign == "support_csat" and rng.random() < 0.45:
-            at = message.sent_at + timedelta(minutes=rng.uniform(10, 1800))
+            at = sent_at + timedelta(minutes=rng.uniform(10, 1800))
             return [
                 self._reaction(
                     at,
@@ -151,7 +156,7 @@ class Customers:
         if message.campaign in UPLIFT and message.enrollment_id is not None and rng.random() < UPLIFT[message.campaign]:
             return [
                 self._reaction(
-                    message.sent_at + timedelta(hours=rng.uniform(2, 96)),
+                    sent_at + timedelta(hours=rng.uniform(2, 96)),
                     "order",
                     message.tenant_id,
                     {"enrollment": message.enrollment_id},
@@ -174,14 +179,16 @@ class Customers:
         self._seq += 1
         return Reaction(at, self._seq, kind, tenant_id, payload)
 
-    def apply(self, session, reaction: Reaction, clock, definitions, on_event) -> None:
+    def apply(
+        self, session: Session, reaction: Reaction, clock: Clock, definitions: Definitions, on_event: OnEvent
+    ) -> None:
         """Do the reaction now, through the same functions the web handlers and agents' pages call."""
-        tenant = session.get(Tenant, reaction.tenant_id)
+        tenant = session.get_one(Tenant, reaction.tenant_id)
         payload = reaction.payload
         if reaction.kind == "order":
             self._place_order(session, tenant, payload["enrollment"], clock, on_event)
         elif reaction.kind == "sms_reply":
-            contact = session.get(Contact, payload["contact"])
+            contact = session.get_one(Contact, payload["contact"])
             inbound = InboundMessage(
                 tenant_id=tenant.id,
                 contact_id=contact.id,
@@ -209,9 +216,11 @@ class Customers:
         elif reaction.kind == "agent":
             self._call_lead(session, payload["task"], clock)
 
-    def _place_order(self, session, tenant: Tenant, enrollment_id: int, clock, on_event) -> None:
-        enrollment = session.get(Enrollment, enrollment_id)
-        contact = session.get(Contact, enrollment.contact_id)
+    def _place_order(
+        self, session: Session, tenant: Tenant, enrollment_id: int, clock: Clock, on_event: OnEvent
+    ) -> None:
+        enrollment = session.get_one(Enrollment, enrollment_id)
+        contact = session.get_one(Contact, enrollment.contact_id)
         self.tally.orders += 1
         currency = "KRW" if tenant.jurisdiction == "KR" else "USD"
         value = self.rng.randrange(89, 3900) * 100 if currency == "KRW" else round(self.rng.uniform(12, 240), 2)
@@ -227,7 +236,7 @@ class Customers:
         }
         ingest_items(session, tenant, [envelope], clock, on_event=on_event)
 
-    def _call_lead(self, session, task_id: int, clock) -> None:
+    def _call_lead(self, session: Session, task_id: int, clock: Clock) -> None:
         task = session.get(CallbackTask, task_id)
         if task is None or task.status != "open":
             return

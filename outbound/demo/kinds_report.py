@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from outbound.db.models import BatchRun, CallbackTask, Enrollment, MessageTransition, OfferCode, Tenant
+from outbound.demo.customers import Tally
 from outbound.engagement.surveys import recovery_counts, survey_scores
 from outbound.reporting.attribution import lift_report, variant_results
 
@@ -22,9 +25,9 @@ def _rate(value: float | None) -> str:
     return "-" if value is None else f"{value:.0%}"
 
 
-def print_campaign_kinds(session: Session, console: Console, tally) -> dict:
+def print_campaign_kinds(session: Session, console: Console, tally: Tally) -> dict[str, Any]:
     """Print batch runs, survey scores, conversions and revenue against the holdout, A/B results, fallbacks and leads."""
-    figures: dict = {}
+    figures: dict[str, Any] = {}
     runs = session.execute(
         select(
             Tenant.slug,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from typing import Any
 
 from rich.console import Console
 from rich.panel import Panel
@@ -11,13 +12,16 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from outbound.db.models import Event, Tenant
+from outbound.providers.outbox import Outbox
 from outbound.rendering.templates import sms_segments
 from outbound.reporting.campaigns import callback_counts, campaign_results, decisions_by_rule, sample_messages
 
 OUTCOME_STYLE = {"deferred": "yellow", "blocked": "red", "cancelled": "magenta", "failed": "red"}
 
 
-def print_report(session: Session, console: Console, *, outbox, ingest_errors: list[str], duplicates: int) -> dict:
+def print_report(
+    session: Session, console: Console, *, outbox: Outbox, ingest_errors: list[str], duplicates: int
+) -> dict[str, Any]:
     """Print the report and return its main figures."""
     events = session.execute(
         select(Tenant.slug, func.count(Event.id))
@@ -40,7 +44,7 @@ def print_report(session: Session, console: Console, *, outbox, ingest_errors: l
     table = Table(
         "tenant", "campaign", "messages", "sent", "waited (deferred)", "blocked", "cancelled", "failed", "still due"
     )
-    totals: Counter = Counter()
+    totals: Counter[str] = Counter()
     for result in results:
         s = result.statuses
         sent = s["sent"] + s["delivered"]
@@ -91,7 +95,7 @@ def print_report(session: Session, console: Console, *, outbox, ingest_errors: l
 
     console.rule("[bold]Why messages waited or were stopped, by rule")
     why = Table("tenant", "outcome", "rule", "messages", "campaigns", "for example (as recorded)")
-    by_rule: Counter = Counter()
+    by_rule: Counter[tuple[str, str]] = Counter()
     for slug, outcome, rule, count, campaigns, reason in decisions_by_rule(session):
         style = OUTCOME_STYLE.get(outcome, "")
         why.add_row(slug, f"[{style}]{outcome}[/{style}]", rule, str(count), ", ".join(campaigns), reason)

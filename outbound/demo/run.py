@@ -9,6 +9,7 @@ import os
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -20,7 +21,7 @@ from outbound.db.session import transaction, upgrade
 from outbound.demo.customers import Customers
 from outbound.demo.kinds_report import print_campaign_kinds
 from outbound.demo.report import print_report
-from outbound.demo.scenario import build_scenario
+from outbound.demo.scenario import Scenario, build_scenario
 from outbound.ingest.contact_files import import_contacts
 from outbound.ingest.events import ingest_items
 from outbound.jobs.simulation import run_until
@@ -30,7 +31,7 @@ from outbound.tenancy.tenants import create_tenant
 REACTION_STRIDE = timedelta(minutes=20)
 
 
-def _event_time(raw: dict, fallback: datetime) -> datetime:
+def _event_time(raw: dict[str, Any], fallback: datetime) -> datetime:
     try:
         value = datetime.fromisoformat(str(raw.get("occurred_at")))
         return value if value.tzinfo else fallback
@@ -38,7 +39,7 @@ def _event_time(raw: dict, fallback: datetime) -> datetime:
         return fallback
 
 
-def run_demo(out: Path, *, db_url: str | None = None, seed: int = 7, console: Console | None = None) -> dict:
+def run_demo(out: Path, *, db_url: str | None = None, seed: int = 7, console: Console | None = None) -> dict[str, Any]:
     """Run the whole scenario into `out` (database, outbox) and print the report; returns the figures shown."""
     if console is None:
         console = Console()
@@ -93,12 +94,13 @@ def run_demo(out: Path, *, db_url: str | None = None, seed: int = 7, console: Co
         with transaction(runtime.factory) as session:
             for slug, history in scenario.history.items():
                 batch = ingest_items(
-                    session, session.merge(tenants[slug], load=False), history, clock, on_event=runtime.on_event
+                    session, session.merge(tenants[slug], load=False), list(history), clock, on_event=runtime.on_event
                 )
                 ingest_errors += [f"{slug} history {error}" for error in batch.errors]
 
         order = itertools.count()  # ties in time keep their order, and the heap never compares two payloads
-        timeline: list = []
+        # (when, order, kind, tenant slug, what: an event envelope, a Reaction, or None for the end)
+        timeline: list[tuple[datetime, int, str, str, Any]] = []
         for slug, events in scenario.events.items():
             # The traffic as recorded, for `outbound campaigns dry-run … --events` afterwards.
             recorded = [*events, *scenario.helpdesk.get(slug, [])]
@@ -174,9 +176,10 @@ def run_demo(out: Path, *, db_url: str | None = None, seed: int = 7, console: Co
     return figures
 
 
-def scenario_duplicates(scenario) -> int:
+def scenario_duplicates(scenario: Scenario) -> int:
     """How many events in the scenario repeat an id already sent (stored once)."""
-    seen, dupes = set(), 0
+    seen: set[tuple[str, object]] = set()
+    dupes = 0
     for slug, events in scenario.events.items():
         for raw in events:
             key = (slug, raw.get("id"))

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from outbound.clock import Clock
 from outbound.db.models import CallbackTask, Contact, InboundMessage, Message, SurveyResponse, Tenant
+from outbound.definitions.loader import Definitions
 from outbound.definitions.schema import SCALES, SurveyConfig
 from outbound.errors import InvalidInput, NotFound
 
@@ -105,8 +106,8 @@ def parse_answer(text: str, scale: str = "nps") -> Answer | None:
     score, comment = found
     if not low <= score <= high:
         return None
-    comment = " ".join(_KO_TAIL.sub("", comment).split()).strip(" -–—:,.!~/)") or None
-    return Answer(score=score, comment=comment)
+    note = " ".join(_KO_TAIL.sub("", comment).split()).strip(" -–—:,.!~/)") or None
+    return Answer(score=score, comment=note)
 
 
 def _read(clean: str) -> tuple[int, str] | None:
@@ -132,7 +133,12 @@ def _read(clean: str) -> tuple[int, str] | None:
 
 
 def answer_from_sms(
-    session: Session, tenant: Tenant, contact: Contact, inbound_message: InboundMessage, clock: Clock, definitions=None
+    session: Session,
+    tenant: Tenant,
+    contact: Contact,
+    inbound_message: InboundMessage,
+    clock: Clock,
+    definitions: Definitions | None = None,
 ) -> SurveyResponse | None:
     """Record an inbound SMS as the answer to the contact's latest survey message; None if it is not one.
 
@@ -163,7 +169,7 @@ def answer_from_sms(
 
 
 def answer_from_link(
-    session: Session, secret: str, token: str, score: int, clock: Clock, definitions=None
+    session: Session, secret: str, token: str, score: int, clock: Clock, definitions: Definitions | None = None
 ) -> SurveyResponse:
     """Record a one-click score from an email link; InvalidInput for a bad token or score, NotFound for no message."""
     read = read_survey_token(secret, token)
@@ -247,7 +253,7 @@ def _record(
     return response
 
 
-def survey_config(definitions, campaign: str) -> SurveyConfig:
+def survey_config(definitions: Definitions | None, campaign: str) -> SurveyConfig:
     """The campaign's survey settings; defaults (NPS, 7 days) when the campaign is not defined any more."""
     if definitions is None:
         definitions = _configured_definitions()
@@ -256,7 +262,7 @@ def survey_config(definitions, campaign: str) -> SurveyConfig:
 
 
 @lru_cache(maxsize=4)
-def _load(root: Path):
+def _load(root: Path) -> Definitions | None:
     from outbound.definitions import DefinitionErrors, load_definitions
 
     try:
@@ -265,7 +271,7 @@ def _load(root: Path):
         return None
 
 
-def _configured_definitions():
+def _configured_definitions() -> Definitions | None:
     from outbound.config import Settings
 
     return _load(Path(Settings().definitions).resolve())
@@ -337,7 +343,7 @@ class SurveyScore:
 
 def survey_scores(session: Session, *, by_week: bool = False) -> list[SurveyScore]:
     """NPS and CSAT per tenant and campaign (and ISO week of the answer, if `by_week`)."""
-    results: dict[tuple, SurveyScore] = {}
+    results: dict[tuple[str, str, str, str | None], SurveyScore] = {}
     rows = session.execute(
         select(
             Tenant.slug,

@@ -137,6 +137,7 @@ def variant_results(session: Session) -> list[VariantResult]:
         .where(Message.variant.is_not(None), Message.sent_at.is_not(None))
         .group_by(Tenant.slug, Message.campaign, Message.step, Message.variant)
     ):
+        assert variant is not None  # the WHERE leaves out messages without one
         results[(slug, campaign, step, variant)] = VariantResult(slug, campaign, step, variant, sent=sent)
         steps[(slug, campaign, variant)].add(step)
     # A conversion carries the variant of the message it followed; credit it to that variant's steps.
@@ -152,6 +153,7 @@ def variant_results(session: Session) -> list[VariantResult]:
         .where(Conversion.variant.is_not(None))
         .group_by(Tenant.slug, Conversion.campaign, Conversion.variant)
     ):
+        assert variant is not None  # the WHERE leaves out conversions without one
         for step in steps.get((slug, campaign, variant), ()):
             result = results[(slug, campaign, step, variant)]
             result.converted, result.revenue = converted, float(revenue or 0)

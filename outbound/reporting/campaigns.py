@@ -17,10 +17,10 @@ class CampaignResult:
 
     tenant: str
     campaign: str
-    statuses: Counter = field(default_factory=Counter)
+    statuses: Counter[str] = field(default_factory=Counter)
     deferred_ever: int = 0  # messages that waited at least once, whatever they became
-    reasons: Counter = field(default_factory=Counter)  # (outcome, rule) → messages
-    enrollments: Counter = field(default_factory=Counter)  # enrollment status (active, completed, exited) → count
+    reasons: Counter[tuple[str, str]] = field(default_factory=Counter)  # (outcome, rule) → messages
+    enrollments: Counter[str] = field(default_factory=Counter)  # enrollment status (active, completed, exited) → count
 
     @property
     def total(self) -> int:
@@ -87,11 +87,13 @@ def decisions_by_rule(session: Session) -> list[tuple[str, str, str, int, list[s
         .where(MessageTransition.to_status.in_(("deferred", "blocked", "cancelled", "failed")))
         .group_by(Tenant.slug, MessageTransition.to_status, MessageTransition.rule, Message.campaign)
     )
-    grouped: dict[tuple[str, str, str], list] = {}
+    # (tenant, outcome, rule) → (messages, campaigns, the first reason seen)
+    grouped: dict[tuple[str, str, str], tuple[int, list[str], str]] = {}
     for slug, outcome, rule, campaign, count, reason in rows:
-        entry = grouped.setdefault((slug, outcome, rule or "-"), [0, [], reason or ""])
-        entry[0] += count
-        entry[1].append(campaign)
+        key = (slug, outcome, rule or "-")
+        n, campaigns, first_reason = grouped.setdefault(key, (0, [], reason or ""))
+        campaigns.append(campaign)
+        grouped[key] = (n + count, campaigns, first_reason)
     return sorted(
         (
             (slug, outcome, rule, n, sorted(campaigns), reason)
@@ -104,7 +106,7 @@ def decisions_by_rule(session: Session) -> list[tuple[str, str, str, int, list[s
 def sample_messages(session: Session, per_locale: int = 2) -> list[tuple[Message, str, str]]:
     """A few sent messages for each locale and channel: (message, tenant slug, contact external id)."""
     samples = []
-    seen: Counter = Counter()
+    seen: Counter[tuple[str | None, ...]] = Counter()  # (locale, channel[, campaign]) → samples
     rows = session.execute(
         select(Message, Tenant.slug, Contact.external_id)
         .join(Tenant, Tenant.id == Message.tenant_id)

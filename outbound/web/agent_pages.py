@@ -2,7 +2,8 @@
 and the supervisor's overview. Server-rendered Jinja2; every form carries a CSRF token.
 
 Each request is its own unit of work: it opens a session from the app's factory, checks the login,
-does its work through `outbound.engagement.callbacks`, and commits at its end.
+does its work through the `outbound.engagement` callback modules (queue, outcomes, context, summary),
+and commits at its end.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Form, HTTPException, Request
@@ -19,18 +21,12 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session
 
 from outbound.compliance import Allow, Defer
-from outbound.db.models import Agent, Tenant
+from outbound.db.models import Agent, CallbackTask, Tenant
 from outbound.db.session import transaction
-from outbound.engagement.callbacks import (
-    OUTCOMES,
-    TaskNotHeld,
-    claim_next,
-    customer_context,
-    get_task,
-    queue,
-    record_outcome,
-    supervisor_summary,
-)
+from outbound.engagement.callback_context import customer_context
+from outbound.engagement.callback_outcomes import OUTCOMES, record_outcome
+from outbound.engagement.callback_queue import TaskNotHeld, claim_next, get_task, queue
+from outbound.engagement.callback_summary import supervisor_summary
 from outbound.errors import InvalidInput, NotFound
 from outbound.tenancy.agents import active_agent, authenticate_agent
 from outbound.web.auth import (
@@ -53,6 +49,8 @@ templates.env.globals["OUTCOMES"] = OUTCOMES
 templates.env.tests["allowed"] = lambda decision: isinstance(decision, Allow)
 templates.env.tests["deferred"] = lambda decision: isinstance(decision, Defer)
 
+_Response = TypeVar("_Response", bound=Response)
+
 
 @contextmanager
 def _work(request: Request) -> Iterator[tuple[Session, Tenant, Agent]]:
@@ -65,10 +63,10 @@ def _work(request: Request) -> Iterator[tuple[Session, Tenant, Agent]]:
         if agent is None:
             log_out(request)
             raise LoginRequired()
-        yield session, session.get(Tenant, login.tenant_id), agent
+        yield session, session.get_one(Tenant, login.tenant_id), agent
 
 
-def _render(request: Request, name: str, status: int = 200, **context) -> HTMLResponse:
+def _render(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
     context.setdefault("agent", None)
     response = templates.TemplateResponse(
         request, name, {"csrf": csrf_token(request), "notice": take_flash(request), **context}, status_code=status
@@ -76,7 +74,7 @@ def _render(request: Request, name: str, status: int = 200, **context) -> HTMLRe
     return _private(response)
 
 
-def _private(response: Response) -> Response:
+def _private(response: _Response) -> _Response:
     # Customer data: never cached, never framed by another site.
     response.headers["Cache-Control"] = "no-store"
     response.headers["X-Frame-Options"] = "DENY"
@@ -228,7 +226,7 @@ def supervisor_page(request: Request) -> HTMLResponse:
         )
 
 
-def _visible_task(session: Session, tenant: Tenant, agent: Agent, task_id: int, now: datetime):
+def _visible_task(session: Session, tenant: Tenant, agent: Agent, task_id: int, now: datetime) -> CallbackTask:
     # An agent sees the customer they are calling; a supervisor may look at any task of the tenant.
     task = _tenant_task(session, tenant, task_id)
     if agent.role != "supervisor" and not _holds(task, agent, now):
@@ -236,14 +234,14 @@ def _visible_task(session: Session, tenant: Tenant, agent: Agent, task_id: int, 
     return task
 
 
-def _tenant_task(session: Session, tenant: Tenant, task_id: int):
+def _tenant_task(session: Session, tenant: Tenant, task_id: int) -> CallbackTask:
     try:
         return get_task(session, tenant.id, task_id)
     except NotFound:
         raise HTTPException(404, f"No callback task {task_id}.") from None
 
 
-def _holds(task, agent: Agent, now: datetime) -> bool:
+def _holds(task: CallbackTask, agent: Agent, now: datetime) -> bool:
     # Until someone else takes it over, an agent whose lease ran out may still record the call they made.
     return task.status == "claimed" and task.claimed_by == agent.id
 
@@ -259,7 +257,7 @@ def _local_time(text: str, zone: str) -> datetime | None:
     return value.replace(tzinfo=ZoneInfo(zone)) if value.tzinfo is None else value
 
 
-def bar_chart(hours: list[tuple[datetime, int, int]], width: int = 720, height: int = 200) -> dict:
+def bar_chart(hours: list[tuple[datetime, int, int]], width: int = 720, height: int = 200) -> dict[str, Any]:
     """Geometry for the created-vs-closed SVG chart: two bars per hour, labels every third hour."""
     top = max([1] + [max(created, closed) for _, created, closed in hours])
     left, bottom, plot_h = 30, 20, height - 30

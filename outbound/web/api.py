@@ -8,7 +8,7 @@ A batch answers 200 with the errors of its bad items; the good ones are stored.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
@@ -18,6 +18,9 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from outbound.ingest.envelopes import EventEnvelope, IngestReport
+
+if TYPE_CHECKING:  # the writer imports this module
+    from outbound.web.event_writer import EventWriter
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -122,17 +125,20 @@ def result(report: IngestReport, status: int = 200) -> JSONResponse:
     },
     tags=["events"],
 )
-async def post_events(request: Request, token: str = Depends(bearer_token), body: bytes = Depends(request_body)):
+async def post_events(
+    request: Request, token: str = Depends(bearer_token), body: bytes = Depends(request_body)
+) -> JSONResponse:
     """Store the events of the request under the key's tenant and run the trigger hook on each new one.
 
     The request waits for the app's event writer, which writes it together with the requests
     waiting at the same moment (`outbound.web.event_writer`); the answer is the one it would get alone.
     """
-    return await request.app.state.events.submit(token, body)
+    writer: EventWriter = request.app.state.events
+    return await writer.submit(token, body)
 
 
-@router.get("/healthz", summary="Is the service up and its database reachable", tags=["health"])
-def healthz(request: Request):
+@router.get("/healthz", summary="Is the service up and its database reachable", tags=["health"], response_model=None)
+def healthz(request: Request) -> JSONResponse | dict[str, str]:
     """200 when the database answers, 503 when it does not."""
     try:
         with request.app.state.factory() as session:

@@ -111,7 +111,8 @@ def flash(request: Request, text: str) -> None:
 
 def take_flash(request: Request) -> str | None:
     """The pending notice, removed from the session."""
-    return request.session.pop("flash", None)
+    notice: str | None = request.session.pop("flash", None)
+    return notice
 
 
 def _derive(secret_key: str) -> str:

@@ -34,6 +34,7 @@ from outbound.db.models import Tenant
 from outbound.db.session import transaction
 from outbound.ingest.envelopes import IngestReport, ItemError, loads_json
 from outbound.ingest.events import ingest_requests
+from outbound.tenancy.keys import KeyCache
 from outbound.web.api import MAX_EVENTS, result, unauthorized
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ GROUP_BYTES = 1024 * 1024
 class _Request:
     token: str
     body: bytes
-    future: asyncio.Future
+    future: asyncio.Future[JSONResponse]
     answer: JSONResponse | None = None
     refusal: BaseException | None = None
 
@@ -59,6 +60,7 @@ class _Request:
         elif self.refusal is not None:
             self.future.set_exception(self.refusal)
         else:
+            assert self.answer is not None, "the writer gives each request an answer or a refusal"
             self.future.set_result(self.answer)
 
 
@@ -169,7 +171,7 @@ class EventWriter:
                 request.answer = _answer(report, single)
 
 
-def _check(session: Session, keys, request: _Request) -> tuple[Tenant, list[Any], bool] | JSONResponse:
+def _check(session: Session, keys: KeyCache, request: _Request) -> tuple[Tenant, list[Any], bool] | JSONResponse:
     """The request's tenant, its items and whether it sent one envelope; or the answer that refuses it.
 
     In the order a client can rely on: the key (401), the JSON (400), the number of events (413),

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse
 from sqlalchemy import select
 
+from outbound.config import Settings
 from outbound.db.models import SurveyResponse
 from outbound.db.session import transaction
 from outbound.engagement.surveys import answer_from_link, read_survey_token
@@ -23,14 +24,12 @@ router = APIRouter(tags=["surveys"])
 
 def _secret(request: Request) -> str:
     state = request.app.state
-    settings = getattr(state, "settings", None)
+    settings: Settings | None = getattr(state, "settings", None)
     if settings is not None:
         return settings.secret_key
-    secret = getattr(state, "secret_key", None)
+    secret: str | None = getattr(state, "secret_key", None)
     if secret:
         return secret
-    from outbound.config import Settings
-
     return Settings().secret_key
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -70,7 +71,7 @@ def _find(session: Session, secret: str, token: str) -> tuple[Tenant, Contact, s
     return tenant, contact, channel
 
 
-def _page(name: str, tenant: Tenant, contact: Contact, channel: str, **extra) -> HTMLResponse:
+def _page(name: str, tenant: Tenant, contact: Contact, channel: str, **extra: Any) -> HTMLResponse:
     address = (contact.email if channel == "email" else contact.phone) or ""
     html = _pages.get_template(name).render(
         sender=(tenant.settings or {}).get("sender_name") or tenant.name,

@@ -19,8 +19,9 @@ from xml.sax.saxutils import escape
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from starlette.datastructures import FormData
+from starlette.datastructures import ImmutableMultiDict
 
+from outbound.config import Settings
 from outbound.db.models import Message, Tenant
 from outbound.db.session import transaction
 from outbound.delivery.signatures import SignatureRefused, check_sendgrid, check_twilio, webhook_url
@@ -38,17 +39,21 @@ SIGNATURE_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _form(body: bytes) -> FormData:
+# A form-encoded body as it was posted: every value a string.
+Form = ImmutableMultiDict[str, str]
+
+
+def _form(body: bytes) -> Form:
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         raise HTTPException(400, "the body is not UTF-8 form data") from None
-    return FormData(parse_qsl(text, keep_blank_values=True))
+    return ImmutableMultiDict(parse_qsl(text, keep_blank_values=True))
 
 
-def _twilio_secrets(session: Session, settings) -> list[tuple[str, int | None]]:
+def _twilio_secrets(session: Session, settings: Settings) -> list[tuple[str, int | None]]:
     """(auth token, tenant id) pairs: each tenant's own token, then the global one (tenant None)."""
-    secrets = [
+    secrets: list[tuple[str, int | None]] = [
         (t.settings["twilio_auth_token"], t.id)
         for t in session.scalars(select(Tenant))
         if (t.settings or {}).get("twilio_auth_token")
@@ -58,11 +63,12 @@ def _twilio_secrets(session: Session, settings) -> list[tuple[str, int | None]]:
     return secrets
 
 
-def _tenant_token(tenant: Tenant | None, settings) -> str | None:
-    return ((tenant.settings or {}).get("twilio_auth_token") if tenant else None) or settings.twilio_auth_token
+def _tenant_token(tenant: Tenant | None, settings: Settings) -> str | None:
+    own: str | None = (tenant.settings or {}).get("twilio_auth_token") if tenant else None
+    return own or settings.twilio_auth_token
 
 
-def _verify_twilio(request: Request, form: FormData, tokens: list[str]) -> str:
+def _verify_twilio(request: Request, form: Form, tokens: list[str]) -> str:
     settings = request.app.state.settings
     url = webhook_url(settings.base_url, request.url.path, request.url.query)
     try:
@@ -87,8 +93,10 @@ def _tenant_by_number(session: Session, number: str | None) -> Tenant | None:
     return None
 
 
-@router.post("/webhooks/twilio/status", summary="Twilio status callback", responses=SIGNATURE_RESPONSES)
-def twilio_status(request: Request, body: bytes = Depends(request_body)):
+@router.post(
+    "/webhooks/twilio/status", summary="Twilio status callback", responses=SIGNATURE_RESPONSES, response_model=None
+)
+def twilio_status(request: Request, body: bytes = Depends(request_body)) -> dict[str, Any]:
     """Record one Twilio status callback (once) and move its message forward: sent, delivered, undelivered,
     failed; error codes 21610/21211/30006 suppress the number, 30003/30005 try again later."""
     state = request.app.state
@@ -104,7 +112,7 @@ def twilio_status(request: Request, body: bytes = Depends(request_body)):
         )
         if message is not None:
             token = _tenant_token(session.get(Tenant, message.tenant_id), state.settings)
-            secrets = [(token, message.tenant_id)] if token else []
+            secrets: list[tuple[str, int | None]] = [(token, message.tenant_id)] if token else []
         else:
             secrets = _twilio_secrets(session, state.settings)
         signer = _verify_twilio(request, form, [token for token, _ in secrets])
@@ -138,7 +146,7 @@ def twilio_status(request: Request, body: bytes = Depends(request_body)):
 @router.post(
     "/webhooks/twilio/inbound", summary="Twilio inbound SMS", responses=SIGNATURE_RESPONSES, response_class=Response
 )
-def twilio_inbound(request: Request, body: bytes = Depends(request_body)):
+def twilio_inbound(request: Request, body: bytes = Depends(request_body)) -> Response:
     """An SMS a contact sent to a tenant's number (its `sms_from` setting): keywords (STOP, START, HELP)
     and survey answers. Answers TwiML: the reply, if any, as one <Message>."""
     state = request.app.state
@@ -172,7 +180,7 @@ def twilio_inbound(request: Request, body: bytes = Depends(request_body)):
     return Response(twiml, media_type=TWIML)
 
 
-def _sendgrid_keys(session: Session, settings) -> dict[str, int | None]:
+def _sendgrid_keys(session: Session, settings: Settings) -> dict[str, int | None]:
     keys: dict[str, int | None] = {}
     for tenant in session.scalars(select(Tenant).order_by(Tenant.id)):
         key = (tenant.settings or {}).get("sendgrid_webhook_public_key")
@@ -187,8 +195,9 @@ def _sendgrid_keys(session: Session, settings) -> dict[str, int | None]:
     "/webhooks/sendgrid/events",
     summary="SendGrid event webhook",
     responses={**SIGNATURE_RESPONSES, 401: {"description": "The signature headers are missing."}},
+    response_model=None,
 )
-def sendgrid_events(request: Request, body: bytes = Depends(request_body)):
+def sendgrid_events(request: Request, body: bytes = Depends(request_body)) -> dict[str, Any]:
     """Record SendGrid's events (each once, by sg_event_id) and apply them: message states, email
     suppressions (bounce, spamreport, unsubscribe, group_unsubscribe; group_resubscribe lifts)."""
     state = request.app.state
@@ -217,7 +226,7 @@ def sendgrid_events(request: Request, body: bytes = Depends(request_body)):
         errors: list[dict[str, Any]] = []
         for index, item in enumerate(events):
             report, problem = _sendgrid_report(item, scope, slugs, now)
-            if problem:
+            if report is None:
                 errors.append({"index": index, "message": problem})
                 continue
             applied = apply_report(session, report, now)
@@ -228,7 +237,9 @@ def sendgrid_events(request: Request, body: bytes = Depends(request_body)):
     return {"stored": stored, "duplicates": duplicates, "errors": errors}
 
 
-def _sendgrid_report(item: Any, scope: int | None, slugs: dict[str, int], now: datetime):
+def _sendgrid_report(
+    item: Any, scope: int | None, slugs: dict[str, int], now: datetime
+) -> tuple[DeliveryReport | None, str | None]:
     """A DeliveryReport from one SendGrid event, or the reason it cannot be read."""
     if not isinstance(item, dict):
         return None, "an event must be a JSON object"
@@ -247,8 +258,9 @@ def _sendgrid_report(item: Any, scope: int | None, slugs: dict[str, int], now: d
         message_id = int(item["message_id"]) if item.get("message_id") is not None else None
     except (TypeError, ValueError):
         message_id = None
+    stamp: Any = item.get("timestamp")  # any JSON value, or None: int() refuses what is not a time
     try:
-        at = datetime.fromtimestamp(int(item.get("timestamp")), tz=UTC)
+        at = datetime.fromtimestamp(int(stamp), tz=UTC)
     except (TypeError, ValueError, OverflowError, OSError):
         at = now
     email = item.get("email") if isinstance(item.get("email"), str) else None

@@ -22,13 +22,9 @@ from outbound.db.models import (
     Tenant,
 )
 from outbound.db.session import transaction
-from outbound.engagement.callbacks import (
-    TaskNotHeld,
-    claim_next,
-    get_task,
-    record_outcome,
-    supervisor_summary,
-)
+from outbound.engagement.callback_outcomes import record_outcome
+from outbound.engagement.callback_queue import TaskNotHeld, claim_next, get_task
+from outbound.engagement.callback_summary import supervisor_summary
 from outbound.errors import InvalidInput, NotFound
 from outbound.tenancy.agents import authenticate_agent, create_agent, disable_agent, hash_password, verify_password
 
@@ -172,7 +168,8 @@ def test_no_answer_retries_after_the_delay_and_closes_after_the_last_attempt(wor
 
 
 def test_no_answer_retries_after_two_hours_up_to_three_calls_by_default(clock):
-    from outbound.engagement.callbacks import CallingRules, plan_outcome
+    from outbound.engagement.callback_outcomes import plan_outcome
+    from outbound.engagement.calling_rules import CallingRules
 
     rules, now = CallingRules(), clock.now()
     assert plan_outcome("no_answer", unanswered_before=0, rules=rules, now=now).due_at == now + timedelta(hours=2)

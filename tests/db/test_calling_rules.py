@@ -10,7 +10,8 @@ from sqlalchemy import select
 from outbound.compliance import Allow, Block, Defer
 from outbound.db.models import CallbackTask, Contact, DncImport
 from outbound.db.suppressions import suppress
-from outbound.engagement.callbacks import CallFacts, call_decisions, calling_rules, claim_next, decide_call
+from outbound.engagement.callback_queue import claim_next
+from outbound.engagement.calling_rules import CallFacts, call_decisions, calling_rules, decide_call
 from outbound.errors import InvalidInput
 from outbound.tenancy.agents import create_agent
 

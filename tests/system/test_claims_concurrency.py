@@ -11,7 +11,8 @@ from sqlalchemy import func, select
 
 from outbound.db.models import Agent, CallbackAttempt, CallbackTask, Contact, DncImport, Tenant
 from outbound.db.session import transaction
-from outbound.engagement.callbacks import claim_next, record_outcome
+from outbound.engagement.callback_outcomes import record_outcome
+from outbound.engagement.callback_queue import claim_next
 from outbound.tenancy.tenants import create_tenant
 
 THREADS, CLAIMS_EACH, TASKS = 8, 50, 300
