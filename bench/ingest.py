@@ -74,7 +74,7 @@ def _serve_forever(url: str, port: int, triggers: bool) -> None:
     from outbound.web.app import create_app
 
     runtime = _runtime(url)
-    app = create_app(runtime.factory, runtime.clock, on_event=runtime.on_event if triggers else None)
+    app = create_app(runtime) if triggers else create_app(runtime, on_event=None)
 
     @app.post("/bench/empty")
     def empty() -> dict:

@@ -18,6 +18,7 @@ from outbound.definitions import Definitions, load_definitions
 from outbound.dispatch.dispatcher import Dispatcher
 from outbound.enrollment.triggers import EventOutcome, process_event, process_events
 from outbound.providers import Provider, build_providers
+from outbound.tenancy.keys import KeyCache
 
 SHIPPED_DEFINITIONS = Path(__file__).resolve().parents[1]
 
@@ -32,6 +33,8 @@ class Runtime:
     clock: Clock
     definitions: Definitions
     providers: dict[str, Provider]
+    # API keys checked once per few seconds, not once per request (outbound.tenancy.keys).
+    keys: KeyCache = field(default_factory=KeyCache)
     dispatcher: Dispatcher = field(init=False)
     # When a simulated run last did each duty, by name (outbound.jobs.simulation.run_until).
     duty_runs: dict[str, datetime] = field(default_factory=dict, init=False)

@@ -71,7 +71,7 @@ def serve(
     with friendly_errors(), runtime_for(db) as runtime:
         scheduler = start_scheduler(runtime)
         try:
-            app = create_app(runtime.factory, runtime.clock, on_event=runtime.on_event, settings=runtime.settings)
+            app = create_app(runtime)
             uvicorn.run(app, host=host, port=port)
         finally:
             scheduler.shutdown(wait=True)

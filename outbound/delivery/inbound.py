@@ -15,13 +15,15 @@ from sqlalchemy.orm import Session
 
 from outbound.addresses import address_hash, default_region, normalise_phone
 from outbound.clock import Clock
-from outbound.db.models import Consent, Contact, InboundMessage, Message, Suppression, SurveyResponse, Tenant
+from outbound.db.models import Consent, Contact, InboundMessage, Message, Suppression, Tenant
 from outbound.db.suppressions import suppress
 from outbound.delivery import keywords
 from outbound.errors import InvalidInput
 
 if TYPE_CHECKING:
     from outbound.config import Settings
+from outbound.definitions import Definitions
+from outbound.engagement.surveys import answer_from_sms
 
 SOURCE = "inbound SMS"
 # Purposes an SMS opt-out revokes in the ledger. Transactional SMS stops through the suppression
@@ -51,6 +53,7 @@ def receive_inbound_sms(
     provider_id: str | None,
     clock: Clock,
     settings: Settings,
+    definitions: Definitions,
 ) -> InboundOutcome:
     """Store one inbound SMS (once per `provider_id`), apply its keyword, and return the reply to send."""
     now = clock.now()
@@ -113,21 +116,11 @@ def receive_inbound_sms(
         support = (tenant.settings or {}).get("support_contact")
         return InboundOutcome(kind="help", reply=keywords.help_reply(sender, support, korean), contact_id=contact_id)
     if contact is not None:
-        response = _survey_answer(session, tenant, contact, inbound, clock)
+        response = answer_from_sms(session, tenant, contact, inbound, clock, definitions)
         if response is not None:
             inbound.kind = "survey_answer"
             return InboundOutcome(kind="survey_answer", reply=None, contact_id=contact_id)
     return InboundOutcome(kind="other", reply=None, contact_id=contact_id)
-
-
-def _survey_answer(
-    session: Session, tenant: Tenant, contact: Contact, inbound: InboundMessage, clock: Clock
-) -> SurveyResponse | None:
-    try:
-        from outbound.engagement.surveys import answer_from_sms
-    except ImportError:
-        return None
-    return answer_from_sms(session, tenant, contact, inbound, clock)
 
 
 def _normalised(number: str, tenant: Tenant) -> str:

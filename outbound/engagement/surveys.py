@@ -17,8 +17,6 @@ import unicodedata
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
-from functools import lru_cache
-from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -138,11 +136,11 @@ def answer_from_sms(
     contact: Contact,
     inbound_message: InboundMessage,
     clock: Clock,
-    definitions: Definitions | None = None,
+    definitions: Definitions,
 ) -> SurveyResponse | None:
     """Record an inbound SMS as the answer to the contact's latest survey message; None if it is not one.
 
-    `definitions` gives each campaign's scale, window and threshold (default: the configured folder).
+    `definitions` gives each campaign's scale, window and threshold.
     """
     received = inbound_message.received_at or clock.now()
     message = session.scalar(
@@ -169,7 +167,7 @@ def answer_from_sms(
 
 
 def answer_from_link(
-    session: Session, secret: str, token: str, score: int, clock: Clock, definitions: Definitions | None = None
+    session: Session, secret: str, token: str, score: int, clock: Clock, definitions: Definitions
 ) -> SurveyResponse:
     """Record a one-click score from an email link; InvalidInput for a bad token or score, NotFound for no message."""
     read = read_survey_token(secret, token)
@@ -253,28 +251,10 @@ def _record(
     return response
 
 
-def survey_config(definitions: Definitions | None, campaign: str) -> SurveyConfig:
+def survey_config(definitions: Definitions, campaign: str) -> SurveyConfig:
     """The campaign's survey settings; defaults (NPS, 7 days) when the campaign is not defined any more."""
-    if definitions is None:
-        definitions = _configured_definitions()
-    found = definitions.campaigns.get(campaign) if definitions is not None else None
+    found = definitions.campaigns.get(campaign)
     return found.survey if found is not None and found.survey is not None else SurveyConfig()
-
-
-@lru_cache(maxsize=4)
-def _load(root: Path) -> Definitions | None:
-    from outbound.definitions import DefinitionErrors, load_definitions
-
-    try:
-        return load_definitions(root)
-    except DefinitionErrors:
-        return None
-
-
-def _configured_definitions() -> Definitions | None:
-    from outbound.config import Settings
-
-    return _load(Path(Settings().definitions).resolve())
 
 
 # -- signed links -----------------------------------------------------------------------------

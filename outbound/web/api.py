@@ -14,9 +14,9 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, TypeAdapter
-from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
+from outbound.db.session import ping
 from outbound.ingest.envelopes import EventEnvelope, IngestReport
 
 if TYPE_CHECKING:  # the writer imports this module
@@ -142,7 +142,7 @@ def healthz(request: Request) -> JSONResponse | dict[str, str]:
     """200 when the database answers, 503 when it does not."""
     try:
         with request.app.state.factory() as session:
-            session.execute(text("SELECT 1"))
+            ping(session)
     except SQLAlchemyError:
         log.exception("health check: the database does not answer")
         return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503)

@@ -9,34 +9,36 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
-from sqlalchemy.orm import Session, sessionmaker
 
-from outbound.clock import Clock
-from outbound.config import Settings
+from outbound.bootstrap import Runtime
 from outbound.ingest.events import OnEvent
-from outbound.tenancy.keys import KeyCache
 from outbound.web import agent_pages, api, survey_pages, unsubscribe, webhooks
 from outbound.web.auth import install_sessions
 from outbound.web.event_writer import EventWriter
 
+RUNTIME_HOOK = object()  # create_app's default: the runtime's own trigger hook
 
-def create_app(
-    factory: sessionmaker[Session], clock: Clock, on_event: OnEvent | None = None, settings: Settings | None = None
-) -> FastAPI:
-    """The HTTP app. Each request opens its own session from `factory` and commits at its end.
-    `settings` (default: from the environment) gives the base URL and webhook secrets."""
+
+def create_app(runtime: Runtime, *, on_event: OnEvent | None | object = RUNTIME_HOOK) -> FastAPI:
+    """The HTTP app over the wired runtime (`outbound.bootstrap.build`): its sessions, clock, settings,
+    definitions and key cache. Each request opens its own session and commits at its end.
+
+    `on_event` replaces the runtime's trigger hook (None: events are stored, nothing is triggered).
+    """
     app = FastAPI(
         lifespan=_lifespan,
         title="outbound",
         summary="Events in, compliant campaigns out over SMS and email.",
         version="0.1.0",
     )
-    app.state.factory = factory
-    app.state.clock = clock
-    app.state.on_event = on_event
-    app.state.keys = KeyCache()  # API keys checked once per few seconds, not once per request
+    app.state.runtime = runtime
+    app.state.factory = runtime.factory
+    app.state.clock = runtime.clock
+    app.state.settings = runtime.settings
+    app.state.definitions = runtime.definitions
+    app.state.keys = runtime.keys
+    app.state.on_event = runtime.on_event if on_event is RUNTIME_HOOK else on_event
     app.state.events = EventWriter(app.state)  # the waiting requests' events, written together
-    app.state.settings = settings if settings is not None else Settings()
     app.include_router(api.router)
     app.include_router(survey_pages.router)
     app.include_router(webhooks.router)

@@ -23,14 +23,8 @@ router = APIRouter(tags=["surveys"])
 
 
 def _secret(request: Request) -> str:
-    state = request.app.state
-    settings: Settings | None = getattr(state, "settings", None)
-    if settings is not None:
-        return settings.secret_key
-    secret: str | None = getattr(state, "secret_key", None)
-    if secret:
-        return secret
-    return Settings().secret_key
+    settings: Settings = request.app.state.settings
+    return settings.secret_key
 
 
 def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
@@ -51,9 +45,7 @@ def record_score(token: str, score: int, request: Request) -> HTMLResponse:
     state = request.app.state
     try:
         with transaction(state.factory) as session:
-            response = answer_from_link(
-                session, _secret(request), token, score, state.clock, getattr(state, "definitions", None)
-            )
+            response = answer_from_link(session, _secret(request), token, score, state.clock, state.definitions)
             counted = response.counted
     except InvalidInput as error:
         status = 404 if error.field == "token" else 400

@@ -170,6 +170,7 @@ def twilio_inbound(request: Request, body: bytes = Depends(request_body)) -> Res
             provider_id=form["MessageSid"],
             clock=state.clock,
             settings=state.settings,
+            definitions=state.definitions,
         )
     reply = getattr(outcome, "reply", None)
     twiml = (

@@ -107,6 +107,7 @@ def test_no_notice_for_changes_already_confirmed_or_older_than_14_days_or_outsid
             provider_id="SM1",
             clock=world.clock,
             settings=world.runtime.settings,
+            definitions=world.runtime.definitions,
         )
     assert jobs(world).notices == 0
 
@@ -137,6 +138,7 @@ def test_reconfirmation_is_asked_four_weeks_before_the_lapse_and_a_yes_renews_co
             provider_id="SM9",
             clock=world.clock,
             settings=world.runtime.settings,
+            definitions=world.runtime.definitions,
         )
     assert outcome.kind == "opt_in" and "갱신" in outcome.reply
     with world.runtime.factory() as session:

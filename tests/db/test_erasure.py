@@ -87,6 +87,7 @@ def test_erasure_removes_personal_data_and_bodies_and_keeps_only_hashes(world):
             provider_id="SM1",
             clock=world.clock,
             settings=world.runtime.settings,
+            definitions=world.runtime.definitions,
         )
     report = erase(world, tenant, "c1")
     assert report.messages_cleared >= 2 and report.messages_cancelled >= 1
@@ -121,6 +122,7 @@ def test_contacts_show_prints_the_consent_history_suppressions_and_messages(worl
             provider_id="SM1",
             clock=world.clock,
             settings=world.runtime.settings,
+            definitions=world.runtime.definitions,
         )
     result = runner.invoke(app, ["contacts", "show", "c1", "--db", world.runtime.settings.database_url])
     assert result.exit_code == 0, result.output

@@ -116,6 +116,7 @@ def receive(world, tenant, body, *, sid=None, number="+15125550100"):
             provider_id=sid or f"SM{world._sid}",
             clock=world.clock,
             settings=world.runtime.settings,
+            definitions=world.runtime.definitions,
         )
 
 

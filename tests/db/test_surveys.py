@@ -186,7 +186,7 @@ def _csat_link(world, clock):
 def _client(world):
     from outbound.web.app import create_app
 
-    app = create_app(world.runtime.factory, world.clock)
+    app = create_app(world.runtime, on_event=None)
     app.state.settings = world.runtime.settings
     app.state.definitions = world.runtime.definitions
     return TestClient(app)

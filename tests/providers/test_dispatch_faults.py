@@ -156,7 +156,7 @@ def test_a_timed_out_sms_the_provider_took_is_settled_by_its_delivered_callback(
     }
     signature = RequestValidator(DEFAULT_AUTH_TOKEN).compute_signature(BASE + "/webhooks/twilio/status", params)
     runtime = world.runtime
-    with TestClient(create_app(runtime.factory, clock, settings=runtime.settings)) as client:
+    with TestClient(create_app(runtime, on_event=None)) as client:
         assert (
             client.post("/webhooks/twilio/status", data=params, headers={"X-Twilio-Signature": signature}).status_code
             == 200

@@ -3,6 +3,7 @@ status callbacks for messages really sent through the SDK to the fake provider, 
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 from xml.etree import ElementTree
 
@@ -61,7 +62,7 @@ def world(db_url, tmp_path, clock, fake):
 @pytest.fixture
 def client(world, clock):
     runtime = world.runtime
-    with TestClient(create_app(runtime.factory, clock, on_event=runtime.on_event, settings=runtime.settings)) as client:
+    with TestClient(create_app(runtime)) as client:
         yield client
 
 
@@ -195,7 +196,7 @@ def test_a_callback_that_beats_the_workers_record_of_the_answer_still_ends_deliv
     )
     runtime = build(settings, clock=clock, providers={"sms": sms, "email": sms})
     world = World(runtime, clock)
-    with TestClient(create_app(runtime.factory, clock, settings=settings)) as client:
+    with TestClient(create_app(dataclasses.replace(runtime, settings=settings), on_event=None)) as client:
         sms.client = client
         tenant = world.tenant(sms_from=SHOP_NUMBER)
         world.contact(tenant, "c1", phone=PHONE)

@@ -6,6 +6,7 @@ Without /usr/bin/chromium these tests fail: the pages are only proven in a real 
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import socket
 import threading
@@ -105,7 +106,7 @@ def server(world, clock, shop):
         secret_key="test-secret-for-sessions",
         base_url=f"http://127.0.0.1:{port}",
     )
-    app = create_app(world.runtime.factory, clock, world.runtime.on_event, settings=settings)
+    app = create_app(dataclasses.replace(world.runtime, settings=settings))
     uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=uv.run, daemon=True)
     thread.start()

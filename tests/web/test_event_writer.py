@@ -76,14 +76,14 @@ def gate():
 
 
 @pytest.fixture
-def app(factory, clock, gate):
-    return create_app(factory, clock, on_event=gate)
+def app(runtime, gate):
+    return create_app(runtime, on_event=gate)
 
 
 @pytest.fixture
-def commits(engine):
+def commits(runtime):
     counted = []
-    sa_event.listen(engine, "commit", lambda connection: counted.append(1))
+    sa_event.listen(runtime.engine, "commit", lambda connection: counted.append(1))
     return counted
 
 
@@ -158,9 +158,9 @@ def test_requests_waiting_together_are_one_transaction_and_each_gets_its_own_ans
 
 
 def test_a_group_whose_commit_fails_is_written_request_by_request_and_only_the_failing_one_is_lost(
-    factory, clock, gate, key
+    factory, runtime, gate, key
 ):
-    app = create_app(factory, clock, on_event=gate)
+    app = create_app(runtime, on_event=gate)
     with TestClient(app, raise_server_exceptions=False) as client:
         requests = Requests(client, app, key)
         requests.send("held", envelope(HOLD, "cust-0"), queued=False)

@@ -29,7 +29,7 @@ def shop(world):
 
 @pytest.fixture
 def client(runtime, clock):
-    with TestClient(create_app(runtime.factory, clock, settings=runtime.settings), follow_redirects=False) as client:
+    with TestClient(create_app(runtime, on_event=None), follow_redirects=False) as client:
         yield client
 
 

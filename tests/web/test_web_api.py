@@ -66,8 +66,8 @@ def hook():
 
 
 @pytest.fixture
-def client(factory, clock, hook):
-    with TestClient(create_app(factory, clock, on_event=hook)) as client:
+def client(runtime, hook):
+    with TestClient(create_app(runtime, on_event=hook)) as client:
         yield client
 
 
@@ -127,9 +127,9 @@ def test_a_batch_with_a_bad_item_stores_the_good_ones_and_names_the_bad(client, 
     assert stored_ids(factory) == ["e1", "e3"]
 
 
-def test_the_hooks_rows_commit_with_the_request_and_a_failing_one_leaves_nothing(factory, clock, tenants):
+def test_the_hooks_rows_commit_with_the_request_and_a_failing_one_leaves_nothing(factory, runtime, tenants):
     _, keys = tenants
-    with TestClient(create_app(factory, clock, on_event=Recorder(fail_on="e2"))) as client:
+    with TestClient(create_app(runtime, on_event=Recorder(fail_on="e2"))) as client:
         response = client.post(
             "/v1/events",
             json={"events": [envelope("e1"), envelope("e2"), envelope("e3")]},
