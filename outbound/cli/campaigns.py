@@ -27,9 +27,7 @@ DefinitionsOption = Annotated[
 
 
 def _root(definitions: Path | None) -> Path:
-    from outbound.config import Settings
-
-    return definitions or Settings().definitions
+    return definitions or settings_for(None).definitions
 
 
 @app.command("validate")
