@@ -1,4 +1,8 @@
-"""The schema, as SQLAlchemy 2 models. Alembic migrations under alembic/ create it."""
+"""The schema, as SQLAlchemy 2 models. Alembic migrations under alembic/ create it.
+
+Longer than most modules on purpose: the whole schema in one file, read side by side with the
+migrations, rather than split so that a reader must assemble it.
+"""
 
 from __future__ import annotations
 
