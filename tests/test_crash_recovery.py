@@ -21,7 +21,7 @@ from waiting_kit import wait_until
 
 from outbound.db.models import Message, MessageTransition
 from outbound.db.session import transaction
-from outbound.dispatch.dispatcher import expire_sending
+from outbound.dispatch.record import expire_sending
 from outbound.testing import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, FakeProviderServer
 
 ROUNDS = 10

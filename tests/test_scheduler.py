@@ -6,7 +6,7 @@ from waiting_kit import wait_until
 
 from outbound.db.messages import transition
 from outbound.db.session import transaction
-from outbound.dispatch.dispatcher import expire_sending
+from outbound.dispatch.record import expire_sending
 from outbound.jobs.duties import housekeeping
 from outbound.jobs.scheduler import start_scheduler
 
