@@ -36,4 +36,5 @@ clean:
 lint: $(STAMP)
 	$(BIN)/ruff check outbound tests bench alembic
 	$(BIN)/ruff format --check outbound tests bench alembic
+	$(BIN)/mypy
 	$(BIN)/lint-imports

@@ -33,7 +33,7 @@ def run(
     """Advance a simulated clock to --until, doing all due work on the way."""
     from outbound.clock import SimulatedClock, parse_duration
     from outbound.db.session import transaction
-    from outbound.dispatch.dispatcher import next_due
+    from outbound.dispatch.claim import next_due
     from outbound.jobs.simulation import run_until
 
     end = _parse_time(until)

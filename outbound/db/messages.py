@@ -38,7 +38,7 @@ class IllegalTransition(OutboundError):
 
 def transition(
     session: Session,
-    message: Message,
+    message: Message | ClaimedMessage,
     to_status: str,
     *,
     at: datetime,

@@ -26,7 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from outbound.addresses import address_hash
-from outbound.db.messages import FINAL, transition
+from outbound.db.messages import FINAL, ClaimedMessage, transition
 from outbound.db.models import DeliveryEvent, Message, Suppression
 from outbound.db.suppressions import suppress
 
@@ -225,7 +225,7 @@ def find_message(session: Session, report: DeliveryReport) -> Message | None:
 
 
 def attach_pending(
-    session: Session, messages: Iterable[Message], now: datetime, rng: random.Random | None = None
+    session: Session, messages: Iterable[Message | ClaimedMessage], now: datetime, rng: random.Random | None = None
 ) -> int:
     """Apply reports that arrived before we knew these messages' provider ids (Twilio ids are `SID:status`):
     one query for the whole batch."""
@@ -266,7 +266,7 @@ def attach_pending(
 def _apply(
     session: Session,
     event: DeliveryEvent,
-    message: Message | None,
+    message: Message | ClaimedMessage | None,
     tenant_id: int,
     channel: str,
     address: str | None,
@@ -297,7 +297,7 @@ def _apply(
 
 def _advance(
     session: Session,
-    message: Message,
+    message: Message | ClaimedMessage,
     event: DeliveryEvent,
     effect: Effect,
     source: str,

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, bindparam, exists, select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from outbound.clock import Clock
 from outbound.db import direct
-from outbound.db.models import CampaignState, Message
+from outbound.db.models import CampaignState
 from outbound.errors import InvalidInput
 from outbound.vocabulary import CampaignState as State
 
@@ -76,23 +76,6 @@ def resume(session: Session, tenant_id: int, campaign, clock: Clock) -> str:
         )
     _store(session, tenant_id, campaign.name, State.ACTIVE, clock.now())
     return State.ACTIVE
-
-
-def not_paused() -> ColumnElement[bool]:
-    """A SQL condition on `messages`: the message's campaign is not paused for its tenant."""
-    global _NOT_PAUSED
-    if _NOT_PAUSED is None:  # built once: it is part of every dispatch claim
-        _NOT_PAUSED = ~exists(
-            select(CampaignState.id).where(
-                CampaignState.tenant_id == Message.tenant_id,
-                CampaignState.campaign == Message.campaign,
-                CampaignState.state == State.PAUSED.value,
-            )
-        )
-    return _NOT_PAUSED
-
-
-_NOT_PAUSED: ColumnElement[bool] | None = None
 
 
 def _store(session: Session, tenant_id: int, name: str, state: str, at: datetime) -> None:

@@ -14,7 +14,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from outbound.db.enrollments import insert_messages
+from outbound.db.messages import ClaimedMessage
 from outbound.db.models import Message
+from outbound.definitions import Definitions
 from outbound.vocabulary import MessageStatus, Source
 
 # Provider error codes that mean the address cannot take the channel (Twilio: invalid, landline, not mobile).
@@ -31,7 +33,9 @@ def undeliverable(
     return rule == "suppression" and "undeliverable" in suppression_reasons and "opt_out" not in suppression_reasons
 
 
-def schedule_fallback(session: Session, message: Message, definitions, at: datetime, reason: str) -> Message | None:
+def schedule_fallback(
+    session: Session, message: Message | ClaimedMessage, definitions: Definitions, at: datetime, reason: str
+) -> Message | None:
     """Schedule the step again on its fallback channel, due now; None if it has none or one exists."""
     campaign = definitions.campaigns.get(message.campaign)
     step = campaign.step(message.step) if campaign is not None else None

@@ -18,7 +18,9 @@ from sqlalchemy import select
 from outbound.config import Settings
 from outbound.db.models import Tenant
 from outbound.db.session import transaction
-from outbound.dispatch.dispatcher import TickReport, expire_sending, next_due
+from outbound.dispatch.claim import next_due
+from outbound.dispatch.record import expire_sending
+from outbound.dispatch.report import TickReport
 from outbound.enrollment.consent_notices import run_consent_jobs
 from outbound.enrollment.fallback import sweep_undelivered
 from outbound.enrollment.lifecycle import complete_finished_enrollments, end_nurture_after_outcomes

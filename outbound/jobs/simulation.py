@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from outbound.clock import SimulatedClock
-from outbound.dispatch.dispatcher import TickReport
+from outbound.dispatch.report import TickReport
 from outbound.jobs.duties import DUTIES, Duty
 
 if TYPE_CHECKING:

@@ -9,7 +9,7 @@ from sqlalchemy import insert, select
 from outbound.db.messages import IllegalTransition, claimed, move, record_transitions, write_changes
 from outbound.db.models import Message, MessageTransition
 from outbound.db.session import transaction
-from outbound.dispatch.dispatcher import claim_due, claim_due_rows
+from outbound.dispatch.claim import claim_due, claim_due_rows
 
 
 def _messages(world, clock, plan):

@@ -13,7 +13,7 @@ from twilio.request_validator import RequestValidator
 from outbound.bootstrap import build
 from outbound.config import Settings
 from outbound.db.suppressions import is_suppressed
-from outbound.dispatch.dispatcher import MAX_ATTEMPTS
+from outbound.delivery.status import MAX_ATTEMPTS
 from outbound.providers import SendGridEmail, TwilioSms
 from outbound.testing import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, DEFAULT_SENDGRID_API_KEY, FakeProviderServer
 from outbound.web.app import create_app

@@ -20,7 +20,7 @@ from sqlalchemy import select, update
 
 from outbound.db.models import Message, MessageTransition
 from outbound.db.session import transaction
-from outbound.dispatch.dispatcher import expire_sending
+from outbound.dispatch.record import expire_sending
 from outbound.testing import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, FakeProviderServer
 
 from helpers.waiting import wait_until

@@ -4,7 +4,7 @@ from datetime import timedelta
 
 from outbound.db.messages import transition
 from outbound.db.session import transaction
-from outbound.dispatch.dispatcher import expire_sending
+from outbound.dispatch.record import expire_sending
 from outbound.jobs.duties import housekeeping
 from outbound.jobs.scheduler import start_scheduler
 
