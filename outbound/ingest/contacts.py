@@ -210,7 +210,13 @@ def record_consent(session: Session, tenant: Tenant, contact: Contact, consent_i
     same = store.same_consent(session, tenant.id, contact.id, consent_in.model_dump())
     if same is not None:
         return same
-    consent = Consent(
+    consent = _ledger_entry(tenant, contact, consent_in, clock.now())
+    store.add_consents(session, [consent])
+    return consent
+
+
+def _ledger_entry(tenant: Tenant, contact: Contact, consent_in: ConsentIn, now: datetime) -> Consent:
+    return Consent(
         tenant_id=tenant.id,
         contact_id=contact.id,
         channel=consent_in.channel,
@@ -220,11 +226,8 @@ def record_consent(session: Session, tenant: Tenant, contact: Contact, consent_i
         at=consent_in.at,
         source=consent_in.source,
         text=consent_in.text,
-        recorded_at=clock.now(),
+        recorded_at=now,
     )
-    session.add(consent)
-    session.flush()
-    return consent
 
 
 def record_consents(
@@ -253,20 +256,7 @@ def record_consents(
         if entry in known:
             continue
         known.add(entry)
-        added.append(
-            Consent(
-                tenant_id=tenant.id,
-                contact_id=contact.id,
-                channel=consent_in.channel,
-                purpose=consent_in.purpose,
-                granted=consent_in.granted,
-                night=consent_in.night,
-                at=consent_in.at,
-                source=consent_in.source,
-                text=consent_in.text,
-                recorded_at=now,
-            )
-        )
+        added.append(_ledger_entry(tenant, contact, consent_in, now))
     store.add_consents(session, added)
 
 

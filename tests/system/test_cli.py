@@ -3,42 +3,17 @@
 import json
 from datetime import UTC, datetime, timedelta
 
-from typer.testing import CliRunner
-
 from outbound.cli import app
 
+from helpers.cli import US_SHOP, invoke, runner
 from helpers.definitions import write_definitions
-
-runner = CliRunner()
-
-
-def invoke(*args, env=None):
-    result = runner.invoke(app, [str(a) for a in args], env=env, catch_exceptions=False)
-    return result
 
 
 def test_operator_flow_from_empty_database_to_explained_messages(tmp_path):
     db = f"sqlite:///{tmp_path / 'cli.db'}"
     env = {"OUTBOUND_DEFINITIONS": str(write_definitions(tmp_path / "defs"))}
     assert invoke("db", "upgrade", "--db", db, env=env).exit_code == 0
-    created = invoke(
-        "tenants",
-        "create",
-        "maple",
-        "--jurisdiction",
-        "US",
-        "--timezone",
-        "America/New_York",
-        "--locale",
-        "en",
-        "--set",
-        "postal_address=1 Main St",
-        "--set",
-        "support_contact=help@maple.example",
-        "--db",
-        db,
-        env=env,
-    )
+    created = invoke(*US_SHOP, "--db", db, env=env)
     assert created.exit_code == 0, created.output
 
     contacts = tmp_path / "contacts.jsonl"
@@ -160,23 +135,7 @@ def test_keys_create_prints_a_key_that_authenticates(tmp_path):
 
     db = f"sqlite:///{tmp_path / 'cli.db'}"
     invoke("db", "upgrade", "--db", db)
-    invoke(
-        "tenants",
-        "create",
-        "maple",
-        "--jurisdiction",
-        "US",
-        "--timezone",
-        "America/New_York",
-        "--locale",
-        "en",
-        "--set",
-        "postal_address=1 Main St",
-        "--set",
-        "support_contact=help@maple.example",
-        "--db",
-        db,
-    )
+    invoke(*US_SHOP, "--db", db)
     key = invoke("keys", "create", "--tenant", "maple", "--db", db).output.strip()
     engine = make_engine(db)
     with session_factory(engine)() as session:
