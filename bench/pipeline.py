@@ -17,7 +17,7 @@ from outbound.db.models import Contact, Message, Tenant
 from outbound.db.session import transaction
 from outbound.definitions import load_definitions
 from outbound.enrollment.audience_runs import CHUNK
-from outbound.enrollment.writer import candidate, enroll
+from outbound.enrollment.writer import candidates_without_event, enroll
 from outbound.providers import Outbox, TwilioSms
 
 CAMPAIGN = """name: bench_reminder
@@ -51,7 +51,7 @@ def _enroll_all(runtime, count: int) -> None:
         contacts = session.execute(select(Contact.__table__).order_by(Contact.id).limit(count)).all()
         for start in range(0, len(contacts), CHUNK):
             chunk = contacts[start : start + CHUNK]
-            enroll(session, tenant, [candidate(campaign, c, None, now, "bench") for c in chunk], now)
+            enroll(session, tenant, candidates_without_event(campaign, chunk, now, "bench"), now)
 
 
 def raw_insert_rate(url: str, count: int) -> float:

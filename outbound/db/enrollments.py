@@ -303,22 +303,28 @@ def insert_codes(
     """
     if not drawn:
         return []
+    codes = [code for code, _ in drawn]
+    first: dict[str, int] = {}  # each code with its first owner: a code drawn again in this call is not offered twice
+    for code, owner in drawn:
+        first.setdefault(code, owner)
     connection = session.connection()
-    rows, values = code_rows(connection.dialect.name, [code for code, _ in drawn], [owner for _, owner in drawn])
+    rows, values = code_rows(connection.dialect.name, list(first), list(first.values()))
     statement = text(
         "INSERT INTO offer_codes (tenant_id, campaign, code, contact_id, assigned_at) "
         f"SELECT :tenant_id, :campaign, v.code, v.id, :assigned_at FROM {rows} "
         # ORDER BY ends the SELECT (SQLite would read ON CONFLICT after a bare FROM as a join) and walks
         # the code index in order.
-        "ORDER BY v.code ON CONFLICT DO NOTHING RETURNING code, contact_id"
+        "ORDER BY v.code ON CONFLICT DO NOTHING RETURNING code"
     ).bindparams(
         bindparam("tenant_id", tenant_id, Integer),
         bindparam("campaign", campaign, String),
         bindparam("assigned_at", now, UTCDateTime()),
     )
-    stored = set(map(tuple, connection.execute(statement, values).all()))
+    stored = set(connection.scalars(statement, values))
+    if len(first) == len(codes):
+        return [code in stored for code in codes]
     placed = []
-    for pair in drawn:
-        placed.append(pair in stored)
-        stored.discard(pair)
+    for code in codes:
+        placed.append(code in stored)
+        stored.discard(code)
     return placed

@@ -24,7 +24,7 @@ from outbound.db.bulk_sql import without_jit
 from outbound.db.models import BatchRun, Contact, Tenant
 from outbound.enrollment.campaign_state import is_live
 from outbound.enrollment.plan import Planner, reads_contact
-from outbound.enrollment.writer import candidate, enroll
+from outbound.enrollment.writer import candidates_without_event, enroll
 
 log = logging.getLogger(__name__)
 # What conditions may read of a contact, loaded only when the campaign's key or a step condition reads it.
@@ -87,7 +87,7 @@ def fire_batch(session: Session, tenant: Tenant, campaign, fire_time: datetime, 
     with without_jit(session.connection()):
         for chunk in campaign.audience.contact_chunks(session, tenant.id, now, CHUNK, columns=columns):
             audience += len(chunk)
-            made = enroll(session, tenant, [candidate(campaign, c, None, now, trigger) for c in chunk], now, planner)
+            made = enroll(session, tenant, candidates_without_event(campaign, chunk, now, trigger), now, planner)
             enrolled += sum(enrollment_id is not None for enrollment_id in made)
     run.audience, run.enrolled, run.held_out = audience, enrolled, planner.held_out
     session.flush()

@@ -15,23 +15,22 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # 32 letters, no 0/O, 1/I: codes are read aloud and typed
 CODE_DRAWS = 8  # draws of a pattern code per enrollment before giving up (each one taken already)
 NO_STEP = "no step applies to this contact"
 
 
-@dataclass(frozen=True, slots=True)
-class Candidate:
+class Candidate(NamedTuple):
     """A contact a route wants enrolled in a campaign, before the window, holdout and steps are decided.
 
     `names` are what conditions see (`event`, `contact`): needed when the campaign's key or a step's
     condition reads them, else None. `start` is when the steps' delays count from (the event's time;
-    for a contact enrolled without an event, now).
+    for a contact enrolled without an event, now). Candidates and plans are named tuples: a batch run
+    makes one of each per contact, and a tuple is built in a third of a frozen dataclass's time.
     """
 
     campaign: Any  # a CampaignDef
@@ -43,8 +42,7 @@ class Candidate:
     event_id: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Planned:
+class Planned(NamedTuple):
     """One enrollment as it will be written: its key, its side of the holdout, the steps it sends."""
 
     candidate: Candidate
@@ -65,8 +63,13 @@ class Planned:
 
 def reads_contact(campaign: Any) -> bool:
     """Whether the campaign's enrollment key or a step condition reads the contact (or the event)."""
+    return has_key(campaign) or any(step.when is not None for step in campaign.steps)
+
+
+def has_key(campaign: Any) -> bool:
+    """Whether the campaign's enrollments are told apart by a key rule (else every key is "")."""
     rule = campaign.enrollment
-    return (rule is not None and rule.key is not None) or any(step.when is not None for step in campaign.steps)
+    return rule is not None and rule.key is not None
 
 
 def enrollment_key(campaign: Any, names: dict[str, Any] | None) -> str:

@@ -10,8 +10,10 @@ offer codes, drawn the same way for every route.
 
 from __future__ import annotations
 
+import gc
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -27,6 +29,7 @@ from outbound.enrollment.plan import (
     Planner,
     code_seed,
     enrollment_key,
+    has_key,
     pattern_codes,
     reads_contact,
 )
@@ -35,6 +38,7 @@ from outbound.vocabulary import EnrollmentStatus, MessageStatus, Source, TaskSta
 # Enrollments that sets of rows can stand for (one campaign, no event, each contact once) are written as
 # sets from this many on: a batch run's chunk, an operator's list. The rest (events) as rows.
 SETS_FROM = 1
+PAUSE_COLLECTOR_FROM = 1_000  # candidates from which the cycle collector waits for the write (`_collector_paused`)
 
 
 def candidate(campaign: Any, contact: Contact, event: Event | None, now: datetime, trigger: str | None) -> Candidate:
@@ -42,6 +46,18 @@ def candidate(campaign: Any, contact: Contact, event: Event | None, now: datetim
     names = {"event": event_view(event), "contact": contact_view(contact)} if reads_contact(campaign) else None
     start = event.occurred_at if event is not None else now
     return Candidate(campaign, contact.id, contact.external_id, names, start, trigger, event.id if event else None)
+
+
+def candidates_without_event(campaign: Any, contacts: Sequence[Any], now: datetime, trigger: str) -> list[Candidate]:
+    """`candidate` for each of a list of contacts enrolled without an event (a batch run, an operator's list):
+    what the campaign reads of them is worked out once for all."""
+    if not reads_contact(campaign):
+        return [Candidate(campaign, c.id, c.external_id, None, now, trigger) for c in contacts]
+    no_event = event_view(None)
+    return [
+        Candidate(campaign, c.id, c.external_id, {"event": no_event, "contact": contact_view(c)}, now, trigger)
+        for c in contacts
+    ]
 
 
 def enroll(
@@ -54,7 +70,31 @@ def enroll(
     applies to; the others get their steps' messages, each with its first transition, the campaign's
     callback task and an offer code.
     """
-    planner = planner or Planner(tenant.slug)
+    with _collector_paused(len(candidates)):
+        return _enroll(session, tenant, candidates, now, planner or Planner(tenant.slug))
+
+
+@contextmanager
+def _collector_paused(count: int) -> Iterator[None]:
+    """Python's cycle collector paused while a large list of candidates is planned and written.
+
+    Planning and writing allocate a few tuples per contact, none of them in a cycle; with the collector on,
+    a generation scan every few hundred allocations (over every object the session and the chunk hold) costs
+    a batch chunk about a third of its Python time. Anything left in a cycle is collected once it resumes.
+    """
+    if count < PAUSE_COLLECTOR_FROM or not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+def _enroll(
+    session: Session, tenant: Tenant, candidates: Sequence[Candidate], now: datetime, planner: Planner
+) -> list[int | None]:
     windows: dict[str, timedelta] = {}
     for c in candidates:
         rule = c.campaign.enrollment
@@ -63,16 +103,24 @@ def enroll(
     taken = store.enrolled_within(
         session, tenant.id, windows, [c.contact_id for c in candidates if c.campaign.name in windows], now
     )
-    planned: list[Planned] = []
+    keyed = {c.campaign.name for c in candidates if has_key(c.campaign)}
+    plan = planner.plan
+    if not windows and not keyed:  # nothing to look up: every candidate is planned, in order
+        planned = [plan(c, "") for c in candidates]
+        ids = _write(session, tenant, planned, now)
+        _give_offer_codes(session, tenant, planned, ids, now)
+        return list(ids)
+    planned = []
     positions: list[int] = []
     for position, c in enumerate(candidates):
-        key = enrollment_key(c.campaign, c.names)
-        if c.campaign.name in windows:
-            mark = (c.campaign.name, c.contact_id, key)
+        name = c.campaign.name
+        key = enrollment_key(c.campaign, c.names) if name in keyed else ""
+        if name in windows:
+            mark = (name, c.contact_id, key)
             if mark in taken:
                 continue
             taken.add(mark)
-        planned.append(planner.plan(c, key))
+        planned.append(plan(c, key))
         positions.append(position)
     ids = _write(session, tenant, planned, now)
     _give_offer_codes(session, tenant, planned, ids, now)
@@ -93,15 +141,13 @@ def _write(session: Session, tenant: Tenant, planned: Sequence[Planned], now: da
 def _one_set(planned: Sequence[Planned]) -> bool:
     # One campaign, no event, one trigger and start, each contact once: what sets of rows can stand for.
     first = planned[0].candidate
-    contacts: set[int] = set()
-    for plan in planned:
-        c = plan.candidate
-        if c.campaign is not first.campaign or c.event_id is not None or c.trigger != first.trigger:
-            return False
-        if c.start != first.start or c.contact_id in contacts:
-            return False
-        contacts.add(c.contact_id)
-    return True
+    campaign, trigger, start = first.campaign, first.trigger, first.start
+    if any(
+        c.campaign is not campaign or c.event_id is not None or c.trigger != trigger or c.start != start
+        for c in (plan.candidate for plan in planned)
+    ):
+        return False
+    return len({plan.candidate.contact_id for plan in planned}) == len(planned)
 
 
 def _first_reason(trigger: str | None) -> str:
@@ -190,20 +236,27 @@ def _write_sets(session: Session, tenant: Tenant, planned: Sequence[Planned], no
     enrollment_of = store.insert_sets_of(
         session, tenant_id=tenant.id, campaign=campaign.name, trigger=first.trigger, now=now, groups=groups
     )
+    ids = [enrollment_of[plan.candidate.contact_id] for plan in planned]
+    called = [enrollment_id for enrollment_id, plan in zip(ids, planned, strict=True) if not plan.held_out]
+    # Plans whose steps are one shared tuple (no condition, no variant: the planner gives every contact the
+    # same) are grouped by it first, so each step's enrollments are listed once per tuple, not per plan.
+    sharing: dict[int, tuple[tuple[tuple[Any, Any], ...], list[int]]] = {}
+    for enrollment_id, plan in zip(ids, planned, strict=True):
+        if plan.steps:
+            entry = sharing.get(id(plan.steps))
+            if entry is None:
+                entry = sharing[id(plan.steps)] = (plan.steps, [])
+            entry[1].append(enrollment_id)
     steps: dict[tuple[str, str | None], store.StepRows] = {}
-    called: list[int] = []
-    for plan in planned:
-        enrollment_id = enrollment_of[plan.candidate.contact_id]
-        if not plan.held_out:
-            called.append(enrollment_id)
-        for step, variant in plan.steps:
+    for shared, enrollment_ids in sharing.values():
+        for step, variant in shared:
             group = (step.id, variant.id if variant is not None else None)
             rows = steps.get(group)
             if rows is None:
                 rows = steps[group] = store.StepRows(
                     step.id, step.channel, step.template_of(variant), group[1], max(first.start + step.delay, now), []
                 )
-            rows.enrollment_ids.append(enrollment_id)
+            rows.enrollment_ids.extend(enrollment_ids)
     store.insert_step_sets(
         session,
         tenant_id=tenant.id,
@@ -215,7 +268,7 @@ def _write_sets(session: Session, tenant: Tenant, planned: Sequence[Planned], no
         callback=campaign.callback,
         called=called,
     )
-    return [enrollment_of[plan.candidate.contact_id] for plan in planned]
+    return ids
 
 
 def _give_offer_codes(
@@ -235,8 +288,7 @@ def _give_offer_codes(
             continue
         seeds = {
             index: code_seed(tenant.slug, name, plan.candidate.external_id, enrollment_id)
-            for index, (plan, enrollment_id) in enumerate(given)
-            if index >= pooled
+            for index, (plan, enrollment_id) in enumerate(given[pooled:], start=pooled)
         }
         draw_pattern_codes(session, tenant.id, name, offers.pattern, seeds, owners, now)
 
