@@ -10,13 +10,11 @@ SQLite — and the SQL text stays the same for any list, so it is compiled and p
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, ColumnElement, Text, bindparam, text
+from sqlalchemy import BigInteger, Boolean, ColumnElement, Text, bindparam
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.engine import Connection
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.visitors import InternalTraversal
 from sqlalchemy.types import TypeDecorator
@@ -81,21 +79,3 @@ def code_rows(dialect_name: str, codes: Sequence[str], ids: Sequence[int]) -> tu
         )
     pairs = json.dumps([[code, int(item)] for code, item in zip(codes, ids, strict=True)])
     return "(SELECT value ->> 0 AS code, value ->> 1 AS id FROM json_each(:v_pairs)) AS v", {"v_pairs": pairs}
-
-
-@contextmanager
-def without_jit(connection: Connection) -> Iterator[None]:
-    """Within the block, PostgreSQL plans without JIT compilation (elsewhere: nothing changes).
-
-    A batch run issues many statements whose cost estimates cross `jit_above_cost` (an audience page
-    ordered by id under a LIMIT, a few thousand ids) but which run in milliseconds: compiling each
-    took longer than running it (about 250 ms a statement). The setting is transaction-local and
-    put back at the end of the block.
-    """
-    if connection.dialect.name != "postgresql":
-        yield
-        return
-    previous = connection.execute(text("SELECT current_setting('jit')")).scalar_one()
-    connection.execute(text("SELECT set_config('jit', 'off', true)"))
-    yield
-    connection.execute(text("SELECT set_config('jit', :previous, true)"), {"previous": previous})

@@ -97,3 +97,21 @@ def upgrade(url: str, revision: str = "head") -> None:
 def ping(session: Session) -> None:
     """Ask the database the simplest question: raises SQLAlchemyError when it does not answer."""
     session.execute(text("SELECT 1"))
+
+
+@contextmanager
+def without_jit(connection: Connection) -> Iterator[None]:
+    """Within the block, PostgreSQL plans without JIT compilation (elsewhere: nothing changes).
+
+    A batch run issues many statements whose cost estimates cross `jit_above_cost` (an audience page
+    ordered by id under a LIMIT, a few thousand ids) but which run in milliseconds: compiling each
+    took longer than running it (about 250 ms a statement). The setting is transaction-local and
+    put back at the end of the block.
+    """
+    if connection.dialect.name != "postgresql":
+        yield
+        return
+    previous = connection.execute(text("SELECT current_setting('jit')")).scalar_one()
+    connection.execute(text("SELECT set_config('jit', 'off', true)"))
+    yield
+    connection.execute(text("SELECT set_config('jit', :previous, true)"), {"previous": previous})

@@ -20,8 +20,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from outbound.clock import Clock
-from outbound.db.bulk_sql import without_jit
 from outbound.db.models import BatchRun, Contact, Tenant
+from outbound.db.session import without_jit
 from outbound.enrollment.campaign_state import is_live
 from outbound.enrollment.plan import Planner, reads_contact
 from outbound.enrollment.writer import candidates_without_event, enroll

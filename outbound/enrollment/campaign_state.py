@@ -10,12 +10,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from outbound.clock import Clock
-from outbound.db import direct
-from outbound.db.models import CampaignState
+from outbound.db import campaign_states as store
 from outbound.errors import InvalidInput
 from outbound.vocabulary import CampaignState as State
 
@@ -33,22 +31,13 @@ def state_of(campaign, stored: str | None, now: datetime) -> str:
 
 def campaign_states(session: Session, tenant_id: int, campaigns, now: datetime) -> dict[str, str]:
     """The state of each of `campaigns` for one tenant, with one query."""
-    stored = dict(direct.fetch(session, _STORED_STATES, {"tenant_id": tenant_id}))
+    stored = store.stored_states(session, tenant_id)
     return {campaign.name: state_of(campaign, stored.get(campaign.name), now) for campaign in campaigns}
-
-
-# Built once: each run of ingested events asks it, and building it costs more than running it.
-_STORED_STATES = select(CampaignState.campaign, CampaignState.state).where(
-    CampaignState.tenant_id == bindparam("tenant_id")
-)
 
 
 def campaign_state(session: Session, tenant_id: int, campaign, now: datetime) -> str:
     """The state of one campaign for one tenant."""
-    stored = session.scalar(
-        select(CampaignState.state).where(CampaignState.tenant_id == tenant_id, CampaignState.campaign == campaign.name)
-    )
-    return state_of(campaign, stored, now)
+    return state_of(campaign, store.stored_state(session, tenant_id, campaign.name), now)
 
 
 def is_live(session: Session, tenant_id: int, campaign, now: datetime) -> bool:
@@ -63,7 +52,7 @@ def pause(session: Session, tenant_id: int, campaign, clock: Clock) -> str:
         raise InvalidInput(
             f"campaign {campaign.name!r} is {current}; only an active campaign can be paused", field="campaign"
         )
-    _store(session, tenant_id, campaign.name, State.PAUSED, clock.now())
+    store.store_state(session, tenant_id, campaign.name, State.PAUSED, clock.now())
     return State.PAUSED
 
 
@@ -74,16 +63,5 @@ def resume(session: Session, tenant_id: int, campaign, clock: Clock) -> str:
         raise InvalidInput(
             f"campaign {campaign.name!r} is {current}; only a paused campaign can be resumed", field="campaign"
         )
-    _store(session, tenant_id, campaign.name, State.ACTIVE, clock.now())
+    store.store_state(session, tenant_id, campaign.name, State.ACTIVE, clock.now())
     return State.ACTIVE
-
-
-def _store(session: Session, tenant_id: int, name: str, state: str, at: datetime) -> None:
-    row = session.scalar(
-        select(CampaignState).where(CampaignState.tenant_id == tenant_id, CampaignState.campaign == name)
-    )
-    if row is None:
-        session.add(CampaignState(tenant_id=tenant_id, campaign=name, state=state, changed_at=at))
-    elif row.state != state:
-        row.state, row.changed_at = state, at
-    session.flush()

@@ -509,7 +509,7 @@ def test_every_chunk_of_a_run_sends_the_same_sql_text_whatever_its_ids(make_worl
 def test_postgres_plans_the_run_without_jit_and_puts_the_setting_back_after(engine):
     import pytest
 
-    from outbound.db.bulk_sql import without_jit
+    from outbound.db.session import without_jit
 
     if engine.dialect.name != "postgresql":
         pytest.skip("JIT is PostgreSQL's")
