@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
 from bench import batch, ingest, pipeline, tick, workers
-from bench.common import console, print_figures
+from bench.common import RECORDED, console, print_figures
 
 PARTS = ("pipeline", "workers", "ingest", "tick", "batch", "sdk")
 
@@ -32,6 +34,7 @@ def main() -> None:
     )
     parser.add_argument("--backends", nargs="+", default=["sqlite", "postgres"])
     parser.add_argument("--only", nargs="+", choices=PARTS, default=list(PARTS), help="run only these figures")
+    parser.add_argument("--json", type=Path, help="also write every figure to this file (to compare two runs)")
     args = parser.parse_args()
 
     for backend in args.backends:
@@ -52,6 +55,21 @@ def main() -> None:
     if "sdk" in args.only:
         console.rule("[bold]providers")
         print_figures("SDK path", pipeline.sdk_figures(args.sdk_messages))
+
+    if args.json:
+        figures = [
+            {
+                "table": t,
+                "name": f.name,
+                "value": f.value,
+                "unit": f.unit,
+                "floor_name": f.floor_name,
+                "floor": f.floor,
+                "ratio": f.ratio,
+            }
+            for t, f in RECORDED
+        ]
+        args.json.write_text(json.dumps(figures, indent=1) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

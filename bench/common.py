@@ -136,7 +136,11 @@ def seed_contacts(url: str, count: int, *, clock: SimulatedClock) -> int:
     return tenant_id
 
 
+RECORDED: list[tuple[str, Figure]] = []  # every figure printed in this run, with its table's title (for --json)
+
+
 def print_figures(title: str, figures: list[Figure]) -> None:
+    RECORDED.extend((title, f) for f in figures)
     table = Table(title=title, title_justify="left")
     for column in ("measure", "value", "floor (same run)", "floor value", "ratio", ""):
         table.add_column(column, justify="right" if column in ("value", "floor value", "ratio") else "left")
