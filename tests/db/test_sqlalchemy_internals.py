@@ -399,7 +399,7 @@ def test_exported_columns_are_the_columns_of_each_row_read(session, make_tenant,
     from outbound.db.contacts import _ROWS_BY_EXTERNAL_ID
     from outbound.db.enrollments import _WITHIN_WINDOWS
     from outbound.db.events import _STORED_IDS
-    from outbound.enrollment.campaign_state import _STORED_STATES
+    from outbound.db.campaign_states import _STORED_STATES
 
     with relied_on(
         "Executable.exported_columns", "outbound/db/direct.py", "pick the result processor of each column read"
