@@ -35,6 +35,8 @@ from outbound.ingest.events import ingest_items
 from outbound.jobs.simulation import run_until
 from outbound.providers.outbox import Outbox
 from outbound.tenancy.tenants import get_tenant
+from outbound.vocabulary import CampaignState as State
+from outbound.vocabulary import Channel, MessageStatus
 
 DRY_RUN_PREFIX = "dry-run:"
 
@@ -103,7 +105,7 @@ def dry_run(
             end = until or (max(times) if times else start) + longest + timedelta(days=1)
             clock = SimulatedClock(start)
             outbox = Outbox()
-            live = campaign.model_copy(update={"state": "active", "ends_at": None})
+            live = campaign.model_copy(update={"state": State.ACTIVE.value, "ends_at": None})
             trial = dataclasses.replace(
                 definitions, campaigns={**definitions.campaigns, campaign_name: live}, _by_event={}
             )
@@ -113,7 +115,7 @@ def dry_run(
                 factory=factory,
                 clock=clock,
                 definitions=trial,
-                providers={"sms": outbox, "email": outbox},
+                providers={Channel.SMS: outbox, Channel.EMAIL: outbox},
             )
             with transaction(factory) as session:
                 # The campaign meets the traffic afresh: its real enrollments (perhaps from this very
@@ -130,7 +132,7 @@ def dry_run(
                             CampaignState.tenant_id == tenant.id, CampaignState.campaign == campaign_name
                         )
                     )
-                    == "paused"
+                    == State.PAUSED
                 ):
                     resume(session, tenant.id, live, clock)
             report = DryRunReport(campaign_name, tenant.slug, start=start, end=end, errors=errors)
@@ -192,13 +194,15 @@ def _collect(
             (t.rule or "-", t.reason or "")
             for t in session.scalars(
                 select(MessageTransition)
-                .where(MessageTransition.message_id == message.id, MessageTransition.to_status == "deferred")
+                .where(
+                    MessageTransition.message_id == message.id, MessageTransition.to_status == MessageStatus.DEFERRED
+                )
                 .order_by(MessageTransition.id)
             )
         )
         if message.sent_at is not None:
             outcome, at = ("would wait then send" if waited else "would send"), message.sent_at
-        elif message.status in ("blocked", "cancelled", "failed"):
+        elif message.status in (MessageStatus.BLOCKED, MessageStatus.CANCELLED, MessageStatus.FAILED):
             outcome, at = message.status, message.updated_at
         else:
             outcome, at = "still due", message.due_at

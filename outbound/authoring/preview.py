@@ -29,6 +29,7 @@ from outbound.enrollment.plan import pattern_code
 from outbound.errors import NotFound, OutboundError
 from outbound.rendering.links import unsubscribe_url
 from outbound.rendering.templates import SmsInfo, locale_chain, sms_segments
+from outbound.vocabulary import Channel, Purpose
 
 DEFAULT_SMS_COST = 0.0083  # USD per segment, a typical US long-code rate; tenants set their own
 PREVIEW_MESSAGE_ID = 0
@@ -126,7 +127,7 @@ def preview_campaign(
                     except OutboundError as error:
                         preview.versions.append(dataclasses.replace(version, error=str(error)))
                         continue
-                    sms = sms_segments(rendered.text) if channel == "sms" else None
+                    sms = sms_segments(rendered.text) if channel == Channel.SMS else None
                     # Every rule of the gate's second phase that would block this version, as at dispatch.
                     facts = RenderedFacts(
                         rendered=rendered,
@@ -164,7 +165,7 @@ def _names(
     variant: VariantDef | None,
 ) -> dict[str, Any]:
     links = {"unsubscribe": unsubscribe_url(settings.base_url, settings.secret_key, tenant.id, contact.id, channel)}
-    if campaign.purpose == "survey":
+    if campaign.purpose == Purpose.SURVEY:
         links["survey"] = survey_url(settings.base_url, settings.secret_key, tenant.id, PREVIEW_MESSAGE_ID)
     return {
         "contact": contact_view(contact),

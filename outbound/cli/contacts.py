@@ -10,6 +10,7 @@ import typer
 from outbound.cli.common import DbOption, TenantOption, console, database, friendly_errors, runtime_for
 from outbound.cli.data import FileArg, print_errors
 from outbound.db.session import transaction
+from outbound.vocabulary import Channel, MessageStatus
 
 app = typer.Typer(no_args_is_help=True, help="Contacts and their consents.")
 dnc_app = typer.Typer(no_args_is_help=True, help="Do-Not-Call lists: calls are scrubbed against them.")
@@ -88,7 +89,9 @@ def contacts_show(
             _say("  (none)")
         _say("suppressions:")
         addresses = [
-            (c, a) for c, a in (("sms", contact.phone), ("voice", contact.phone), ("email", contact.email)) if a
+            (c, a)
+            for c, a in ((Channel.SMS, contact.phone), (Channel.VOICE, contact.phone), (Channel.EMAIL, contact.email))
+            if a
         ]
         hashes = {(c, address_hash(c, a)) for c, a in addresses}
         rows = [
@@ -115,7 +118,11 @@ def contacts_show(
             _say(
                 f"  #{message.id} {_when(message.sent_at or message.due_at)} {message.campaign}/{message.step} "
                 f"{message.channel} {message.purpose} {message.status}"
-                + (f"  [{message.rule}] {message.reason}" if message.rule and message.status != "sent" else "")
+                + (
+                    f"  [{message.rule}] {message.reason}"
+                    if message.rule and message.status != MessageStatus.SENT
+                    else ""
+                )
             )
         if not messages:
             _say("  (none)")

@@ -10,7 +10,7 @@ Nothing here does I/O.
 
 from outbound.compliance.decisions import Allow, Block, Decision, Defer
 from outbound.compliance.facts import ConsentRecord, MessageFacts
-from outbound.compliance.gate import RULES, Rule, decide
+from outbound.compliance.gate import RULES, GateRule, decide
 from outbound.compliance.policy import Policy, policy_for
 from outbound.compliance.rendered import RENDERED_RULES, RenderedFacts, decide_rendered
 from outbound.compliance.standing import dnc_decision
@@ -22,12 +22,12 @@ __all__ = [
     "ConsentRecord",
     "Decision",
     "Defer",
+    "GateRule",
     "MessageFacts",
     "Policy",
     "RENDERED_RULES",
     "RULES",
     "RenderedFacts",
-    "Rule",
     "decide",
     "decide_rendered",
     "dnc_decision",

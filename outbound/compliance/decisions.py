@@ -6,13 +6,14 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from outbound.clock import ensure_utc
+from outbound.vocabulary import Rule
 
 
 @dataclass(frozen=True, kw_only=True)
 class Allow:
     """The message may be rendered and sent now."""
 
-    rule: str = "allow"
+    rule: Rule = Rule.ALLOW
     reason: str = "no rule forbids it"
 
 
@@ -21,7 +22,7 @@ class Defer:
     """The message may not go now; ask again at `until` (aware UTC)."""
 
     until: datetime
-    rule: str
+    rule: Rule
     reason: str
 
     def __post_init__(self) -> None:
@@ -33,7 +34,7 @@ class Defer:
 class Block:
     """The message must never be sent."""
 
-    rule: str
+    rule: Rule
     reason: str
 
     def __post_init__(self) -> None:
@@ -48,4 +49,4 @@ def _require_explanation(rule: str, reason: str) -> None:
     if not rule or not rule.strip():
         raise ValueError("a compliance decision needs the name of its rule")
     if not reason or not reason.strip():
-        raise ValueError(f"a compliance decision of rule {rule!r} needs a reason")
+        raise ValueError(f"a compliance decision of rule {str(rule)!r} needs a reason")

@@ -9,9 +9,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from outbound.clock import ensure_utc
 from outbound.errors import InvalidInput
+from outbound.vocabulary import Channel, Purpose
 
-CHANNELS = ("sms", "email", "voice")
-PURPOSES = ("transactional", "survey", "marketing")
+CHANNELS = (Channel.SMS, Channel.EMAIL, Channel.VOICE)
+PURPOSES = (Purpose.TRANSACTIONAL, Purpose.SURVEY, Purpose.MARKETING)
 JURISDICTIONS = ("US", "KR", "EU", "default")
 
 

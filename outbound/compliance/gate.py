@@ -17,10 +17,11 @@ from outbound.compliance.rules import (
 )
 from outbound.compliance.standing import complaint_breaker, dnc, kr_reconfirmation, postal_address
 
-Rule = Callable[[MessageFacts, Policy], Decision | None]
+# A rule of the first phase: a function of (facts, policy), named for the `Rule` its decisions record.
+GateRule = Callable[[MessageFacts, Policy], Decision | None]
 
 # Blocks come before defers, so a message that can never go is not deferred first and blocked later.
-RULES: tuple[Rule, ...] = (
+RULES: tuple[GateRule, ...] = (
     no_address,
     dnc,
     suppression,
@@ -34,7 +35,7 @@ RULES: tuple[Rule, ...] = (
 )
 
 
-def decide(facts: MessageFacts, policy: Policy, rules: Sequence[Rule] = RULES) -> Decision:
+def decide(facts: MessageFacts, policy: Policy, rules: Sequence[GateRule] = RULES) -> Decision:
     """The gate's decision for one due message: the first rule with an answer, else Allow."""
     for rule in rules:
         decision = rule(facts, policy)
@@ -47,7 +48,7 @@ def decide(facts: MessageFacts, policy: Policy, rules: Sequence[Rule] = RULES) -
     )
 
 
-def _names(rules: Sequence[Rule]) -> str:
+def _names(rules: Sequence[GateRule]) -> str:
     return ", ".join(getattr(rule, "__name__", repr(rule)) for rule in rules)
 
 

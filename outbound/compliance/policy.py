@@ -9,6 +9,7 @@ from typing import Any
 
 from outbound.compliance.facts import JURISDICTIONS
 from outbound.errors import InvalidInput
+from outbound.vocabulary import Channel
 
 Window = tuple[time, time]
 
@@ -20,10 +21,10 @@ class Policy:
     jurisdiction: str
     # Marketing on these channels may only go inside this local window [start, end) (US TCPA 08:00–21:00).
     quiet_hours: Window | None = None
-    quiet_hours_channels: tuple[str, ...] = ("sms", "voice")
+    quiet_hours_channels: tuple[str, ...] = (Channel.SMS, Channel.VOICE)
     # Marketing on these channels inside this local window [start, end) needs night consent (KR 21:00–08:00).
     night_window: Window | None = None
-    night_channels: tuple[str, ...] = ("sms", "voice")
+    night_channels: tuple[str, ...] = (Channel.SMS, Channel.VOICE)
     # A purchase this many calendar months back stands in for marketing consent (KR Art. 50①, EU soft opt-in).
     purchase_basis_months: int | None = None
     # A marketing revocation on any channel objects to marketing on all of them (GDPR Art. 21).

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from outbound.compliance.decisions import Allow, Block, Decision
 from outbound.rendering.templates import Rendered, sms_segments
+from outbound.vocabulary import Channel, Purpose, Rule
 
 AD_MARK = "(광고)"
 _FAKE_MARK = re.compile(r"^\s*[\[\(（【]\s*광\s*고\s*[\]\)）】]")
@@ -50,23 +51,23 @@ RenderedRule = Callable[[RenderedFacts], Decision | None]
 
 def message_format(facts: RenderedFacts) -> Decision | None:
     """Block a marketing message that breaks its jurisdiction's advertising format."""
-    if facts.purpose != "marketing":
+    if facts.purpose != Purpose.MARKETING:
         return None
     problems = format_problems_of(
         facts.rendered, facts.channel, facts.jurisdiction, facts.tenant, facts.unsubscribe_url
     )
-    return Block(rule="message_format", reason="; ".join(problems)) if problems else None
+    return Block(rule=Rule.MESSAGE_FORMAT, reason="; ".join(problems)) if problems else None
 
 
 def sms_length(facts: RenderedFacts) -> Decision | None:
     """Block an SMS that needs more segments than its step allows."""
-    if facts.channel != "sms" or facts.max_segments is None:
+    if facts.channel != Channel.SMS or facts.max_segments is None:
         return None
     info = sms_segments(facts.rendered.text)
     if info.segments <= facts.max_segments:
         return None
     return Block(
-        rule="sms_length",
+        rule=Rule.SMS_LENGTH,
         reason=f"{info.segments} {info.encoding} segments ({info.characters} characters) "
         f"exceed the step's limit of {facts.max_segments}",
     )
@@ -99,8 +100,8 @@ def format_problems_of(
     whole = "\n".join(part for part in (rendered.subject, rendered.text, rendered.html) if part)
     problems: list[str] = []
     if jurisdiction == "KR":
-        opening = (rendered.subject or "") if channel == "email" else text
-        where = "the email subject" if channel == "email" else "the message"
+        opening = (rendered.subject or "") if channel == Channel.EMAIL else text
+        where = "the email subject" if channel == Channel.EMAIL else "the message"
         if not opening.strip().startswith(AD_MARK):
             fake = _FAKE_MARK.match(opening)
             found = f" (found {fake.group(0).strip()!r})" if fake and not opening.strip().startswith(AD_MARK) else ""
@@ -114,7 +115,7 @@ def format_problems_of(
             problems.append(
                 "KR advertising must end with a free opt-out, e.g. '무료수신거부 {{ tenant.optout_number }}'"
             )
-    if jurisdiction == "US" and channel == "email":
+    if jurisdiction == "US" and channel == Channel.EMAIL:
         if not tenant.get("postal_address") or str(tenant["postal_address"]) not in whole:
             problems.append("US marketing email must carry the sender's postal address (tenant.postal_address)")
         if unsubscribe_url not in whole:

@@ -1,8 +1,8 @@
 """The compliance rules: each a pure function of (facts, policy) that forbids, delays, or has nothing to say.
 
 A rule returns `Block` or `Defer` when it applies and `None` otherwise; the gate
-runs them in order and the first answer wins. Rule names are the `rule` of the
-decisions they make and are stored with each message, so keep them stable.
+runs them in order and the first answer wins. Rule names (`outbound.vocabulary.Rule`) are the
+`rule` of the decisions they make and are stored with each message, so keep them stable.
 """
 
 from __future__ import annotations
@@ -14,15 +14,16 @@ from zoneinfo import ZoneInfo
 from outbound.compliance.decisions import Block, Decision, Defer
 from outbound.compliance.facts import MessageFacts, latest
 from outbound.compliance.policy import Policy
+from outbound.vocabulary import Channel, Purpose, Rule, SuppressionReason
 
 # Reasons meaning nothing can reach the address at all, so even transactional and essential messages stop.
-UNREACHABLE = frozenset({"undeliverable", "hard_bounce", "bounce"})
+UNREACHABLE = frozenset({SuppressionReason.UNDELIVERABLE, SuppressionReason.HARD_BOUNCE, SuppressionReason.BOUNCE})
 
 
 def no_address(facts: MessageFacts, policy: Policy) -> Decision | None:
     """Block a message whose contact has no address on its channel."""
     if facts.to is None or not facts.to.strip():
-        return Block(rule="no_address", reason=f"the contact has no {_channel(facts.channel)} address")
+        return Block(rule=Rule.NO_ADDRESS, reason=f"the contact has no {_channel(facts.channel)} address")
     return None
 
 
@@ -35,15 +36,15 @@ def suppression(facts: MessageFacts, policy: Policy) -> Decision | None:
     unreachable = [r for r in reasons if r in UNREACHABLE]
     if unreachable:
         return Block(
-            rule="suppression",
+            rule=Rule.SUPPRESSION,
             reason=(
                 f"the {_channel(facts.channel)} address is suppressed as {', '.join(unreachable)}: "
                 f"no message of any purpose can reach it"
             ),
         )
-    if facts.purpose != "transactional":
+    if facts.purpose != Purpose.TRANSACTIONAL:
         return Block(
-            rule="suppression",
+            rule=Rule.SUPPRESSION,
             reason=(
                 f"the {_channel(facts.channel)} address is suppressed ({', '.join(reasons)}): "
                 f"no {facts.purpose} messages"
@@ -51,10 +52,10 @@ def suppression(facts: MessageFacts, policy: Policy) -> Decision | None:
         )
     # Email unsubscribes and complaints are about bulk mail; order updates still go. A STOP on SMS
     # (or any other SMS suppression) is a refusal of all texts, bar what the tenant marks essential.
-    if facts.channel == "email" or facts.essential:
+    if facts.channel == Channel.EMAIL or facts.essential:
         return None
     return Block(
-        rule="suppression",
+        rule=Rule.SUPPRESSION,
         reason=(
             f"the {_channel(facts.channel)} address opted out ({', '.join(reasons)}): "
             f"transactional messages stop too unless the campaign is essential"
@@ -64,16 +65,20 @@ def suppression(facts: MessageFacts, policy: Policy) -> Decision | None:
 
 def consent(facts: MessageFacts, policy: Policy) -> Decision | None:
     """COMPLIANCE 8, 13, 18, 19: the consent each purpose needs, on the message's channel."""
-    if facts.purpose == "transactional":
+    if facts.purpose == Purpose.TRANSACTIONAL:
         return _transactional_consent(facts)
-    if facts.purpose == "survey":
+    if facts.purpose == Purpose.SURVEY:
         return _survey_consent(facts)
     return _marketing_consent(facts, policy)
 
 
 def quiet_hours(facts: MessageFacts, policy: Policy) -> Decision | None:
     """COMPLIANCE 7: marketing on the policy's channels only inside its local window; else wait for its start."""
-    if facts.purpose != "marketing" or policy.quiet_hours is None or facts.channel not in policy.quiet_hours_channels:
+    if (
+        facts.purpose != Purpose.MARKETING
+        or policy.quiet_hours is None
+        or facts.channel not in policy.quiet_hours_channels
+    ):
         return None
     start, end = policy.quiet_hours
     local = facts.local_now
@@ -82,7 +87,7 @@ def quiet_hours(facts: MessageFacts, policy: Policy) -> Decision | None:
     until = next_local(facts.now, facts.zone, start)
     return Defer(
         until=until,
-        rule="quiet_hours",
+        rule=Rule.QUIET_HOURS,
         reason=(
             f"quiet hours: {local:%H:%M} in {facts.timezone} is outside {start:%H:%M}–{end:%H:%M} "
             f"for marketing {_channel(facts.channel)}; next allowed {start:%H:%M} local "
@@ -94,19 +99,19 @@ def quiet_hours(facts: MessageFacts, policy: Policy) -> Decision | None:
 def kr_night(facts: MessageFacts, policy: Policy) -> Decision | None:
     """COMPLIANCE 14: marketing on the policy's channels inside its night window needs night consent;
     without it, wait for the window's end. Email is exempt."""
-    if facts.purpose != "marketing" or policy.night_window is None or facts.channel not in policy.night_channels:
+    if facts.purpose != Purpose.MARKETING or policy.night_window is None or facts.channel not in policy.night_channels:
         return None
     start, end = policy.night_window
     local = facts.local_now
     if not inside(local.time(), start, end):
         return None
-    record = facts.latest_consent(facts.channel, "marketing")
+    record = facts.latest_consent(facts.channel, Purpose.MARKETING)
     if record is not None and record.granted and record.night:
         return None
     until = next_local(facts.now, facts.zone, end)
     return Defer(
         until=until,
-        rule="kr_night",
+        rule=Rule.KR_NIGHT,
         reason=(
             f"night-time advertising: {local:%H:%M} in {facts.timezone} is inside {start:%H:%M}–{end:%H:%M} "
             f"and the contact has no night-time consent for marketing {_channel(facts.channel)}; "
@@ -121,7 +126,7 @@ def frequency_cap(facts: MessageFacts, policy: Policy) -> Decision | None:
     Over a cap, wait until enough past messages have aged out of the window
     (with exactly N in it, the oldest one + the window), or drop if the policy says so.
     """
-    if facts.purpose != "marketing":
+    if facts.purpose != Purpose.MARKETING:
         return None
     waits: list[tuple[datetime, str]] = []
     if policy.cap_per_window is not None:
@@ -153,9 +158,9 @@ def frequency_cap(facts: MessageFacts, policy: Policy) -> Decision | None:
     until = max(at for at, _ in waits)
     over = " and ".join(text for _, text in waits)
     if policy.over_cap == "drop":
-        return Block(rule="frequency_cap", reason=f"frequency cap: {over}; the policy drops messages over the cap")
+        return Block(rule=Rule.FREQUENCY_CAP, reason=f"frequency cap: {over}; the policy drops messages over the cap")
     return Defer(
-        until=until, rule="frequency_cap", reason=(f"frequency cap: {over}; next allowed {until:%Y-%m-%d %H:%M} UTC")
+        until=until, rule=Rule.FREQUENCY_CAP, reason=(f"frequency cap: {over}; next allowed {until:%Y-%m-%d %H:%M} UTC")
     )
 
 
@@ -164,49 +169,49 @@ def frequency_cap(facts: MessageFacts, policy: Policy) -> Decision | None:
 
 def _transactional_consent(facts: MessageFacts) -> Decision | None:
     # Consent to order updates comes with the order; only an explicit revocation withdraws it.
-    record = facts.latest_consent(facts.channel, "transactional")
+    record = facts.latest_consent(facts.channel, Purpose.TRANSACTIONAL)
     if record is not None and not record.granted:
         return Block(
-            rule="consent",
+            rule=Rule.CONSENT,
             reason=(f"the contact revoked transactional {_channel(facts.channel)} on {_when(record.at)}"),
         )
     return None
 
 
 def _survey_consent(facts: MessageFacts) -> Decision | None:
-    survey = facts.latest_consent(facts.channel, "survey")
+    survey = facts.latest_consent(facts.channel, Purpose.SURVEY)
     if survey is not None and not survey.granted:
         # An explicit "no surveys" stands even when marketing is allowed: it is the narrower wish.
         return Block(
-            rule="consent", reason=f"the contact revoked survey {_channel(facts.channel)} on {_when(survey.at)}"
+            rule=Rule.CONSENT, reason=f"the contact revoked survey {_channel(facts.channel)} on {_when(survey.at)}"
         )
     if survey is not None:
         return None
-    marketing = facts.latest_consent(facts.channel, "marketing")
+    marketing = facts.latest_consent(facts.channel, Purpose.MARKETING)
     if marketing is not None and marketing.granted:
         return None
-    return Block(rule="consent", reason=f"no survey or marketing consent for {_channel(facts.channel)}")
+    return Block(rule=Rule.CONSENT, reason=f"no survey or marketing consent for {_channel(facts.channel)}")
 
 
 def _marketing_consent(facts: MessageFacts, policy: Policy) -> Decision | None:
     records = [
         c
         for c in facts.consents
-        if c.purpose == "marketing"
+        if c.purpose == Purpose.MARKETING
         and (c.channel == facts.channel or (policy.objection_covers_all_channels and not c.granted))
     ]
     record = latest(records)
     if record is not None and not record.granted:
         if record.channel != facts.channel:
             return Block(
-                rule="consent",
+                rule=Rule.CONSENT,
                 reason=(
                     f"the contact objected to marketing on {_channel(record.channel)} on {_when(record.at)}; "
                     f"an objection covers every channel (GDPR Art. 21) until a newer {_channel(facts.channel)} consent"
                 ),
             )
         return Block(
-            rule="consent", reason=(f"the contact revoked marketing {_channel(facts.channel)} on {_when(record.at)}")
+            rule=Rule.CONSENT, reason=(f"the contact revoked marketing {_channel(facts.channel)} on {_when(record.at)}")
         )
     if record is not None:
         return None
@@ -218,13 +223,13 @@ def _marketing_consent(facts: MessageFacts, policy: Policy) -> Decision | None:
         if facts.last_purchase_at >= cutoff:
             return None
         return Block(
-            rule="consent",
+            rule=Rule.CONSENT,
             reason=(
                 f"no marketing consent for {_channel(facts.channel)}, and the last purchase "
                 f"({_when(facts.last_purchase_at)}) is more than {months} months ago"
             ),
         )
-    return Block(rule="consent", reason=f"no marketing consent for {_channel(facts.channel)}")
+    return Block(rule=Rule.CONSENT, reason=f"no marketing consent for {_channel(facts.channel)}")
 
 
 # -- time helpers ------------------------------------------------------------------------------------------
@@ -291,4 +296,7 @@ def _when(at: datetime) -> str:
 
 
 def _channel(channel: str) -> str:
-    return {"sms": "SMS", "email": "email", "voice": "voice"}.get(channel, channel)
+    return _CHANNEL_NAMES.get(channel, channel)
+
+
+_CHANNEL_NAMES: dict[str, str] = {Channel.SMS: "SMS", Channel.EMAIL: "email", Channel.VOICE: "voice"}

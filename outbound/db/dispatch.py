@@ -27,6 +27,8 @@ from outbound.db.models import (
     Suppression,
     Tenant,
 )
+from outbound.vocabulary import CampaignState as State
+from outbound.vocabulary import MessageStatus, Purpose
 
 Rows: TypeAlias = Sequence[Row[*tuple[Any, ...]]]  # rows of any columns
 
@@ -59,14 +61,16 @@ _NOT_PAUSED = ~exists(
     select(CampaignState.id).where(
         CampaignState.tenant_id == Message.tenant_id,
         CampaignState.campaign == Message.campaign,
-        CampaignState.state == "paused",
+        CampaignState.state == State.PAUSED,
     )
 )
 
 # The marketing messages with a provider now. SQLite's statistics know a status has few values, not that
 # `sending` is rare, and scan the table: there the claim index is named.
 _SENDING_COLUMNS = (_MESSAGES.c.channel, _MESSAGES.c.updated_at, _MESSAGES.c.contact_id, _MESSAGES.c.tenant_id)
-_SENDING = select(*_SENDING_COLUMNS).where(_MESSAGES.c.status == "sending", _MESSAGES.c.purpose == "marketing")
+_SENDING = select(*_SENDING_COLUMNS).where(
+    _MESSAGES.c.status == MessageStatus.SENDING, _MESSAGES.c.purpose == Purpose.MARKETING
+)
 _SENDING_SQLITE = text(
     "SELECT channel, updated_at, contact_id, tenant_id FROM messages INDEXED BY ix_messages_due "
     "WHERE status = 'sending' AND purpose = 'marketing'"
@@ -144,9 +148,9 @@ def marketing_sent_since(
         select(_MESSAGES.c.channel, _MESSAGES.c.sent_at, _MESSAGES.c.contact_id).where(
             _MESSAGES.c.tenant_id.in_(tenant_ids),
             _MESSAGES.c.contact_id.in_(contact_ids),
-            _MESSAGES.c.purpose == "marketing",
+            _MESSAGES.c.purpose == Purpose.MARKETING,
             _MESSAGES.c.sent_at >= since,
-            _MESSAGES.c.status != "sending",
+            _MESSAGES.c.status != MessageStatus.SENDING,
         )
     ).all()
 
@@ -230,4 +234,6 @@ def claimed_again(session: Session, ids: Iterable[int]) -> list[ClaimedMessage]:
 
 def stale_sending(session: Session, before: datetime) -> list[Message]:
     """The messages `sending` whose last change is older than `before`, as ORM objects."""
-    return list(session.scalars(select(Message).where(Message.status == "sending", Message.updated_at < before)))
+    return list(
+        session.scalars(select(Message).where(Message.status == MessageStatus.SENDING, Message.updated_at < before))
+    )

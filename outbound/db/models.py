@@ -29,6 +29,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, validates
 
 from outbound.addresses import address_hash
 from outbound.db.types import BigId, UTCDateTime
+from outbound.vocabulary import Channel
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -103,7 +104,7 @@ class Contact(Base):
 
     @validates("phone")
     def _phone_set(self, _key: str, value: str | None) -> str | None:
-        self.phone_hash = address_hash("sms", value) if value else None
+        self.phone_hash = address_hash(Channel.SMS, value) if value else None
         return value
 
 

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from outbound.compliance.rendered import format_problems_of
 from outbound.errors import DefinitionError, OutboundError
 from outbound.rendering.templates import Renderer
+from outbound.vocabulary import Purpose
 
 if TYPE_CHECKING:
     from outbound.definitions.schema import CampaignDef
@@ -61,7 +62,7 @@ def format_problems(campaigns: Iterable[CampaignDef], renderer: Renderer) -> lis
     """One DefinitionError per template file (and jurisdiction) of a marketing campaign that breaks a format."""
     errors: dict[tuple[str, str], DefinitionError] = {}
     for campaign in campaigns:
-        if campaign.purpose != "marketing":
+        if campaign.purpose != Purpose.MARKETING:
             continue
         for step in campaign.steps:
             variants: list[str | None] = [v.id for v in step.variants] or [None]

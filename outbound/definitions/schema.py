@@ -18,11 +18,14 @@ from pydantic import (
     model_validator,
 )
 
+from outbound import vocabulary
 from outbound.clock import parse_duration
 from outbound.conditions import Condition, InvalidCondition, compile_condition
 from outbound.db.audience import Audience, InvalidAudience, compile_audience
 
 Kind = Literal["notification", "reminder", "survey", "winback", "lead"]
+# The words of `outbound.vocabulary` a file may use, spelled out so that pydantic's messages list the plain
+# words: every purpose, the channels a step sends on (not voice, which is for calls).
 Purpose = Literal["transactional", "survey", "marketing"]
 Channel = Literal["sms", "email"]
 Scale = Literal["nps", "csat"]
@@ -97,7 +100,7 @@ class StepDef(_Model):
 
     @model_validator(mode="after")
     def _template_or_variants(self) -> StepDef:
-        if self.max_segments is not None and self.channel != "sms":
+        if self.max_segments is not None and self.channel != vocabulary.Channel.SMS:
             raise ValueError("max_segments limits SMS steps only")
         if self.template is None and (not self.variants or any(v.template is None for v in self.variants)):
             raise ValueError("a step needs a template, or variants each with a template")
@@ -235,7 +238,7 @@ class CampaignDef(_Model):
     kind: Kind
     purpose: Purpose
     description: str = ""
-    state: Literal["draft", "active"] = "active"
+    state: Literal["draft", "active"] = vocabulary.CampaignState.ACTIVE.value
     ends_at: AwareDatetime | None = None
     tenants: list[str] = Field(default_factory=list)
     essential: bool = False
@@ -265,11 +268,11 @@ class CampaignDef(_Model):
 
     @model_validator(mode="after")
     def _consistent(self) -> CampaignDef:
-        if self.survey is not None and self.purpose != "survey":
+        if self.survey is not None and self.purpose != vocabulary.Purpose.SURVEY:
             raise ValueError("survey settings belong to a campaign whose purpose is survey")
         if (self.schedule is None) != (self.audience is None):
             raise ValueError("a batch campaign needs both a schedule (cron) and an audience rule")
-        if self.holdout and self.purpose == "transactional":
+        if self.holdout and self.purpose == vocabulary.Purpose.TRANSACTIONAL:
             raise ValueError("a transactional campaign cannot hold contacts out: they need the message")
         return self
 
@@ -278,7 +281,7 @@ class CampaignDef(_Model):
         """How long after a message an order counts for this campaign (marketing: 7 days unless set)."""
         if self.attribution is not None:
             return self.attribution.window
-        return timedelta(days=7) if self.purpose == "marketing" else None
+        return timedelta(days=7) if self.purpose == vocabulary.Purpose.MARKETING else None
 
     @field_validator("steps")
     @classmethod
@@ -294,7 +297,7 @@ class CampaignDef(_Model):
     @classmethod
     def _essential_only_when_transactional(cls, essential: bool, info: ValidationInfo) -> bool:
         # An essential campaign may reach a contact after STOP: never acceptable for marketing or surveys.
-        if essential and info.data.get("purpose", "transactional") != "transactional":
+        if essential and info.data.get("purpose", vocabulary.Purpose.TRANSACTIONAL) != vocabulary.Purpose.TRANSACTIONAL:
             raise ValueError("only a transactional campaign may be essential")
         return essential
 

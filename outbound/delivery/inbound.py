@@ -19,6 +19,7 @@ from outbound.db.models import Consent, Contact, InboundMessage, Message, Suppre
 from outbound.db.suppressions import suppress
 from outbound.delivery import keywords
 from outbound.errors import InvalidInput
+from outbound.vocabulary import Channel, Purpose, SuppressionReason
 
 if TYPE_CHECKING:
     from outbound.config import Settings
@@ -28,7 +29,7 @@ from outbound.engagement.surveys import answer_from_sms
 SOURCE = "inbound SMS"
 # Purposes an SMS opt-out revokes in the ledger. Transactional SMS stops through the suppression
 # (which lets a campaign marked essential through); a revoked transactional consent would not.
-REVOKED_BY_STOP = ("marketing", "survey")
+REVOKED_BY_STOP: tuple[str, ...] = (Purpose.MARKETING, Purpose.SURVEY)
 REPLY_ONCE_WITHIN = timedelta(days=1)
 RECONFIRMATION_CAMPAIGNS = frozenset({"kr_consent_reconfirmation"})
 
@@ -77,7 +78,7 @@ def receive_inbound_sms(
     inbound = InboundMessage(
         tenant_id=tenant.id,
         contact_id=contact.id if contact else None,
-        channel="sms",
+        channel=Channel.SMS,
         from_address=phone,
         to_address=to_number,
         body=body,
@@ -93,7 +94,7 @@ def receive_inbound_sms(
 
     if kind == keywords.OPT_OUT:
         replied_lately = _replied_to_opt_out_since(session, tenant.id, phone, now - REPLY_ONCE_WITHIN, inbound.id)
-        suppress(session, tenant.id, "sms", phone, reason="opt_out", source=SOURCE, at=now)
+        suppress(session, tenant.id, Channel.SMS, phone, reason=SuppressionReason.OPT_OUT, source=SOURCE, at=now)
         for each in contacts:
             for purpose in REVOKED_BY_STOP:
                 _ledger(session, tenant, each, purpose, False, now, body, notified=True)
@@ -110,7 +111,7 @@ def receive_inbound_sms(
         _lift_opt_out(session, tenant.id, phone)
         for each in contacts:
             night = _latest_grant_night(session, tenant.id, each.id)
-            _ledger(session, tenant, each, "marketing", True, now, body, notified=True, night=night)
+            _ledger(session, tenant, each, Purpose.MARKETING, True, now, body, notified=True, night=night)
         return InboundOutcome(kind="opt_in", reply=keywords.reconfirm_reply(sender, korean), contact_id=contact_id)
     if kind == keywords.HELP:
         support = (tenant.settings or {}).get("support_contact")
@@ -148,7 +149,7 @@ def _ledger(
         Consent(
             tenant_id=tenant.id,
             contact_id=contact.id,
-            channel="sms",
+            channel=Channel.SMS,
             purpose=purpose,
             granted=granted,
             night=night and granted,
@@ -184,23 +185,23 @@ def _lift_opt_out(session: Session, tenant_id: int, phone: str) -> None:
     session.execute(
         delete(Suppression).where(
             Suppression.tenant_id == tenant_id,
-            Suppression.channel == "sms",
-            Suppression.address_hash == address_hash("sms", phone),
-            Suppression.reason == "opt_out",
+            Suppression.channel == Channel.SMS,
+            Suppression.address_hash == address_hash(Channel.SMS, phone),
+            Suppression.reason == SuppressionReason.OPT_OUT,
         )
     )
 
 
 def _revoked_by_sms(session: Session, tenant_id: int, contact_id: int) -> list[str]:
     """The SMS purposes whose newest ledger entry is a revocation by inbound SMS: what START restores."""
-    restored = []
-    for purpose in ("marketing", "survey", "transactional"):
+    restored: list[str] = []
+    for purpose in (Purpose.MARKETING, Purpose.SURVEY, Purpose.TRANSACTIONAL):
         latest = session.scalar(
             select(Consent)
             .where(
                 Consent.tenant_id == tenant_id,
                 Consent.contact_id == contact_id,
-                Consent.channel == "sms",
+                Consent.channel == Channel.SMS,
                 Consent.purpose == purpose,
             )
             .order_by(Consent.at.desc(), Consent.id.desc())
@@ -217,8 +218,8 @@ def _latest_grant_night(session: Session, tenant_id: int, contact_id: int) -> bo
         .where(
             Consent.tenant_id == tenant_id,
             Consent.contact_id == contact_id,
-            Consent.channel == "sms",
-            Consent.purpose == "marketing",
+            Consent.channel == Channel.SMS,
+            Consent.purpose == Purpose.MARKETING,
             Consent.granted.is_(True),
         )
         .order_by(Consent.at.desc(), Consent.id.desc())
@@ -236,7 +237,7 @@ def _yes_means_consent(session: Session, tenant: Tenant, contact: Contact | None
         .where(
             Message.tenant_id == tenant.id,
             Message.contact_id == contact.id,
-            Message.channel == "sms",
+            Message.channel == Channel.SMS,
             Message.sent_at.is_not(None),
         )
         .order_by(Message.sent_at.desc(), Message.id.desc())

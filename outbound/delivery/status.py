@@ -29,48 +29,56 @@ from outbound.addresses import address_hash
 from outbound.db.messages import FINAL, ClaimedMessage, transition
 from outbound.db.models import DeliveryEvent, Message, Suppression
 from outbound.db.suppressions import suppress
+from outbound.vocabulary import Channel, MessageStatus, Source, SuppressionReason
 
 log = logging.getLogger(__name__)
 
+S = MessageStatus
+
 MAX_ATTEMPTS = 5
 # Provider error codes that say the address itself is bad: suppress, never retry (COMPLIANCE 3).
-SUPPRESSING_CODES = {"21610": "opt_out", "21211": "undeliverable", "30006": "undeliverable", "21614": "undeliverable"}
+SUPPRESSING_CODES = {
+    "21610": SuppressionReason.OPT_OUT,
+    "21211": SuppressionReason.UNDELIVERABLE,
+    "30006": SuppressionReason.UNDELIVERABLE,
+    "21614": SuppressionReason.UNDELIVERABLE,
+}
 # Carrier errors that may clear up (handset off or unknown for now): try again later, up to MAX_ATTEMPTS.
 RETRY_LATER_CODES = frozenset({"30003", "30005"})
 
 # Twilio MessageStatus → the message status it proves. Unlisted statuses are stored and change nothing.
 TWILIO_STATUS = {
-    "accepted": "sent",
-    "scheduled": "sent",
-    "queued": "sent",
-    "sending": "sent",
-    "sent": "sent",
-    "delivered": "delivered",
-    "read": "delivered",
-    "undelivered": "undelivered",
-    "failed": "failed",
-    "canceled": "failed",
+    "accepted": S.SENT,
+    "scheduled": S.SENT,
+    "queued": S.SENT,
+    "sending": S.SENT,
+    "sent": S.SENT,
+    "delivered": S.DELIVERED,
+    "read": S.DELIVERED,
+    "undelivered": S.UNDELIVERED,
+    "failed": S.FAILED,
+    "canceled": S.FAILED,
 }
 # SendGrid event → the message status it proves. Engagement means the mail arrived.
 SENDGRID_STATUS = {
-    "processed": "sent",
-    "deferred": "sent",
-    "delivered": "delivered",
-    "open": "delivered",
-    "click": "delivered",
-    "spamreport": "delivered",
-    "unsubscribe": "delivered",
-    "group_unsubscribe": "delivered",
-    "bounce": "undelivered",
-    "dropped": "failed",
+    "processed": S.SENT,
+    "deferred": S.SENT,
+    "delivered": S.DELIVERED,
+    "open": S.DELIVERED,
+    "click": S.DELIVERED,
+    "spamreport": S.DELIVERED,
+    "unsubscribe": S.DELIVERED,
+    "group_unsubscribe": S.DELIVERED,
+    "bounce": S.UNDELIVERED,
+    "dropped": S.FAILED,
 }
 SENDGRID_EVENTS = frozenset(SENDGRID_STATUS) | {"group_resubscribe"}
 SENDGRID_SUPPRESSIONS = {
-    "spamreport": "spam_report",
-    "unsubscribe": "unsubscribe",
-    "group_unsubscribe": "group_unsubscribe",
+    "spamreport": SuppressionReason.SPAM_REPORT,
+    "unsubscribe": SuppressionReason.UNSUBSCRIBE,
+    "group_unsubscribe": SuppressionReason.GROUP_UNSUBSCRIBE,
 }
-_RANK = {"sending": 0, "unknown": 0, "sent": 1, "delivered": 2, "undelivered": 2, "failed": 2}
+_RANK: dict[str, int] = {S.SENDING: 0, S.UNKNOWN: 0, S.SENT: 1, S.DELIVERED: 2, S.UNDELIVERED: 2, S.FAILED: 2}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -95,9 +103,9 @@ class DeliveryReport:
 class Effect:
     """What a report means: the status it proves, a suppression to add or lift, whether to retry."""
 
-    status: str | None = None
-    suppress: str | None = None
-    lift: str | None = None
+    status: MessageStatus | None = None
+    suppress: SuppressionReason | None = None
+    lift: SuppressionReason | None = None
     retry: bool = False
 
 
@@ -118,13 +126,15 @@ def effect_of(provider: str, type: str, error_code: str | None = None, bounce_ty
     if provider == "twilio":
         status = TWILIO_STATUS.get(type)
         code = error_code or ""
-        retry = status in ("undelivered", "failed") and code in RETRY_LATER_CODES
+        retry = status in (S.UNDELIVERED, S.FAILED) and code in RETRY_LATER_CODES
         return Effect(status=status, suppress=SUPPRESSING_CODES.get(code), retry=retry)
     if type == "bounce":
         # `type: blocked` is a refusal of this mail (content, reputation), not a dead address.
-        return Effect(status="undelivered", suppress=None if bounce_type == "blocked" else "hard_bounce")
+        return Effect(
+            status=S.UNDELIVERED, suppress=None if bounce_type == "blocked" else SuppressionReason.HARD_BOUNCE
+        )
     if type == "group_resubscribe":
-        return Effect(lift="group_unsubscribe")
+        return Effect(lift=SuppressionReason.GROUP_UNSUBSCRIBE)
     return Effect(status=SENDGRID_STATUS.get(type), suppress=SENDGRID_SUPPRESSIONS.get(type))
 
 
@@ -170,7 +180,9 @@ def apply_report(session: Session, report: DeliveryReport, now: datetime, rng: r
             session.flush()
     except IntegrityError:
         return Applied(stored=False, duplicate=True, message_id=message.id if message else None)
-    channel = message.channel if message is not None else ("sms" if report.provider == "twilio" else "email")
+    channel = (
+        message.channel if message is not None else (Channel.SMS if report.provider == "twilio" else Channel.EMAIL)
+    )
     address = (message.to_address if message is not None else None) or report.address
     return _apply(session, event, message, tenant_id, channel, address, now, rng or random.Random())
 
@@ -183,7 +195,7 @@ def find_message(session: Session, report: DeliveryReport) -> Message | None:
         if (
             message is None
             or (report.tenant_id is not None and message.tenant_id != report.tenant_id)
-            or message.channel != ("sms" if report.provider == "twilio" else "email")
+            or message.channel != (Channel.SMS if report.provider == "twilio" else Channel.EMAIL)
         ):
             return None
         return message
@@ -211,8 +223,8 @@ def find_message(session: Session, report: DeliveryReport) -> Message | None:
     waiting = select(Message).where(
         Message.provider == "twilio",
         Message.provider_id.is_(None),
-        Message.channel == "sms",
-        Message.status.in_(("sending", "unknown")),
+        Message.channel == Channel.SMS,
+        Message.status.in_((S.SENDING, S.UNKNOWN)),
         Message.to_address == report.address,
     )
     if report.tenant_id is not None:
@@ -320,19 +332,19 @@ def _advance(
         transition(
             session,
             message,
-            "scheduled",
+            S.SCHEDULED,
             at=now,
-            source="webhook",
+            source=Source.WEBHOOK,
             rule=rule,
             reason=f"{source}: not delivered for now, attempt {message.attempts} of {MAX_ATTEMPTS}; "
             f"trying again at {message.due_at:%Y-%m-%d %H:%M:%S}Z",
             detail={**detail, "retry_at": message.due_at.isoformat()},
         )
         return True
-    if target in ("sent", "delivered") and message.sent_at is None:
+    if target in (S.SENT, S.DELIVERED) and message.sent_at is None:
         message.sent_at = event.at
-    if target == "delivered":
+    if target == S.DELIVERED:
         message.delivered_at = event.at
     reason = f"{source}" + (f" after {message.attempts} attempts" if effect.retry else "")
-    transition(session, message, target, at=now, source="webhook", rule=rule, reason=reason, detail=detail)
+    transition(session, message, target, at=now, source=Source.WEBHOOK, rule=rule, reason=reason, detail=detail)
     return True

@@ -24,6 +24,7 @@ from outbound.definitions import Definitions
 from outbound.engagement.surveys import answer_from_link, answer_from_sms, survey_token
 from outbound.enrollment.lifecycle import end_lead_nurture
 from outbound.ingest.events import OnEvent, ingest_items
+from outbound.vocabulary import Channel, TaskStatus
 
 # Extra chance to buy after a message reached the customer, and the chance everybody has anyway.
 UPLIFT = {"churn_winback": 0.16, "lapsed_winback": 0.14, "cart_abandonment": 0.10, "lead_followup": 0.12}
@@ -119,7 +120,7 @@ class Customers:
         sent_at = message.sent_at
         assert sent_at is not None  # `observe` reads sent messages only
         rng, language = self.rng, ("ko" if locale.startswith("ko") else "en")
-        if message.campaign == "delivery_survey" and message.channel == "sms" and rng.random() < 0.55:
+        if message.campaign == "delivery_survey" and message.channel == Channel.SMS and rng.random() < 0.55:
             score = rng.choices(NPS_SCORES, NPS_WEIGHTS)[0]
             late = rng.random() < 0.05  # answers after the 3-day window: stored, not counted
             at = sent_at + (
@@ -192,7 +193,7 @@ class Customers:
             inbound = InboundMessage(
                 tenant_id=tenant.id,
                 contact_id=contact.id,
-                channel="sms",
+                channel=Channel.SMS,
                 from_address=contact.phone,
                 to_address=(tenant.settings or {}).get("sms_from"),
                 body=payload["text"],
@@ -238,13 +239,13 @@ class Customers:
 
     def _call_lead(self, session: Session, task_id: int, clock: Clock) -> None:
         task = session.get(CallbackTask, task_id)
-        if task is None or task.status != "open":
+        if task is None or task.status != TaskStatus.OPEN:
             return
         self.tally.agent_calls += 1
         outcome = self.rng.choices(("no_answer", "voicemail", "reached"), (25, 15, 60))[0]
         task.attempts += 1
         if outcome in ("no_answer", "voicemail"):
             return  # the lead stays in the queue and keeps getting the nurture sequence
-        task.status, task.outcome, task.closed_at = "closed", outcome, clock.now()
+        task.status, task.outcome, task.closed_at = TaskStatus.CLOSED, outcome, clock.now()
         if task.enrollment_id is not None:
             end_lead_nurture(session, task.enrollment_id, f"agent recorded an outcome: {outcome}", clock)

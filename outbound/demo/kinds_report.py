@@ -13,6 +13,7 @@ from outbound.db.models import BatchRun, CallbackTask, Enrollment, MessageTransi
 from outbound.demo.customers import Tally
 from outbound.engagement.surveys import recovery_counts, survey_scores
 from outbound.reporting.attribution import lift_report, variant_results
+from outbound.vocabulary import Rule
 
 
 def _money(amount: float | None, currency: str | None) -> str:
@@ -178,7 +179,7 @@ def print_campaign_kinds(session: Session, console: Console, tally: Tally) -> di
     figures["variants"] = {f"{v.tenant}/{v.campaign}/{v.step}/{v.variant}": v.sent for v in variants}
 
     fallbacks = session.scalar(
-        select(func.count()).select_from(MessageTransition).where(MessageTransition.rule == "fallback")
+        select(func.count()).select_from(MessageTransition).where(MessageTransition.rule == Rule.FALLBACK)
     )
     leads = session.execute(select(Enrollment.end_reason).where(Enrollment.campaign == "lead_followup")).scalars().all()
     lead_tasks = session.scalar(

@@ -15,8 +15,11 @@ from outbound.db.models import Event, Tenant
 from outbound.providers.outbox import Outbox
 from outbound.rendering.templates import sms_segments
 from outbound.reporting.campaigns import callback_counts, campaign_results, decisions_by_rule, sample_messages
+from outbound.vocabulary import Channel, EnrollmentStatus, MessageStatus
 
-OUTCOME_STYLE = {"deferred": "yellow", "blocked": "red", "cancelled": "magenta", "failed": "red"}
+S = MessageStatus
+
+OUTCOME_STYLE: dict[str, str] = {S.DEFERRED: "yellow", S.BLOCKED: "red", S.CANCELLED: "magenta", S.FAILED: "red"}
 
 
 def print_report(
@@ -47,25 +50,25 @@ def print_report(
     totals: Counter[str] = Counter()
     for result in results:
         s = result.statuses
-        sent = s["sent"] + s["delivered"]
-        pending = s["scheduled"] + s["deferred"] + s["sending"]
+        sent = s[S.SENT] + s[S.DELIVERED]
+        pending = s[S.SCHEDULED] + s[S.DEFERRED] + s[S.SENDING]
         table.add_row(
             result.tenant,
             result.campaign,
             str(result.total),
             f"[green]{sent}[/green]",
             str(result.deferred_ever),
-            str(s["blocked"]),
-            str(s["cancelled"]),
-            str(s["failed"]),
+            str(s[S.BLOCKED]),
+            str(s[S.CANCELLED]),
+            str(s[S.FAILED]),
             str(pending),
         )
         totals.update(
             sent=sent,
             deferred=result.deferred_ever,
-            blocked=s["blocked"],
-            cancelled=s["cancelled"],
-            failed=s["failed"],
+            blocked=s[S.BLOCKED],
+            cancelled=s[S.CANCELLED],
+            failed=s[S.FAILED],
             pending=pending,
             messages=result.total,
         )
@@ -87,9 +90,9 @@ def print_report(
     for result in results:
         enrollments.update(result.enrollments)
     console.print(
-        f"{enrollments.total()} enrollments: {enrollments['completed']} completed (every step done, held out, "
-        f"or no step applied), {enrollments['exited']} exited (an exit event, or an agent's outcome), "
-        f"{enrollments['active']} still active (a step still to come)",
+        f"{enrollments.total()} enrollments: {enrollments[EnrollmentStatus.COMPLETED]} completed (every step done, held out, "
+        f"or no step applied), {enrollments[EnrollmentStatus.EXITED]} exited (an exit event, or an agent's outcome), "
+        f"{enrollments[EnrollmentStatus.ACTIVE]} still active (a step still to come)",
         highlight=False,
     )
 
@@ -112,7 +115,7 @@ def print_report(
     console.rule("[bold]Sample messages as sent (sandbox outbox)")
     for message, slug, external_id in sample_messages(session):
         info = ""
-        if message.channel == "sms" and message.body:
+        if message.channel == Channel.SMS and message.body:
             sms = sms_segments(message.body)
             info = f" — {sms.encoding}, {sms.segments} segment(s)"
         title = f"{slug} / {message.campaign} / {message.channel} / {message.locale} → {external_id}{info}"

@@ -27,6 +27,7 @@ from outbound.ingest.events import ingest_items
 from outbound.jobs.simulation import run_until
 from outbound.providers.outbox import Outbox
 from outbound.tenancy.tenants import create_tenant
+from outbound.vocabulary import Channel
 
 REACTION_STRIDE = timedelta(minutes=20)
 
@@ -65,7 +66,7 @@ def run_demo(out: Path, *, db_url: str | None = None, seed: int = 7, console: Co
     runtime = build(
         Settings(database_url=url, definitions=SHIPPED_DEFINITIONS, base_url="https://outbound.example"),
         clock=clock,
-        providers={"sms": outbox, "email": outbox},
+        providers={Channel.SMS: outbox, Channel.EMAIL: outbox},
     )
     ingest_errors: list[str] = []
     try:

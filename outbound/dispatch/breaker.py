@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from outbound.compliance import policy_for
 from outbound.compliance.zones import resolve_jurisdiction
 from outbound.db.models import DeliveryEvent, Message, Tenant
+from outbound.vocabulary import Channel
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ def complaint_rate(
         session.scalar(
             select(func.count(Message.id)).where(
                 Message.tenant_id == tenant_id,
-                Message.channel == "email",
+                Message.channel == Channel.EMAIL,
                 Message.sent_at.is_not(None),
                 Message.sent_at > since,
                 Message.sent_at <= now,

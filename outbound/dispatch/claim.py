@@ -16,8 +16,9 @@ from sqlalchemy.orm import Session
 from outbound.db import dispatch as store
 from outbound.db.messages import ClaimedMessage
 from outbound.db.models import Message
+from outbound.vocabulary import MessageStatus
 
-PENDING = ("scheduled", "deferred")  # the statuses of a message waiting for its time
+PENDING = (MessageStatus.SCHEDULED, MessageStatus.DEFERRED)  # the statuses of a message waiting for its time
 
 
 def claim_due(session: Session, now: datetime, limit: int) -> list[Message]:

@@ -23,6 +23,7 @@ from outbound.db.messages import ClaimedMessage
 from outbound.db.models import Tenant
 from outbound.dispatch.breaker import rates_for_dispatch
 from outbound.rendering.templates import locale_chain
+from outbound.vocabulary import Channel, Purpose
 
 RECENT = timedelta(days=7)  # how far back marketing messages are read for the frequency caps
 
@@ -89,7 +90,7 @@ def load_context(
     hashes = {
         contact_address_hash(m.channel, contacts[m.contact_id])
         for m in group
-        if (contacts[m.contact_id].phone if m.channel == "sms" else contacts[m.contact_id].email)
+        if (contacts[m.contact_id].phone if m.channel == Channel.SMS else contacts[m.contact_id].email)
     }
     suppressions: dict[tuple[int, str, str], list[str]] = defaultdict(list)
     if hashes:
@@ -106,7 +107,11 @@ def load_context(
     events = store.enrollment_events(session, {m.enrollment_id for m in group if m.enrollment_id is not None})
     tenants = store.tenants(session, tenant_ids)
     # The complaint rate (two counts over 30 days per tenant) only matters to marketing email.
-    emailing = {m.tenant_id: tenants[m.tenant_id] for m in group if m.channel == "email" and m.purpose == "marketing"}
+    emailing = {
+        m.tenant_id: tenants[m.tenant_id]
+        for m in group
+        if m.channel == Channel.EMAIL and m.purpose == Purpose.MARKETING
+    }
     return GroupContext(
         tenants,
         contacts,

@@ -26,6 +26,7 @@ from outbound.dispatch.report import TickReport
 from outbound.enrollment.fallback import schedule_fallback, undeliverable
 from outbound.errors import OutboundError
 from outbound.providers import OutgoingMessage, Provider
+from outbound.vocabulary import Channel, MessageStatus, Purpose, Rule, Source
 
 
 def decide_group(
@@ -50,7 +51,7 @@ def decide_group(
         tenant = context.tenants[message.tenant_id]
         contact = context.contacts[message.contact_id]
         campaign = definitions.campaigns.get(message.campaign)
-        to = contact.phone if message.channel == "sms" else contact.email
+        to = contact.phone if message.channel == Channel.SMS else contact.email
         jurisdiction = resolve_jurisdiction(contact.jurisdiction, tenant.jurisdiction)
         facts = MessageFacts(
             channel=message.channel,
@@ -76,7 +77,16 @@ def decide_group(
         decision = decide(facts, context.policy(tenant, jurisdiction))
         report.decisions[decision.rule] = report.decisions.get(decision.rule, 0) + 1
         if isinstance(decision, Block):
-            steps.append(move(message, "blocked", at=now, source="worker", rule=decision.rule, reason=decision.reason))
+            steps.append(
+                move(
+                    message,
+                    MessageStatus.BLOCKED,
+                    at=now,
+                    source=Source.WORKER,
+                    rule=decision.rule,
+                    reason=decision.reason,
+                )
+            )
             report.blocked += 1
             if undeliverable(decision.rule, facts.suppressions):
                 schedule_fallback(session, message, definitions, now, decision.reason)
@@ -86,9 +96,9 @@ def decide_group(
             steps.append(
                 move(
                     message,
-                    "deferred",
+                    MessageStatus.DEFERRED,
                     at=now,
-                    source="worker",
+                    source=Source.WORKER,
                     rule=decision.rule,
                     reason=decision.reason,
                     detail={"until": decision.until.isoformat()},
@@ -101,16 +111,16 @@ def decide_group(
             steps.append(
                 move(
                     message,
-                    "failed",
+                    MessageStatus.FAILED,
                     at=now,
-                    source="worker",
-                    rule="definitions",
+                    source=Source.WORKER,
+                    rule=Rule.DEFINITIONS,
                     reason=f"campaign {message.campaign!r} is no longer defined",
                 )
             )
             report.failed += 1
             continue
-        sender = (tenant.settings or {}).get("sms_from" if message.channel == "sms" else "email_from")
+        sender = (tenant.settings or {}).get("sms_from" if message.channel == Channel.SMS else "email_from")
         go_at = limiter.acquire(
             sender_key(message.channel, sender, settings), rate_for(message.channel, tenant.settings, settings), now
         )
@@ -123,12 +133,18 @@ def decide_group(
             out = render(message, campaign, tenant, contact, context, to, sender, jurisdiction, definitions, settings)
         except Unsendable as refusal:
             # The text as rendered breaks a rule the gate could not see before rendering.
-            steps.append(move(message, "blocked", at=now, source="worker", rule=refusal.rule, reason=str(refusal)))
+            steps.append(
+                move(
+                    message, MessageStatus.BLOCKED, at=now, source=Source.WORKER, rule=refusal.rule, reason=str(refusal)
+                )
+            )
             report.blocked += 1
             report.decisions[refusal.rule] = report.decisions.get(refusal.rule, 0) + 1
             continue
         except OutboundError as error:
-            steps.append(move(message, "failed", at=now, source="worker", rule="render", reason=str(error)))
+            steps.append(
+                move(message, MessageStatus.FAILED, at=now, source=Source.WORKER, rule=Rule.RENDER, reason=str(error))
+            )
             report.failed += 1
             continue
         message.to_address = to
@@ -137,11 +153,15 @@ def decide_group(
         message.provider = provider.name
         message.sender = out.sender or (
             (settings.twilio_messaging_service_sid or settings.twilio_from_number)
-            if message.channel == "sms"
+            if message.channel == Channel.SMS
             else settings.sendgrid_from_email
         )
-        steps.append(move(message, "sending", at=now, source="worker", rule=decision.rule, reason=decision.reason))
-        if message.purpose == "marketing":
+        steps.append(
+            move(
+                message, MessageStatus.SENDING, at=now, source=Source.WORKER, rule=decision.rule, reason=decision.reason
+            )
+        )
+        if message.purpose == Purpose.MARKETING:
             context.recent_marketing[contact.id].append((message.channel, now))
         outgoing.append((message.id, out))
     record_transitions(session, steps)

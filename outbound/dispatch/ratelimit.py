@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from outbound.vocabulary import Channel
+
 
 @dataclass
 class _Bucket:
@@ -56,7 +58,7 @@ class SenderLimiter:
 
 def sender_key(channel: str, sender: str | None, settings: Any) -> str:
     """The sender a limit applies to: the SMS number or messaging service, or the email domain."""
-    if channel == "sms":
+    if channel == Channel.SMS:
         if sender:
             return f"sms:{sender}"
         if settings.twilio_messaging_service_sid:

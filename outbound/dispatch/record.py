@@ -21,6 +21,7 @@ from outbound.delivery.status import MAX_ATTEMPTS, SUPPRESSING_CODES, attach_pen
 from outbound.dispatch.report import TickReport
 from outbound.enrollment.fallback import schedule_fallback, undeliverable
 from outbound.providers import PermanentProviderError, ProviderError
+from outbound.vocabulary import MessageStatus, Rule, Source
 
 
 def record_results(
@@ -42,7 +43,9 @@ def record_results(
     # only those a status callback moved meanwhile are read again, whole.
     ids = [r[0] for r in results]
     moved = [
-        row.id for row in store.lock_handed_over(session, ids) if row.status != "sending" or row.updated_at != handed_at
+        row.id
+        for row in store.lock_handed_over(session, ids)
+        if row.status != MessageStatus.SENDING or row.updated_at != handed_at
     ]
     messages = {i: ours[i] for i in ids}
     if moved:
@@ -52,7 +55,9 @@ def record_results(
     for message_id, result in results:
         message = messages[message_id]
         failed = isinstance(result, ProviderError)
-        if message.status != "sending" and (message.status != "unknown" or (failed and result.ambiguous)):
+        if message.status != MessageStatus.SENDING and (
+            message.status != MessageStatus.UNKNOWN or (failed and result.ambiguous)
+        ):
             # A status callback got here first (delivered, or back to scheduled): keep what it recorded.
             if not failed:
                 message.provider_id = message.provider_id or result.provider_id
@@ -64,9 +69,9 @@ def record_results(
             steps.append(
                 move(
                     message,
-                    "sent",
+                    MessageStatus.SENT,
                     at=now,
-                    source="worker",
+                    source=Source.WORKER,
                     rule=message.rule,
                     reason=message.reason,
                     detail={"provider": result.provider, "provider_id": result.provider_id},
@@ -79,10 +84,10 @@ def record_results(
             steps.append(
                 move(
                     message,
-                    "unknown",
+                    MessageStatus.UNKNOWN,
                     at=now,
-                    source="worker",
-                    rule="provider_ambiguous",
+                    source=Source.WORKER,
+                    rule=Rule.PROVIDER_AMBIGUOUS,
                     reason=f"no clear answer from the provider, not re-sent; a status callback settles it: {result}",
                     detail={"code": result.code},
                 )
@@ -97,10 +102,10 @@ def record_results(
             steps.append(
                 move(
                     message,
-                    "scheduled",
+                    MessageStatus.SCHEDULED,
                     at=now,
-                    source="worker",
-                    rule="provider_retry",
+                    source=Source.WORKER,
+                    rule=Rule.PROVIDER_RETRY,
                     reason=f"transient provider error, attempt {message.attempts}: {result}",
                     detail={"code": result.code, "retry_at": message.due_at.isoformat()},
                 )
@@ -120,14 +125,14 @@ def _fail(
     message.error_code = error.code
     step = move(
         message,
-        "failed",
+        MessageStatus.FAILED,
         at=now,
-        source="worker",
-        rule="provider",
+        source=Source.WORKER,
+        rule=Rule.PROVIDER,
         reason=f"provider refused{' (code ' + error.code + ')' if error.code else ''}: {error}",
         detail={"code": error.code},
     )
-    if undeliverable("provider", code=error.code):
+    if undeliverable(Rule.PROVIDER, code=error.code):
         schedule_fallback(session, message, definitions, now, f"provider error {error.code}")
     reason = SUPPRESSING_CODES.get(error.code or "")
     if reason and message.to_address:
@@ -150,10 +155,10 @@ def expire_sending(session: Session, now: datetime, older_than: timedelta) -> in
         transition(
             session,
             message,
-            "unknown",
+            MessageStatus.UNKNOWN,
             at=now,
-            source="worker",
-            rule="sending_expired",
+            source=Source.WORKER,
+            rule=Rule.SENDING_EXPIRED,
             reason=f"no provider answer recorded within {older_than}; not re-sent",
         )
         count += 1

@@ -20,12 +20,13 @@ from outbound.engagement.surveys import survey_url
 from outbound.errors import OutboundError
 from outbound.providers import OutgoingMessage
 from outbound.rendering.links import unsubscribe_url
+from outbound.vocabulary import Channel, Purpose, Rule
 
 
 class Unsendable(OutboundError):
     """A rendered message that a rule forbids sending: blocked with the rule's name."""
 
-    def __init__(self, rule: str, reason: str) -> None:
+    def __init__(self, rule: Rule, reason: str) -> None:
         super().__init__(reason)
         self.rule = rule
 
@@ -63,7 +64,7 @@ def render(
     """
     base, secret = settings.base_url, settings.secret_key
     makers = {"unsubscribe": lambda: unsubscribe_url(base, secret, tenant.id, contact.id, message.channel)}
-    if message.purpose == "survey":
+    if message.purpose == Purpose.SURVEY:
         makers["survey"] = lambda: survey_url(base, secret, tenant.id, message.id)
     links = _Links(makers)
     code = context.offer_codes.get((tenant.id, message.campaign, contact.id)) if campaign.offer_codes else None
@@ -98,7 +99,7 @@ def render(
     if isinstance(decision, Block):
         raise Unsendable(decision.rule, decision.reason)
     headers = {}
-    if message.channel == "email" and message.purpose == "marketing":
+    if message.channel == Channel.EMAIL and message.purpose == Purpose.MARKETING:
         headers = {
             "List-Unsubscribe": f"<{links['unsubscribe']}>",
             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",

@@ -26,6 +26,7 @@ from outbound.db.models import (
 )
 from outbound.engagement.calling_rules import call_decisions
 from outbound.errors import NotFound
+from outbound.vocabulary import Channel
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,11 @@ def customer_context(
         latest[(consent.channel, consent.purpose)] = consent
     addresses = [
         (channel, address_hash(channel, value))
-        for channel, value in (("sms", contact.phone), ("voice", contact.phone), ("email", contact.email))
+        for channel, value in (
+            (Channel.SMS, contact.phone),
+            (Channel.VOICE, contact.phone),
+            (Channel.EMAIL, contact.email),
+        )
         if value
     ]
     suppressions = [

@@ -21,6 +21,7 @@ from outbound.engagement.calling_rules import CallingRules, calling_rules
 from outbound.enrollment.lifecycle import exit_enrollment
 from outbound.errors import InvalidInput
 from outbound.ingest.contacts import ConsentIn, record_consent
+from outbound.vocabulary import Channel, EnrollmentStatus, Purpose, SuppressionReason, TaskStatus
 
 OUTCOMES = {
     "reached": "Reached",
@@ -39,7 +40,7 @@ UNANSWERED = frozenset({"no_answer", "voicemail"})
 class Plan:
     """What an outcome does to its task: open again at `due_at`, or close."""
 
-    status: str
+    status: TaskStatus
     due_at: datetime | None = None
 
 
@@ -51,15 +52,15 @@ def plan_outcome(
         raise InvalidInput(f"must be one of {', '.join(OUTCOMES)}, not {outcome!r}", field="outcome")
     if outcome in UNANSWERED:
         if unanswered_before + 1 >= rules.max_attempts:
-            return Plan(status="closed")
-        return Plan(status="open", due_at=now + rules.retry_delay)
+            return Plan(status=TaskStatus.CLOSED)
+        return Plan(status=TaskStatus.OPEN, due_at=now + rules.retry_delay)
     if outcome == "call_back_later":
         if call_back_at is None:
             raise InvalidInput("give the time to call back", field="call_back_at")
         if ensure_utc(call_back_at) <= now:
             raise InvalidInput("the time to call back must be in the future", field="call_back_at")
-        return Plan(status="open", due_at=ensure_utc(call_back_at))
-    return Plan(status="closed")
+        return Plan(status=TaskStatus.OPEN, due_at=ensure_utc(call_back_at))
+    return Plan(status=TaskStatus.CLOSED)
 
 
 def record_outcome(
@@ -92,20 +93,20 @@ def record_outcome(
     plan = plan_outcome(outcome, unanswered_before=unanswered, rules=rules, now=now, call_back_at=call_back_at)
     # Conditional on still holding it: an agent whose lease was taken over cannot overwrite the new holder's work.
     values: dict[str, Any] = {
-        "status": plan.status,
+        "status": plan.status.value,
         "outcome": outcome,
         "notes": notes or None,
         "attempts": CallbackTask.attempts + 1,
         "claimed_by": None,
         "lease_expires_at": None,
     }
-    values.update({"due_at": plan.due_at} if plan.status == "open" else {"closed_at": now})
+    values.update({"due_at": plan.due_at} if plan.status == TaskStatus.OPEN else {"closed_at": now})
     result = session.execute(
         update(CallbackTask)
         .where(
             CallbackTask.id == task.id,
             CallbackTask.tenant_id == tenant.id,
-            CallbackTask.status == "claimed",
+            CallbackTask.status == TaskStatus.CLAIMED,
             CallbackTask.claimed_by == agent.id,
         )
         .values(**values)
@@ -129,15 +130,17 @@ def record_outcome(
     contact = session.get(Contact, task.contact_id)
     source = f"agent {agent.username}, callback task {task.id}"
     if outcome in ("do_not_call", "wrong_number") and contact is not None and contact.phone:
-        suppress(session, tenant.id, "voice", contact.phone, reason=outcome, source=source, at=now)
+        suppress(
+            session, tenant.id, Channel.VOICE, contact.phone, reason=SuppressionReason(outcome), source=source, at=now
+        )
     if outcome == "do_not_call" and contact is not None:
         record_consent(
             session,
             tenant,
             contact,
             ConsentIn(
-                channel="sms",
-                purpose="marketing",
+                channel=Channel.SMS,
+                purpose=Purpose.MARKETING,
                 granted=False,
                 at=now,
                 source=source,
@@ -147,7 +150,7 @@ def record_outcome(
         )
     if outcome == "converted" and task.enrollment_id is not None:
         enrollment = session.get(Enrollment, task.enrollment_id)
-        if enrollment is not None and enrollment.status == "active":
+        if enrollment is not None and enrollment.status == EnrollmentStatus.ACTIVE:
             exit_enrollment(session, enrollment, now, f"converted on callback task {task.id} ({agent.username})")
     return attempt
 

@@ -18,10 +18,11 @@ from outbound.compliance import Allow, Block, Decision
 from outbound.db.models import Agent, CallbackTask, Contact, Tenant
 from outbound.engagement.calling_rules import call_decisions
 from outbound.errors import NotFound, OutboundError
+from outbound.vocabulary import Rule, TaskStatus
 
 LEASE = timedelta(minutes=10)
 # Blocks that belong to the number itself: the task can never be called, so it is closed, not kept.
-NUMBER_BLOCKS = frozenset({"no_phone", "suppression", "dnc"})
+NUMBER_BLOCKS = frozenset({Rule.NO_PHONE, Rule.SUPPRESSION, Rule.DNC})
 # Candidates are judged a few at a time: the best one is usually callable, and judging costs lookups.
 _BATCHES = (8, 64, 256)
 
@@ -48,7 +49,7 @@ def queue(session: Session, tenant: Tenant, now: datetime, limit: int = 200) -> 
         select(CallbackTask, Contact, Agent.name)
         .join(Contact, Contact.id == CallbackTask.contact_id)
         .outerjoin(Agent, Agent.id == CallbackTask.claimed_by)
-        .where(CallbackTask.tenant_id == tenant.id, CallbackTask.status.in_(("open", "claimed")))
+        .where(CallbackTask.tenant_id == tenant.id, CallbackTask.status.in_((TaskStatus.OPEN, TaskStatus.CLAIMED)))
         .order_by(CallbackTask.priority.desc(), CallbackTask.due_at, CallbackTask.id)
         .limit(limit)
     ).all()
@@ -56,7 +57,7 @@ def queue(session: Session, tenant: Tenant, now: datetime, limit: int = 200) -> 
     offers = []
     for task, contact, agent in rows:
         zone, decision = decisions[contact.id]
-        held = task.status == "claimed" and task.lease_expires_at is not None and task.lease_expires_at > now
+        held = task.status == TaskStatus.CLAIMED and task.lease_expires_at is not None and task.lease_expires_at > now
         offers.append(Offer(task, contact, zone, now.astimezone(ZoneInfo(zone)), decision, agent if held else None))
     return offers
 
@@ -70,7 +71,7 @@ def claim_next(
         select(CallbackTask)
         .where(
             CallbackTask.tenant_id == tenant.id,
-            CallbackTask.status == "claimed",
+            CallbackTask.status == TaskStatus.CLAIMED,
             CallbackTask.claimed_by == agent.id,
             CallbackTask.lease_expires_at > now,
         )
@@ -82,7 +83,8 @@ def claim_next(
         session.flush()
         return held
     claimable = or_(
-        CallbackTask.status == "open", and_(CallbackTask.status == "claimed", CallbackTask.lease_expires_at <= now)
+        CallbackTask.status == TaskStatus.OPEN,
+        and_(CallbackTask.status == TaskStatus.CLAIMED, CallbackTask.lease_expires_at <= now),
     )
     offset, size = 0, iter(_BATCHES)
     while True:
@@ -114,7 +116,7 @@ def _take(
     result = session.execute(
         update(CallbackTask)
         .where(CallbackTask.id == task_id, CallbackTask.tenant_id == tenant_id, claimable)
-        .values(status="claimed", claimed_by=agent_id, lease_expires_at=until)
+        .values(status=TaskStatus.CLAIMED.value, claimed_by=agent_id, lease_expires_at=until)
         .execution_options(synchronize_session=False)
     )
     assert isinstance(result, CursorResult)  # an UPDATE's result, which counts the rows it matched
@@ -128,7 +130,7 @@ def _close_uncallable(
         update(CallbackTask)
         .where(CallbackTask.id == task_id, CallbackTask.tenant_id == tenant_id, claimable)
         .values(
-            status="closed",
+            status=TaskStatus.CLOSED.value,
             outcome="blocked",
             notes=f"{decision.rule}: {decision.reason}",
             closed_at=now,

@@ -12,6 +12,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from outbound.db.models import Agent, CallbackAttempt, CallbackTask, Tenant
+from outbound.vocabulary import TaskStatus
+
+WAITING = (TaskStatus.OPEN, TaskStatus.CLAIMED)  # the tasks still in the queue
 
 
 @dataclass(frozen=True)
@@ -31,14 +34,14 @@ def supervisor_summary(session: Session, tenant: Tenant, now: datetime, hours: i
     counts = dict(
         session.execute(
             select(CallbackTask.status, func.count())
-            .where(CallbackTask.tenant_id == tenant.id, CallbackTask.status.in_(("open", "claimed")))
+            .where(CallbackTask.tenant_id == tenant.id, CallbackTask.status.in_(WAITING))
             .group_by(CallbackTask.status)
         ).all()
     )
     oldest = session.scalar(
         select(func.min(CallbackTask.due_at)).where(
             CallbackTask.tenant_id == tenant.id,
-            CallbackTask.status.in_(("open", "claimed")),
+            CallbackTask.status.in_(WAITING),
             CallbackTask.due_at <= now,
         )
     )
@@ -69,7 +72,11 @@ def supervisor_summary(session: Session, tenant: Tenant, now: datetime, hours: i
         if at is not None  # never, after that WHERE; the column itself may hold NULL
     ]
     return Summary(
-        counts.get("open", 0), counts.get("claimed", 0), oldest, outcomes, hourly(created, closed, start, hours, zone)
+        counts.get(TaskStatus.OPEN, 0),
+        counts.get(TaskStatus.CLAIMED, 0),
+        oldest,
+        outcomes,
+        hourly(created, closed, start, hours, zone),
     )
 
 

@@ -33,6 +33,7 @@ from outbound.compliance import (
 from outbound.compliance.rules import inside, next_local
 from outbound.db.models import Contact, DncImport, Suppression, Tenant
 from outbound.errors import InvalidInput
+from outbound.vocabulary import Channel, Rule, SuppressionReason
 
 US_CALLING_HOURS = (time(8), time(21))  # 47 CFR 64.1200(c)(1)
 DEFAULT_CALLING_HOURS = US_CALLING_HOURS
@@ -94,21 +95,25 @@ class CallFacts:
 def decide_call(facts: CallFacts) -> Decision:
     """Allow, Defer(until the window opens, rule calling_hours) or Block(no_phone, dnc, suppression, dnc_stale)."""
     if not facts.phone:
-        return Block(rule="no_phone", reason="the customer has no phone number")
+        return Block(rule=Rule.NO_PHONE, reason="the customer has no phone number")
     if not isinstance(facts.dnc, Allow):
         return facts.dnc
     if facts.suppressions:
-        return Block(rule="suppression", reason=f"the number is suppressed for calls ({', '.join(facts.suppressions)})")
+        return Block(
+            rule=Rule.SUPPRESSION, reason=f"the number is suppressed for calls ({', '.join(facts.suppressions)})"
+        )
     zone = ZoneInfo(facts.zone)
     start, end = facts.window
     local = facts.now.astimezone(zone)
     if not inside(local.time(), start, end):
         return Defer(
             until=next_local(facts.now, zone, start),
-            rule="calling_hours",
+            rule=Rule.CALLING_HOURS,
             reason=f"it is {local:%H:%M} for the customer ({facts.zone}); calls only {start:%H:%M}–{end:%H:%M}",
         )
-    return Allow(rule="calling_hours", reason=f"it is {local:%H:%M} for the customer, inside {start:%H:%M}–{end:%H:%M}")
+    return Allow(
+        rule=Rule.CALLING_HOURS, reason=f"it is {local:%H:%M} for the customer, inside {start:%H:%M}–{end:%H:%M}"
+    )
 
 
 def call_decisions(
@@ -116,13 +121,13 @@ def call_decisions(
 ) -> dict[int, tuple[str, Decision]]:
     """Per contact id: the customer's time zone and whether they may be called now. The same Do-Not-Call rule
     as `outbound.ingest.dnc.may_call` (the gate's `dnc_decision`), with one lookup for the whole batch of numbers."""
-    hashes = {c.id: contact_address_hash("voice", c) for c in contacts if c.phone}
+    hashes = {c.id: contact_address_hash(Channel.VOICE, c) for c in contacts if c.phone}
     reasons: dict[str, list[str]] = {}
     if hashes:
         for digest, reason in session.execute(
             select(Suppression.address_hash, Suppression.reason).where(
                 Suppression.tenant_id == tenant.id,
-                Suppression.channel == "voice",
+                Suppression.channel == Channel.VOICE,
                 Suppression.address_hash.in_(set(hashes.values())),
             )
         ):
@@ -136,7 +141,7 @@ def call_decisions(
         us = jurisdiction == "US" or _us_number(contact.phone)
         found = reasons.get(hashes.get(contact.id, ""), [])
         dnc = dnc_decision(
-            listed="dnc" in found,
+            listed=SuppressionReason.DNC in found,
             list_date=list_date,
             now=now,
             policy=policy_for("US" if us else jurisdiction, settings.get("compliance")),
@@ -146,7 +151,7 @@ def call_decisions(
             zone=zone,
             window=calling_rules(settings, us=us).window,
             phone=contact.phone,
-            suppressions=tuple(r for r in found if r != "dnc"),
+            suppressions=tuple(r for r in found if r != SuppressionReason.DNC),
             dnc=dnc,
         )
         result[contact.id] = (zone, decide_call(facts))

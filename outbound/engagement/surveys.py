@@ -26,6 +26,7 @@ from outbound.db.models import CallbackTask, Contact, InboundMessage, Message, S
 from outbound.definitions.loader import Definitions
 from outbound.definitions.schema import SCALES, SurveyConfig
 from outbound.errors import InvalidInput, NotFound
+from outbound.vocabulary import Channel, Purpose, TaskStatus
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -148,8 +149,8 @@ def answer_from_sms(
         .where(
             Message.tenant_id == tenant.id,
             Message.contact_id == contact.id,
-            Message.purpose == "survey",
-            Message.channel == "sms",
+            Message.purpose == Purpose.SURVEY,
+            Message.channel == Channel.SMS,
             Message.sent_at.is_not(None),
             Message.sent_at <= received,
         )
@@ -163,7 +164,7 @@ def answer_from_sms(
     if answer is None:
         return None
     inbound_message.kind = "survey_answer"
-    return _record(session, tenant.id, contact.id, message, config, answer, "sms", received, clock)
+    return _record(session, tenant.id, contact.id, message, config, answer, Channel.SMS, received, clock)
 
 
 def answer_from_link(
@@ -175,7 +176,7 @@ def answer_from_link(
         raise InvalidInput("this survey link is not valid", field="token")
     tenant_id, message_id = read
     message = session.scalar(select(Message).where(Message.tenant_id == tenant_id, Message.id == message_id))
-    if message is None or message.purpose != "survey":
+    if message is None or message.purpose != Purpose.SURVEY:
         raise NotFound("this survey no longer exists")
     config = survey_config(definitions, message.campaign)
     low, high = SCALES[config.scale]
@@ -188,7 +189,7 @@ def answer_from_link(
         message,
         config,
         Answer(score=score, comment=None),
-        "email",
+        Channel.EMAIL,
         clock.now(),
         clock,
     )
@@ -242,7 +243,7 @@ def _record(
                 enrollment_id=message.enrollment_id,
                 reason=f"{config.recovery_reason} ({config.scale.upper()} {answer.score}{said})",
                 priority=config.recovery_priority,
-                status="open",
+                status=TaskStatus.OPEN,
                 due_at=clock.now(),
                 created_at=clock.now(),
             )

@@ -29,6 +29,7 @@ from outbound.compliance.rules import months_after, months_before
 from outbound.compliance.zones import resolve_jurisdiction
 from outbound.db.models import Consent, Contact, Event, Tenant
 from outbound.enrollment.writer import candidate, enroll
+from outbound.vocabulary import Channel, Purpose
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +38,15 @@ RECONFIRM_CAMPAIGN = "kr_consent_reconfirmation"
 NOTICE_WITHIN = timedelta(days=14)
 RECONFIRM_AHEAD = timedelta(weeks=4)
 KST = ZoneInfo("Asia/Seoul")
-_CHANNEL = {"sms": ("문자", "SMS"), "email": ("이메일", "email"), "voice": ("전화", "calls")}
-_PURPOSE = {
-    "marketing": ("광고성 정보", "marketing"),
-    "survey": ("설문", "surveys"),
-    "transactional": ("거래 안내", "order updates"),
+_CHANNEL: dict[str, tuple[str, str]] = {
+    Channel.SMS: ("문자", "SMS"),
+    Channel.EMAIL: ("이메일", "email"),
+    Channel.VOICE: ("전화", "calls"),
+}
+_PURPOSE: dict[str, tuple[str, str]] = {
+    Purpose.MARKETING: ("광고성 정보", "marketing"),
+    Purpose.SURVEY: ("설문", "surveys"),
+    Purpose.TRANSACTIONAL: ("거래 안내", "order updates"),
 }
 
 
@@ -137,7 +142,7 @@ def _reconfirmations(session: Session, tenants: dict[int, Tenant], campaign, now
             select(Consent)
             .where(
                 Consent.tenant_id == tenant.id,
-                Consent.purpose == "marketing",
+                Consent.purpose == Purpose.MARKETING,
                 Consent.granted.is_(True),
                 Consent.at <= cutoff,
                 ~replaced,

@@ -17,7 +17,7 @@ from outbound.db.enrollments import insert_messages
 from outbound.db.messages import ClaimedMessage
 from outbound.db.models import Message
 from outbound.definitions import Definitions
-from outbound.vocabulary import MessageStatus, Source
+from outbound.vocabulary import MessageStatus, Rule, Source, SuppressionReason
 
 # Provider error codes that mean the address cannot take the channel (Twilio: invalid, landline, not mobile).
 UNDELIVERABLE_CODES = frozenset({"21211", "30006", "21614", "30005", "30003"})
@@ -27,10 +27,14 @@ def undeliverable(
     rule: str | None, suppression_reasons: list[str] | tuple[str, ...] = (), code: str | None = None
 ) -> bool:
     """Whether a block or failure means the address cannot take the channel, rather than 'must not' (pure)."""
-    if rule == "no_address" or (code is not None and code in UNDELIVERABLE_CODES):
+    if rule == Rule.NO_ADDRESS or (code is not None and code in UNDELIVERABLE_CODES):
         return True
     # A number marked undeliverable falls back; an opt-out never does (the contact said no, not 'can't').
-    return rule == "suppression" and "undeliverable" in suppression_reasons and "opt_out" not in suppression_reasons
+    return (
+        rule == Rule.SUPPRESSION
+        and SuppressionReason.UNDELIVERABLE in suppression_reasons
+        and SuppressionReason.OPT_OUT not in suppression_reasons
+    )
 
 
 def schedule_fallback(
@@ -84,7 +88,7 @@ def schedule_fallback(
                 "from_status": None,
                 "to_status": MessageStatus.SCHEDULED,
                 "source": Source.WORKER,
-                "rule": "fallback",
+                "rule": Rule.FALLBACK,
                 "reason": f"fallback for {message.channel} message {message.id}: {reason}",
                 "detail": {"from_message": message.id},
             }

@@ -13,7 +13,7 @@ from outbound.db.messages import transition
 from outbound.db.models import CallbackAttempt, CallbackTask, Enrollment, Message
 from outbound.definitions import Definitions
 from outbound.errors import NotFound
-from outbound.vocabulary import PENDING_MESSAGE, EnrollmentStatus, MessageStatus, Source
+from outbound.vocabulary import PENDING_MESSAGE, EnrollmentStatus, MessageStatus, Rule, Source
 
 PENDING = tuple(PENDING_MESSAGE)
 # Call outcomes after which a lead is still worth nurturing: nobody was reached yet.
@@ -28,7 +28,9 @@ def exit_enrollment(session: Session, enrollment: Enrollment, at: datetime, reas
         select(Message).where(Message.enrollment_id == enrollment.id, Message.status.in_(PENDING))
     ).all()
     for message in pending:
-        transition(session, message, MessageStatus.CANCELLED, at=at, source=Source.TRIGGER, rule="exit", reason=reason)
+        transition(
+            session, message, MessageStatus.CANCELLED, at=at, source=Source.TRIGGER, rule=Rule.EXIT, reason=reason
+        )
     _end(enrollment, at, EnrollmentStatus.EXITED, reason)
     return len(pending)
 

@@ -21,9 +21,10 @@ from outbound.clock import Clock, ensure_utc
 from outbound.db import contacts as store
 from outbound.db.models import Consent, Contact, Tenant
 from outbound.errors import InvalidInput
+from outbound.vocabulary import Channel, Purpose
 
-CHANNELS = ("sms", "email", "voice")
-PURPOSES = ("marketing", "survey", "transactional")
+CHANNELS = tuple(Channel)
+PURPOSES = tuple(Purpose)
 CONTACT_FIELDS = ("phone", "email", "timezone", "locale", "jurisdiction")
 
 

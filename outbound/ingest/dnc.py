@@ -22,6 +22,7 @@ from outbound.compliance.zones import resolve_jurisdiction
 from outbound.db.models import DncImport, Suppression, Tenant
 from outbound.db.suppressions import is_suppressed, suppress
 from outbound.errors import InvalidInput, NotFound
+from outbound.vocabulary import Channel, Rule, SuppressionReason
 
 
 @dataclass
@@ -73,10 +74,12 @@ def import_dnc(
         if phone in seen:
             continue
         seen.add(phone)
-        if is_suppressed(session, tenant.id, "voice", phone):
+        if is_suppressed(session, tenant.id, Channel.VOICE, phone):
             report.already += 1
             continue
-        suppress(session, tenant.id, "voice", phone, reason="dnc", source=f"DNC list {source}", at=now)
+        suppress(
+            session, tenant.id, Channel.VOICE, phone, reason=SuppressionReason.DNC, source=f"DNC list {source}", at=now
+        )
         report.added += 1
     record = DncImport(
         tenant_id=tenant.id, source=source, list_date=published, imported_at=now, entries=report.added + report.already
@@ -96,7 +99,7 @@ def dnc_status(session: Session, tenant_id: int, now: datetime) -> DncStatus:
     newest = session.scalar(select(func.max(DncImport.list_date)).where(DncImport.tenant_id == tenant_id))
     decision = dnc_decision(listed=False, list_date=newest, now=now, policy=policy)
     age = (now - newest).days if newest is not None else None
-    return DncStatus(fresh=decision.rule == "allow", list_date=newest, age_days=age)
+    return DncStatus(fresh=decision.rule == Rule.ALLOW, list_date=newest, age_days=age)
 
 
 def may_call(session: Session, tenant_id: int, phone: str, now: datetime) -> Decision:
@@ -109,15 +112,15 @@ def may_call(session: Session, tenant_id: int, phone: str, now: datetime) -> Dec
         session.scalars(
             select(Suppression.reason).where(
                 Suppression.tenant_id == tenant_id,
-                Suppression.channel == "voice",
-                Suppression.address_hash == address_hash("voice", _phone(phone, tenant)),
+                Suppression.channel == Channel.VOICE,
+                Suppression.address_hash == address_hash(Channel.VOICE, _phone(phone, tenant)),
             )
         )
     )
     newest = session.scalar(select(func.max(DncImport.list_date)).where(DncImport.tenant_id == tenant_id))
     decision = dnc_decision(listed=bool(reasons), list_date=newest, now=now, policy=_policy(tenant))
-    if reasons and reasons != ["dnc"]:
-        return Block(rule="dnc", reason=f"the number must not be called ({', '.join(sorted(reasons))})")
+    if reasons and reasons != [SuppressionReason.DNC]:
+        return Block(rule=Rule.DNC, reason=f"the number must not be called ({', '.join(sorted(reasons))})")
     return decision
 
 

@@ -32,8 +32,9 @@ from outbound.db.models import (
 )
 from outbound.db.suppressions import suppress
 from outbound.errors import NotFound
+from outbound.vocabulary import Channel, EnrollmentStatus, MessageStatus, Rule, Source, SuppressionReason, TaskStatus
 
-PENDING = ("scheduled", "deferred")
+PENDING = (MessageStatus.SCHEDULED, MessageStatus.DEFERRED)
 
 
 @dataclass
@@ -58,13 +59,17 @@ def erase_contact(session: Session, tenant: Tenant, external_id: str, now: datet
     if contact is None:
         raise NotFound(f"no contact {external_id!r} in tenant {tenant.slug!r}")
     report = ErasureReport(contact_id=contact.id)
-    addresses = [
+    addresses: list[tuple[str, str]] = [
         (channel, address)
-        for channel, address in (("sms", contact.phone), ("voice", contact.phone), ("email", contact.email))
+        for channel, address in (
+            (Channel.SMS, contact.phone),
+            (Channel.VOICE, contact.phone),
+            (Channel.EMAIL, contact.email),
+        )
         if address
     ]
     for channel, address in addresses:
-        suppress(session, tenant.id, channel, address, reason="erased", source="erasure", at=now)
+        suppress(session, tenant.id, channel, address, reason=SuppressionReason.ERASED, source=Source.ERASURE, at=now)
         report.suppressions_kept += 1
     hashes = {row.address_hash for row in _suppressions_of(session, tenant.id, addresses)}
     if hashes:
@@ -80,7 +85,13 @@ def erase_contact(session: Session, tenant: Tenant, external_id: str, now: datet
         )
     ):
         transition(
-            session, message, "cancelled", at=now, source="operator", rule="erasure", reason="the contact was erased"
+            session,
+            message,
+            MessageStatus.CANCELLED,
+            at=now,
+            source=Source.OPERATOR,
+            rule=Rule.ERASURE,
+            reason="the contact was erased",
         )
         report.messages_cancelled += 1
     message_ids = select(Message.id).where(Message.tenant_id == tenant.id, Message.contact_id == contact.id)
@@ -127,9 +138,9 @@ def erase_contact(session: Session, tenant: Tenant, external_id: str, now: datet
         .where(
             CallbackTask.tenant_id == tenant.id,
             CallbackTask.contact_id == contact.id,
-            CallbackTask.status != "closed",
+            CallbackTask.status != TaskStatus.CLOSED,
         )
-        .values(status="closed", closed_at=now, outcome="erased")
+        .values(status=TaskStatus.CLOSED.value, closed_at=now, outcome="erased")
     )
     session.execute(
         update(CallbackTask)
@@ -141,9 +152,9 @@ def erase_contact(session: Session, tenant: Tenant, external_id: str, now: datet
         .where(
             Enrollment.tenant_id == tenant.id,
             Enrollment.contact_id == contact.id,
-            Enrollment.status == "active",
+            Enrollment.status == EnrollmentStatus.ACTIVE,
         )
-        .values(status="exited", ended_at=now, end_reason="the contact was erased")
+        .values(status=EnrollmentStatus.EXITED.value, ended_at=now, end_reason="the contact was erased")
     )
     # The external id is the order system's key for a person; a re-import under it starts a new contact.
     contact.external_id = f"erased:{contact.id}"

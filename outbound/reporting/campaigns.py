@@ -9,6 +9,10 @@ from sqlalchemy import distinct, func, select
 from sqlalchemy.orm import Session
 
 from outbound.db.models import CallbackTask, Contact, Enrollment, Message, MessageTransition, Tenant
+from outbound.vocabulary import MessageStatus, TaskStatus
+
+# The moves a report explains with their rule: a message waited, or was stopped.
+WAITED_OR_STOPPED = (MessageStatus.DEFERRED, MessageStatus.BLOCKED, MessageStatus.CANCELLED, MessageStatus.FAILED)
 
 
 @dataclass
@@ -50,7 +54,7 @@ def campaign_results(session: Session) -> list[CampaignResult]:
         )
         .join(Message, Message.id == MessageTransition.message_id)
         .join(Tenant, Tenant.id == Message.tenant_id)
-        .where(MessageTransition.to_status.in_(("deferred", "blocked", "cancelled", "failed")))
+        .where(MessageTransition.to_status.in_(WAITED_OR_STOPPED))
         .group_by(Tenant.slug, Message.campaign, MessageTransition.to_status, MessageTransition.rule)
     ):
         result(slug, campaign).reasons[(to_status, rule or "-")] += count
@@ -58,7 +62,7 @@ def campaign_results(session: Session) -> list[CampaignResult]:
         select(Tenant.slug, Message.campaign, func.count(distinct(MessageTransition.message_id)))
         .join(Message, Message.id == MessageTransition.message_id)
         .join(Tenant, Tenant.id == Message.tenant_id)
-        .where(MessageTransition.to_status == "deferred")
+        .where(MessageTransition.to_status == MessageStatus.DEFERRED)
         .group_by(Tenant.slug, Message.campaign)
     ):
         result(slug, campaign).deferred_ever = count
@@ -84,7 +88,7 @@ def decisions_by_rule(session: Session) -> list[tuple[str, str, str, int, list[s
         )
         .join(Message, Message.id == MessageTransition.message_id)
         .join(Tenant, Tenant.id == Message.tenant_id)
-        .where(MessageTransition.to_status.in_(("deferred", "blocked", "cancelled", "failed")))
+        .where(MessageTransition.to_status.in_(WAITED_OR_STOPPED))
         .group_by(Tenant.slug, MessageTransition.to_status, MessageTransition.rule, Message.campaign)
     )
     # (tenant, outcome, rule) → (messages, campaigns, the first reason seen)
@@ -111,7 +115,7 @@ def sample_messages(session: Session, per_locale: int = 2) -> list[tuple[Message
         select(Message, Tenant.slug, Contact.external_id)
         .join(Tenant, Tenant.id == Message.tenant_id)
         .join(Contact, Contact.id == Message.contact_id)
-        .where(Message.status.in_(("sent", "delivered")))
+        .where(Message.status.in_((MessageStatus.SENT, MessageStatus.DELIVERED)))
         .order_by(Message.campaign, Message.id)
     )
     for message, slug, external_id in rows:
@@ -130,7 +134,7 @@ def callback_counts(session: Session) -> list[tuple[str, str, int]]:
         session.execute(
             select(Tenant.slug, CallbackTask.campaign, func.count())
             .join(Tenant, Tenant.id == CallbackTask.tenant_id)
-            .where(CallbackTask.status == "open")
+            .where(CallbackTask.status == TaskStatus.OPEN)
             .group_by(Tenant.slug, CallbackTask.campaign)
             .order_by(Tenant.slug, CallbackTask.campaign)
         ).all()

@@ -29,6 +29,7 @@ from outbound.engagement.callback_queue import TaskNotHeld, claim_next, get_task
 from outbound.engagement.callback_summary import supervisor_summary
 from outbound.errors import InvalidInput, NotFound
 from outbound.tenancy.agents import active_agent, authenticate_agent
+from outbound.vocabulary import TaskStatus
 from outbound.web.auth import (
     LoginRequired,
     check_csrf,
@@ -243,7 +244,7 @@ def _tenant_task(session: Session, tenant: Tenant, task_id: int) -> CallbackTask
 
 def _holds(task: CallbackTask, agent: Agent, now: datetime) -> bool:
     # Until someone else takes it over, an agent whose lease ran out may still record the call they made.
-    return task.status == "claimed" and task.claimed_by == agent.id
+    return task.status == TaskStatus.CLAIMED and task.claimed_by == agent.id
 
 
 def _local_time(text: str, zone: str) -> datetime | None:

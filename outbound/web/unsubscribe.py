@@ -24,6 +24,7 @@ from outbound.db.session import transaction
 from outbound.db.suppressions import suppress
 from outbound.delivery.keywords import is_korean
 from outbound.rendering.links import read_unsubscribe_token
+from outbound.vocabulary import Channel, Purpose, SuppressionReason
 from outbound.web.api import request_body
 
 router = APIRouter(tags=["unsubscribe"])
@@ -38,16 +39,16 @@ def unsubscribe(
 ) -> None:
     """Suppress the contact's address on `channel` (reason `unsubscribe`) and revoke its marketing consent
     there in the ledger. Takes effect at once."""
-    address = contact.email if channel == "email" else contact.phone
+    address = contact.email if channel == Channel.EMAIL else contact.phone
     if address:
-        suppress(session, tenant.id, channel, address, reason="unsubscribe", source=source, at=now)
+        suppress(session, tenant.id, channel, address, reason=SuppressionReason.UNSUBSCRIBE, source=source, at=now)
     if contact.erased_at is None:
         session.add(
             Consent(
                 tenant_id=tenant.id,
                 contact_id=contact.id,
                 channel=channel,
-                purpose="marketing",
+                purpose=Purpose.MARKETING,
                 granted=False,
                 at=now,
                 source=source,
@@ -66,13 +67,13 @@ def _find(session: Session, secret: str, token: str) -> tuple[Tenant, Contact, s
     tenant_id, contact_id, channel = read
     contact = session.scalar(select(Contact).where(Contact.tenant_id == tenant_id, Contact.id == contact_id))
     tenant = session.get(Tenant, tenant_id)
-    if contact is None or tenant is None or channel not in ("email", "sms"):
+    if contact is None or tenant is None or channel not in (Channel.EMAIL, Channel.SMS):
         raise HTTPException(404, "no such unsubscribe link")
     return tenant, contact, channel
 
 
 def _page(name: str, tenant: Tenant, contact: Contact, channel: str, **extra: Any) -> HTMLResponse:
-    address = (contact.email if channel == "email" else contact.phone) or ""
+    address = (contact.email if channel == Channel.EMAIL else contact.phone) or ""
     html = _pages.get_template(name).render(
         sender=(tenant.settings or {}).get("sender_name") or tenant.name,
         channel=channel,
@@ -85,7 +86,7 @@ def _page(name: str, tenant: Tenant, contact: Contact, channel: str, **extra: An
 
 def _masked(address: str, channel: str) -> str:
     # The page is reachable by anyone holding the link; show enough to recognise the address, no more.
-    if channel == "email" and "@" in address:
+    if channel == Channel.EMAIL and "@" in address:
         local, _, domain = address.partition("@")
         return f"{local[:2]}…@{domain}"
     return f"…{address[-4:]}" if address else ""
