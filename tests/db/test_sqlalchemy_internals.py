@@ -396,10 +396,10 @@ def _comparable(values: dict) -> dict:
 
 def test_exported_columns_are_the_columns_of_each_row_read(session, make_tenant, clock):
     from outbound.db.bulk import insert_returning_id
+    from outbound.db.campaign_states import _STORED_STATES
     from outbound.db.contacts import _ROWS_BY_EXTERNAL_ID
     from outbound.db.enrollments import _WITHIN_WINDOWS
     from outbound.db.events import _STORED_IDS
-    from outbound.db.campaign_states import _STORED_STATES
 
     with relied_on(
         "Executable.exported_columns", "outbound/db/direct.py", "pick the result processor of each column read"
