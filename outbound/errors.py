@@ -31,3 +31,7 @@ class UnknownTenant(OutboundError):
 
 class NotFound(OutboundError):
     """The thing asked for does not exist."""
+
+
+class ConfigurationError(OutboundError):
+    """The settings do not allow this to start (a missing or weak secret, for one)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 from datetime import UTC, datetime
 
 import pytest
@@ -16,6 +17,8 @@ T0 = datetime(2026, 11, 20, 0, 0, tzinfo=UTC)
 
 
 BACKEND = os.environ.get("OUTBOUND_TEST_BACKEND", "sqlite")
+# The suite runs as an install that set its own secret, made for this run; a test about having none says so.
+os.environ.setdefault("OUTBOUND_SECRET_KEY", secrets.token_urlsafe(32))
 
 
 def pytest_report_header(config):
@@ -128,7 +131,12 @@ def runtime(db_url, tmp_path, clock, outbox):
 
     definitions = write_definitions(tmp_path / "definitions")
     runtime = build(
-        Settings(database_url=db_url, definitions=definitions, base_url="https://ob.example"),
+        Settings(
+            database_url=db_url,
+            definitions=definitions,
+            base_url="https://ob.example",
+            secret_key=secrets.token_urlsafe(32),
+        ),
         clock=clock,
         providers={"sms": outbox, "email": outbox},
     )

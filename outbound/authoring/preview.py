@@ -8,9 +8,10 @@ Nothing is stored: no offer code is given out and no message is created.
 from __future__ import annotations
 
 import dataclasses
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -24,11 +25,11 @@ from outbound.context import contact_view, event_view, tenant_view
 from outbound.db.models import Contact, Event, Tenant
 from outbound.definitions import CampaignDef, Definitions
 from outbound.definitions.schema import VariantDef
-from outbound.engagement.surveys import survey_url
 from outbound.enrollment.plan import pattern_code
 from outbound.errors import NotFound, OutboundError
-from outbound.rendering.links import unsubscribe_url
+from outbound.rendering.links import LinkSigner
 from outbound.rendering.templates import SmsInfo, locale_chain, sms_segments
+from outbound.signing import Keyring
 from outbound.vocabulary import Channel, Purpose
 
 DEFAULT_SMS_COST = 0.0083  # USD per segment, a typical US long-code rate; tenants set their own
@@ -77,7 +78,13 @@ def preview_campaign(
     external_id: str,
     event_data: dict[str, Any] | None = None,
 ) -> CampaignPreview:
-    """Render every step of `campaign_name` for the tenant's contact `external_id`."""
+    """Render every step of `campaign_name` for the tenant's contact `external_id`.
+
+    Its links have the shape and length of the real ones (so SMS segments and costs are right) but are
+    signed with a key made for this preview: a link copied from a preview opens nothing.
+    """
+    signer = LinkSigner(settings.base_url, Keyring(secrets.token_urlsafe(48)))
+    now = datetime.now(UTC)
     campaign = definitions.campaigns.get(campaign_name)
     if campaign is None:
         raise NotFound(f"no campaign {campaign_name!r} (see `outbound campaigns list`)")
@@ -110,7 +117,7 @@ def preview_campaign(
                 locales = renderer.available_locales(template, channel)
                 chosen = next((found for wanted in chain for found in locales if found.lower() == wanted.lower()), None)
                 for locale in locales:
-                    names = _names(settings, tenant, contact, campaign, step.id, channel, event_names, variant)
+                    names = _names(signer, now, tenant, contact, campaign, step.id, channel, event_names, variant)
                     version = RenderedVersion(
                         step=step.id,
                         delay=step.delay,
@@ -155,7 +162,8 @@ def preview_campaign(
 
 
 def _names(
-    settings: Settings,
+    signer: LinkSigner,
+    now: datetime,
     tenant: Tenant,
     contact: Contact,
     campaign: CampaignDef,
@@ -164,9 +172,9 @@ def _names(
     event_names: dict[str, Any],
     variant: VariantDef | None,
 ) -> dict[str, Any]:
-    links = {"unsubscribe": unsubscribe_url(settings.base_url, settings.secret_key, tenant.id, contact.id, channel)}
+    links = {"unsubscribe": signer.unsubscribe(tenant.id, contact.id, channel)}
     if campaign.purpose == Purpose.SURVEY:
-        links["survey"] = survey_url(settings.base_url, settings.secret_key, tenant.id, PREVIEW_MESSAGE_ID)
+        links["survey"] = signer.survey(tenant.id, PREVIEW_MESSAGE_ID, now)
     return {
         "contact": contact_view(contact),
         "event": event_names,

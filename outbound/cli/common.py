@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from outbound.errors import OutboundError
 
@@ -58,7 +59,7 @@ def friendly_errors() -> Iterator[None]:
     try:
         yield
     except OutboundError as error:
-        err_console.print(f"[red]error:[/red] {error}", highlight=False)
+        err_console.print(f"[red]error:[/red] {escape(str(error))}", highlight=False)
         sys.exit(1)
 
 

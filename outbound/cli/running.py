@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
-from outbound.cli.common import DbOption, console, database, friendly_errors, runtime_for
+from outbound.cli.common import DbOption, console, database, err_console, friendly_errors, runtime_for
 
 
 def _parse_time(text: str) -> datetime:
@@ -69,6 +70,8 @@ def serve(
     from outbound.web.app import create_app
 
     with friendly_errors(), runtime_for(db) as runtime:
+        _ = runtime.keyring  # refuse to start without a secret, before anything runs
+        _warn_about_local_links(runtime.settings.base_url, host)
         scheduler = start_scheduler(runtime)
         try:
             app = create_app(runtime)
@@ -76,6 +79,20 @@ def serve(
         finally:
             scheduler.shutdown(wait=True)
             scheduler.leadership.release()
+
+
+def _warn_about_local_links(base_url: str, host: str) -> None:
+    """Links in messages point at `base_url`: on this machine only, while others can reach the server."""
+    from urllib.parse import urlsplit
+
+    from outbound.bootstrap import is_loopback
+
+    if is_loopback(urlsplit(base_url).hostname or "") and not is_loopback(host):
+        err_console.print(
+            f"[yellow]warning:[/yellow] serving on {escape(host)}, but links in messages point at "
+            f"{escape(base_url)}, which only this machine can open: set OUTBOUND_BASE_URL to the public address.",
+            highlight=False,
+        )
 
 
 def worker(
@@ -87,6 +104,7 @@ def worker(
     from outbound.jobs.duties import dispatch
 
     with friendly_errors(), runtime_for(db) as runtime:
+        _ = runtime.keyring  # refuse to start without a secret, before anything is claimed
         while True:
             report = dispatch(runtime)
             if report.claimed:

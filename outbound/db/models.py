@@ -419,6 +419,16 @@ class BatchRun(Base):
     held_out: Mapped[int] = mapped_column(Integer, default=0)
 
 
+class LocalSecret(Base):
+    """The secret a local install made for itself (no `OUTBOUND_SECRET_KEY`, links to a loopback address):
+    one row, made once, so links stay valid across restarts. A public install sets its own secret."""
+
+    __tablename__ = "local_secrets"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)  # always 1
+    value: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime]
+
+
 # APScheduler's SQLAlchemyJobStore table, with exactly the columns it creates itself, so that
 # the migrations own it and the job store's own create_all finds it already there.
 apscheduler_jobs = Table(

@@ -21,9 +21,11 @@ from sqlalchemy.orm import Session
 from outbound.clock import Clock
 from outbound.db.models import CallbackTask, Contact, Enrollment, InboundMessage, Message, Tenant
 from outbound.definitions import Definitions
-from outbound.engagement.surveys import answer_from_link, answer_from_sms, survey_token
+from outbound.engagement.surveys import answer_from_link, answer_from_sms
 from outbound.enrollment.lifecycle import end_lead_nurture
 from outbound.ingest.events import OnEvent, ingest_items
+from outbound.rendering.links import survey_token
+from outbound.signing import Keyring
 from outbound.vocabulary import Channel, TaskStatus
 
 # Extra chance to buy after a message reached the customer, and the chance everybody has anyway.
@@ -68,9 +70,9 @@ class Tally:
 class Customers:
     """Decides reactions to what happened; applies them through the engine's own entry points."""
 
-    def __init__(self, seed: int, secret: str) -> None:
+    def __init__(self, seed: int, keyring: Keyring) -> None:
         self.rng = random.Random(f"{seed}:customers")
-        self.secret = secret
+        self.keyring = keyring
         self.tally = Tally()
         self._seq = 0
         self._seen_messages: set[int] = set()
@@ -207,8 +209,8 @@ class Customers:
         elif reaction.kind == "click":
             answer_from_link(
                 session,
-                self.secret,
-                survey_token(self.secret, tenant.id, payload["message"]),
+                self.keyring,
+                survey_token(self.keyring, tenant.id, payload["message"], clock.now()),
                 payload["score"],
                 clock,
                 definitions,

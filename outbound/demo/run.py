@@ -6,6 +6,7 @@ import heapq
 import itertools
 import json
 import os
+import secrets
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -64,7 +65,13 @@ def run_demo(out: Path, *, db_url: str | None = None, seed: int = 7, console: Co
     clock = SimulatedClock(scenario.start - timedelta(hours=1))
     outbox = Outbox(path=out / "outbox.jsonl")
     runtime = build(
-        Settings(database_url=url, definitions=SHIPPED_DEFINITIONS, base_url="https://outbound.example"),
+        # The demo's links point at an example site and its database is thrown away: a secret for this run.
+        Settings(
+            database_url=url,
+            definitions=SHIPPED_DEFINITIONS,
+            base_url="https://outbound.example",
+            secret_key=secrets.token_urlsafe(48),
+        ),
         clock=clock,
         providers={Channel.SMS: outbox, Channel.EMAIL: outbox},
     )
@@ -116,7 +123,7 @@ def run_demo(out: Path, *, db_url: str | None = None, seed: int = 7, console: Co
                 timeline.append((_event_time(raw, scenario.start), next(order), "event", slug, raw))
         heapq.heapify(timeline)
         heapq.heappush(timeline, (scenario.end, next(order), "end", "", None))
-        customers = Customers(seed, runtime.settings.secret_key)
+        customers = Customers(seed, runtime.keyring)
 
         def observe() -> None:
             with runtime.factory() as session:

@@ -26,6 +26,7 @@ from outbound.dispatch.report import TickReport
 from outbound.enrollment.fallback import schedule_fallback, undeliverable
 from outbound.errors import OutboundError
 from outbound.providers import OutgoingMessage, Provider
+from outbound.rendering.links import LinkSigner
 from outbound.vocabulary import Channel, MessageStatus, Purpose, Rule, Source
 
 
@@ -39,6 +40,7 @@ def decide_group(
     definitions: Definitions,
     providers: dict[str, Provider],
     settings: Settings,
+    signer: LinkSigner,
     limiter: SenderLimiter,
 ) -> list[tuple[int, OutgoingMessage]]:
     """Decide and render each message of the group; (message id, what goes to the provider) of those to send.
@@ -130,7 +132,9 @@ def decide_group(
             report.rate_limited += 1
             continue
         try:
-            out = render(message, campaign, tenant, contact, context, to, sender, jurisdiction, definitions, settings)
+            out = render(
+                message, campaign, tenant, contact, context, to, sender, jurisdiction, definitions, signer, now
+            )
         except Unsendable as refusal:
             # The text as rendered breaks a rule the gate could not see before rendering.
             steps.append(

@@ -14,6 +14,7 @@ and one UPDATE per set of changed columns, never an ORM flush per message. The s
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -32,6 +33,7 @@ from outbound.dispatch.ratelimit import SenderLimiter
 from outbound.dispatch.record import record_results
 from outbound.dispatch.report import TickReport
 from outbound.providers import OutgoingMessage, Provider, send_all
+from outbound.rendering.links import LinkSigner
 
 
 @dataclass
@@ -55,9 +57,12 @@ class Dispatcher:
         providers: dict[str, Provider],
         clock: Clock,
         settings: Settings,
+        signer: Callable[[], LinkSigner],
     ) -> None:
+        """`signer` gives what signs the messages' links, asked for at the first message rendered (a local
+        install reads its secret from its database then)."""
         self.factory, self.definitions, self.providers = factory, definitions, providers
-        self.clock, self.settings = clock, settings
+        self.clock, self.settings, self._signer = clock, settings, signer
         self._rng = random.Random()
         self.limiter = SenderLimiter()
 
@@ -94,6 +99,7 @@ class Dispatcher:
         """Claim, decide and render one group, committed: every message to send is then `sending`."""
         report = TickReport()
         now = self.clock.now()
+        signer = self._signer()  # before the claim's transaction: a local install's secret is read in one of its own
         with transaction(self.factory) as session:
             group = claim_due_rows(session, now, self.settings.dispatch_batch_size)
             report.claimed = len(group)
@@ -109,6 +115,7 @@ class Dispatcher:
                 definitions=self.definitions,
                 providers=self.providers,
                 settings=self.settings,
+                signer=signer,
                 limiter=self.limiter,
             )
         # Committed: every message to send is now `sending`. Only then may providers be called.

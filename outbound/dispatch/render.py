@@ -6,20 +6,19 @@ its opt-out, an SMS over its step's segment limit): `Unsendable` names the rule,
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from outbound.compliance import Block
 from outbound.compliance.rendered import RenderedFacts, decide_rendered
-from outbound.config import Settings
 from outbound.context import contact_view, event_view
 from outbound.db.messages import ClaimedMessage
 from outbound.db.models import Tenant
 from outbound.definitions import Definitions
 from outbound.dispatch.context import GroupContext
-from outbound.engagement.surveys import survey_url
 from outbound.errors import OutboundError
 from outbound.providers import OutgoingMessage
-from outbound.rendering.links import unsubscribe_url
+from outbound.rendering.links import LinkSigner
 from outbound.vocabulary import Channel, Purpose, Rule
 
 
@@ -56,16 +55,16 @@ def render(
     sender: str | None,
     jurisdiction: str,
     definitions: Definitions,
-    settings: Settings,
+    signer: LinkSigner,
+    now: datetime,
 ) -> OutgoingMessage:
     """The message as it goes to its provider; its subject, text and locale are set on `message`.
 
     Raises `Unsendable` when the text breaks a format rule, and OutboundError when it cannot be rendered.
     """
-    base, secret = settings.base_url, settings.secret_key
-    makers = {"unsubscribe": lambda: unsubscribe_url(base, secret, tenant.id, contact.id, message.channel)}
+    makers = {"unsubscribe": lambda: signer.unsubscribe(tenant.id, contact.id, message.channel)}
     if message.purpose == Purpose.SURVEY:
-        makers["survey"] = lambda: survey_url(base, secret, tenant.id, message.id)
+        makers["survey"] = lambda: signer.survey(tenant.id, message.id, now)
     links = _Links(makers)
     code = context.offer_codes.get((tenant.id, message.campaign, contact.id)) if campaign.offer_codes else None
     names = {

@@ -9,9 +9,6 @@ counted. A counted score at or below the campaign's threshold opens a service-re
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import re
 import unicodedata
 from collections import defaultdict
@@ -26,6 +23,8 @@ from outbound.db.models import CallbackTask, Contact, InboundMessage, Message, S
 from outbound.definitions.loader import Definitions
 from outbound.definitions.schema import SCALES, SurveyConfig
 from outbound.errors import InvalidInput, NotFound
+from outbound.rendering.links import read_survey_token
+from outbound.signing import Keyring
 from outbound.vocabulary import Channel, Purpose, TaskStatus
 
 
@@ -168,10 +167,10 @@ def answer_from_sms(
 
 
 def answer_from_link(
-    session: Session, secret: str, token: str, score: int, clock: Clock, definitions: Definitions
+    session: Session, keyring: Keyring, token: str, score: int, clock: Clock, definitions: Definitions
 ) -> SurveyResponse:
     """Record a one-click score from an email link; InvalidInput for a bad token or score, NotFound for no message."""
-    read = read_survey_token(secret, token)
+    read = read_survey_token(keyring, token, clock.now())
     if read is None:
         raise InvalidInput("this survey link is not valid", field="token")
     tenant_id, message_id = read
@@ -256,39 +255,6 @@ def survey_config(definitions: Definitions, campaign: str) -> SurveyConfig:
     """The campaign's survey settings; defaults (NPS, 7 days) when the campaign is not defined any more."""
     found = definitions.campaigns.get(campaign)
     return found.survey if found is not None and found.survey is not None else SurveyConfig()
-
-
-# -- signed links -----------------------------------------------------------------------------
-
-
-def survey_token(secret: str, tenant_id: int, message_id: int) -> str:
-    """An unforgeable token naming one survey message (distinct from unsubscribe tokens)."""
-    payload = f"survey.{tenant_id}.{message_id}".encode()
-    signature = hmac.new(secret.encode(), payload, hashlib.sha256).digest()[:16]
-    return f"{_b64(payload)}.{_b64(signature)}"
-
-
-def read_survey_token(secret: str, token: str) -> tuple[int, int] | None:
-    """(tenant id, message id) if the token is one we signed, else None."""
-    try:
-        payload_part, signature_part = token.split(".")
-        payload = base64.urlsafe_b64decode(payload_part + "=" * (-len(payload_part) % 4))
-        signature = base64.urlsafe_b64decode(signature_part + "=" * (-len(signature_part) % 4))
-        if not hmac.compare_digest(hmac.new(secret.encode(), payload, hashlib.sha256).digest()[:16], signature):
-            return None
-        kind, tenant_id, message_id = payload.decode().split(".")
-        return (int(tenant_id), int(message_id)) if kind == "survey" else None
-    except (ValueError, UnicodeDecodeError):
-        return None
-
-
-def survey_url(base_url: str, secret: str, tenant_id: int, message_id: int) -> str:
-    """The base of a message's one-click links; a template appends `/SCORE`."""
-    return f"{base_url.rstrip('/')}/s/{survey_token(secret, tenant_id, message_id)}"
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
 # -- reporting --------------------------------------------------------------------------------

@@ -194,7 +194,7 @@ def build_providers(settings: Settings, *, outbox: Outbox | None = None) -> dict
     if settings.twilio_account_sid and settings.twilio_auth_token:
         providers["sms"] = TwilioSms(
             settings.twilio_account_sid,
-            settings.twilio_auth_token,
+            settings.twilio_auth_token.get_secret_value(),
             from_number=settings.twilio_from_number,
             messaging_service_sid=settings.twilio_messaging_service_sid,
             api_base=settings.twilio_api_base,
@@ -203,7 +203,7 @@ def build_providers(settings: Settings, *, outbox: Outbox | None = None) -> dict
         )
     if settings.sendgrid_api_key:
         providers["email"] = SendGridEmail(
-            settings.sendgrid_api_key,
+            settings.sendgrid_api_key.get_secret_value(),
             from_email=settings.sendgrid_from_email,
             api_base=settings.sendgrid_api_base,
             concurrency=settings.provider_concurrency,

@@ -37,6 +37,7 @@ def create_app(runtime: Runtime, *, on_event: OnEvent | None | object = RUNTIME_
     app.state.settings = runtime.settings
     app.state.definitions = runtime.definitions
     app.state.keys = runtime.keys
+    app.state.keyring = runtime.keyring
     app.state.on_event = runtime.on_event if on_event is RUNTIME_HOOK else on_event
     app.state.events = EventWriter(app.state)  # the waiting requests' events, written together
     app.include_router(api.router)
@@ -45,7 +46,7 @@ def create_app(runtime: Runtime, *, on_event: OnEvent | None | object = RUNTIME_
     app.include_router(unsubscribe.router)
     app.include_router(agent_pages.router)
     app.mount("/static", StaticFiles(directory=Path(__file__).resolve().parent / "static"), name="static")
-    install_sessions(app, app.state.settings.secret_key, https_only=app.state.settings.base_url.startswith("https:"))
+    install_sessions(app, runtime.keyring, https_only=runtime.settings.base_url.startswith("https:"))
     _add_schemas(app, api.openapi_components())
     return app
 

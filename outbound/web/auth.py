@@ -1,7 +1,7 @@
 """Agent login sessions and CSRF tokens for the server-rendered pages.
 
-The session lives in a cookie signed with a key derived from `Settings.secret_key` (Starlette's
-SessionMiddleware, itsdangerous underneath), so it cannot be forged or altered. It expires twice
+The session lives in a cookie signed with the keyring's session key (`outbound.signing`: a key of its
+own, derived from the operator's secret; Starlette's SessionMiddleware, itsdangerous underneath), so it cannot be forged or altered. It expires twice
 over: the signed cookie carries its own timestamp and is refused after `SESSION_MAX_AGE`, and the
 login time inside it is checked against the app's clock, so a simulated clock can expire it too.
 
@@ -12,7 +12,6 @@ planted before login is worthless after it.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from fastapi import FastAPI, HTTPException, Request
 from starlette.middleware.sessions import SessionMiddleware
 
 from outbound.db.models import Agent
+from outbound.signing import Keyring, TokenKind
 
 SESSION_COOKIE = "outbound_agent"
 SESSION_MAX_AGE = timedelta(hours=8)  # one shift
@@ -50,11 +50,11 @@ class Login:
     agent_id: int
 
 
-def install_sessions(app: FastAPI, secret_key: str, *, https_only: bool = False) -> None:
+def install_sessions(app: FastAPI, keyring: Keyring, *, https_only: bool = False) -> None:
     """Add the signed, expiring session cookie to `app`."""
     app.add_middleware(
         SessionMiddleware,
-        secret_key=_derive(secret_key),
+        secret_key=keyring.key(TokenKind.SESSION).hex(),
         session_cookie=SESSION_COOKIE,
         max_age=int(SESSION_MAX_AGE.total_seconds()),
         same_site="lax",
@@ -113,8 +113,3 @@ def take_flash(request: Request) -> str | None:
     """The pending notice, removed from the session."""
     notice: str | None = request.session.pop("flash", None)
     return notice
-
-
-def _derive(secret_key: str) -> str:
-    # A key of its own for sessions: a cookie signature must never be usable as an unsubscribe or survey token.
-    return hmac.new(secret_key.encode(), b"outbound agent sessions", hashlib.sha256).hexdigest()

@@ -1,6 +1,6 @@
 """One-click survey answers from email: `GET /s/{token}/{score}` records the score, then asks for a comment.
 
-The token is signed (see `outbound.engagement.surveys.survey_token`) and names one survey message, so a link
+The token is signed (see `outbound.rendering.links.survey_token`) and names one survey message, so a link
 cannot be forged or pointed at someone else's survey. The first click counts; later clicks are
 stored but not counted, as for SMS replies.
 """
@@ -13,18 +13,19 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse
 from sqlalchemy import select
 
-from outbound.config import Settings
 from outbound.db.models import SurveyResponse
 from outbound.db.session import transaction
-from outbound.engagement.surveys import answer_from_link, read_survey_token
+from outbound.engagement.surveys import answer_from_link
 from outbound.errors import InvalidInput, NotFound
+from outbound.rendering.links import read_survey_token
+from outbound.signing import Keyring
 
 router = APIRouter(tags=["surveys"])
 
 
-def _secret(request: Request) -> str:
-    settings: Settings = request.app.state.settings
-    return settings.secret_key
+def _keyring(request: Request) -> Keyring:
+    keyring: Keyring = request.app.state.keyring
+    return keyring
 
 
 def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
@@ -45,7 +46,7 @@ def record_score(token: str, score: int, request: Request) -> HTMLResponse:
     state = request.app.state
     try:
         with transaction(state.factory) as session:
-            response = answer_from_link(session, _secret(request), token, score, state.clock, state.definitions)
+            response = answer_from_link(session, _keyring(request), token, score, state.clock, state.definitions)
             counted = response.counted
     except InvalidInput as error:
         status = 404 if error.field == "token" else 400
@@ -67,7 +68,7 @@ def record_score(token: str, score: int, request: Request) -> HTMLResponse:
 @router.post("/s/{token}/comment", response_class=HTMLResponse, summary="Add a comment to a survey answer")
 def record_comment(token: str, request: Request, comment: str = Form("")) -> HTMLResponse:
     """Attach the comment to the counted answer of the survey message the token names."""
-    read = read_survey_token(_secret(request), token)
+    read = read_survey_token(_keyring(request), token, request.app.state.clock.now())
     if read is None:
         return _page("Survey link not valid", "<p>This survey link is not valid.</p>", 404)
     tenant_id, message_id = read

@@ -24,6 +24,7 @@ from outbound.db.session import transaction
 from outbound.db.suppressions import suppress
 from outbound.delivery.keywords import is_korean
 from outbound.rendering.links import read_unsubscribe_token
+from outbound.signing import Keyring
 from outbound.vocabulary import Channel, Purpose, SuppressionReason
 from outbound.web.api import request_body
 
@@ -60,8 +61,8 @@ def unsubscribe(
     session.flush()
 
 
-def _find(session: Session, secret: str, token: str) -> tuple[Tenant, Contact, str]:
-    read = read_unsubscribe_token(secret, token)
+def _find(session: Session, keyring: Keyring, token: str, now: datetime) -> tuple[Tenant, Contact, str]:
+    read = read_unsubscribe_token(keyring, token, now)
     if read is None:
         raise HTTPException(404, "no such unsubscribe link")
     tenant_id, contact_id, channel = read
@@ -97,7 +98,7 @@ def confirm_page(token: str, request: Request) -> HTMLResponse:
     """The confirmation page; it unsubscribes nobody until its button is pressed."""
     state = request.app.state
     with transaction(state.factory) as session:
-        tenant, contact, channel = _find(session, state.settings.secret_key, token)
+        tenant, contact, channel = _find(session, state.keyring, token, state.clock.now())
         return _page("unsubscribe.html", tenant, contact, channel)
 
 
@@ -111,7 +112,7 @@ def one_click(token: str, request: Request, body: bytes = Depends(request_body))
         raise HTTPException(400, "expected the body List-Unsubscribe=One-Click")
     now = state.clock.now()
     with transaction(state.factory) as session:
-        tenant, contact, channel = _find(session, state.settings.secret_key, token)
+        tenant, contact, channel = _find(session, state.keyring, token, now)
         # A browser posting the page's form sees the confirmation; a mailbox provider's POST has no reader.
         from_page = "text/html" in request.headers.get("accept", "")
         unsubscribe(

@@ -59,13 +59,13 @@ def _twilio_secrets(session: Session, settings: Settings) -> list[tuple[str, int
         if (t.settings or {}).get("twilio_auth_token")
     ]
     if settings.twilio_auth_token:
-        secrets.append((settings.twilio_auth_token, None))
+        secrets.append((settings.twilio_auth_token.get_secret_value(), None))
     return secrets
 
 
 def _tenant_token(tenant: Tenant | None, settings: Settings) -> str | None:
     own: str | None = (tenant.settings or {}).get("twilio_auth_token") if tenant else None
-    return own or settings.twilio_auth_token
+    return own or (settings.twilio_auth_token.get_secret_value() if settings.twilio_auth_token else None)
 
 
 def _verify_twilio(request: Request, form: Form, tokens: list[str]) -> str:

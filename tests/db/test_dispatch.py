@@ -186,7 +186,12 @@ def test_draining_hands_one_batch_to_the_provider_while_the_next_is_decided_and_
     runtime = world.runtime
     one_at_a_time = runtime.settings.model_copy(update={"dispatch_batch_size": 1})
     report = Dispatcher(
-        runtime.factory, runtime.definitions, {"email": provider, "sms": provider}, clock, one_at_a_time
+        runtime.factory,
+        runtime.definitions,
+        {"email": provider, "sms": provider},
+        clock,
+        one_at_a_time,
+        lambda: runtime.signer,
     ).drain()
     emails = world.messages(channel="email")
     assert sorted(m.status for m in emails) == ["deferred", "sent"]

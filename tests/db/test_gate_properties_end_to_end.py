@@ -311,8 +311,9 @@ def oracle(w, index, channel, purpose, at, sent_before):
 def test_nothing_a_rule_forbids_reaches_the_provider_and_every_refusal_is_explained(runtime, w):
     tenant_id, expected = build(runtime, w)
     clock, outbox = SimulatedClock(w["now"]), Outbox()
+    signer = runtime.signer
     dispatcher = Dispatcher(
-        runtime.factory, runtime.definitions, {"sms": outbox, "email": outbox}, clock, runtime.settings
+        runtime.factory, runtime.definitions, {"sms": outbox, "email": outbox}, clock, runtime.settings, lambda: signer
     )
     sent_before: list[tuple[int, str, str, datetime]] = []
     try:

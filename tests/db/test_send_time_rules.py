@@ -128,7 +128,7 @@ def test_an_eu_sms_that_shows_its_unsubscribe_link_carries_a_working_one_and_one
     by_status = {m.status: m for m in world.messages(channel="sms")}
     assert set(by_status) == {"sent", "blocked"}
     token = by_status["sent"].body.rsplit("/u/", 1)[1]
-    assert read_unsubscribe_token(world.runtime.settings.secret_key, token) == (
+    assert read_unsubscribe_token(world.runtime.keyring, token, clock.now()) == (
         tenant.id,
         by_status["sent"].contact_id,
         "sms",

@@ -1,5 +1,6 @@
 """Surveys: scores read from real-looking SMS replies in both languages, one-click email links, NPS and CSAT."""
 
+import secrets
 from datetime import timedelta
 
 import pytest
@@ -8,7 +9,9 @@ from sqlalchemy import select
 
 from outbound.db.models import CallbackTask, Contact, InboundMessage, SurveyResponse, Tenant
 from outbound.db.session import transaction
-from outbound.engagement.surveys import answer_from_sms, parse_answer, read_survey_token, survey_scores, survey_token
+from outbound.engagement.surveys import answer_from_sms, parse_answer, survey_scores
+from outbound.rendering.links import read_survey_token, survey_token
+from outbound.signing import Keyring
 
 from helpers.campaigns import make_world_fixture  # noqa: F401 - fixture
 
@@ -229,7 +232,7 @@ def test_a_forged_or_off_scale_link_is_refused_and_records_nothing(make_world, c
     world = make_world()
     tenant, message, link = _csat_link(world, clock)
     client = _client(world)
-    forged = survey_token("not-our-secret", tenant.id, message.id)
+    forged = survey_token(Keyring(secrets.token_urlsafe(32)), tenant.id, message.id, clock.now())
     assert client.get(f"/s/{forged}/5").status_code == 404
     token = link.removeprefix("https://ob.example/s/").split("/")[0]
     assert client.get(f"/s/{token}/9").status_code == 400
@@ -237,10 +240,23 @@ def test_a_forged_or_off_scale_link_is_refused_and_records_nothing(make_world, c
         assert session.scalars(select(SurveyResponse)).all() == []
 
 
-def test_survey_tokens_name_one_message_and_cannot_be_swapped_for_unsubscribe_tokens():
+def test_survey_tokens_name_one_message_and_cannot_be_swapped_for_unsubscribe_tokens(clock):
     from outbound.rendering.links import unsubscribe_token
 
-    token = survey_token("s3cret", 1, 42)
-    assert read_survey_token("s3cret", token) == (1, 42)
-    assert read_survey_token("other", token) is None
-    assert read_survey_token("s3cret", unsubscribe_token("s3cret", 1, 42, "email")) is None
+    ours, other = Keyring(secrets.token_urlsafe(32)), Keyring(secrets.token_urlsafe(32))
+    token = survey_token(ours, 1, 42, clock.now())
+    assert read_survey_token(ours, token, clock.now()) == (1, 42)
+    assert read_survey_token(other, token, clock.now()) is None
+    assert read_survey_token(ours, unsubscribe_token(ours, 1, 42, "email"), clock.now()) is None
+
+
+def test_a_survey_link_expires_ninety_days_after_it_was_sent_an_unsubscribe_link_never(clock):
+    from datetime import timedelta
+
+    from outbound.rendering.links import read_unsubscribe_token, unsubscribe_token
+
+    keyring = Keyring(secrets.token_urlsafe(32))
+    survey, unsubscribe = survey_token(keyring, 1, 42, clock.now()), unsubscribe_token(keyring, 1, 7, "email")
+    assert read_survey_token(keyring, survey, clock.now() + timedelta(days=89)) == (1, 42)
+    assert read_survey_token(keyring, survey, clock.now() + timedelta(days=92)) is None
+    assert read_unsubscribe_token(keyring, unsubscribe, clock.now() + timedelta(days=3650)) == (1, 7, "email")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+
 import pytest
 
 from helpers.definitions import TEMPLATES, TRIGGERS, write_definitions
@@ -108,7 +110,12 @@ def make_world_fixture(db_url, tmp_path, clock, outbox):
             tmp_path / f"defs{len(runtimes)}", campaign_files or campaigns(), triggers, templates or CAMPAIGN_TEMPLATES
         )
         runtime = build(
-            Settings(database_url=db_url, definitions=root, base_url="https://ob.example", secret_key="test-secret"),
+            Settings(
+                database_url=db_url,
+                definitions=root,
+                base_url="https://ob.example",
+                secret_key=secrets.token_urlsafe(32),
+            ),
             clock=clock,
             providers=providers or {"sms": outbox, "email": outbox},
         )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import secrets
 import socket
 import threading
 import time
@@ -103,7 +104,7 @@ def server(world, clock, shop):
         port = sock.getsockname()[1]
     settings = Settings(
         database_url=str(world.runtime.engine.url),
-        secret_key="test-secret-for-sessions",
+        secret_key=secrets.token_urlsafe(32),
         base_url=f"http://127.0.0.1:{port}",
     )
     app = create_app(dataclasses.replace(world.runtime, settings=settings))

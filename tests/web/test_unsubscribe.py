@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from datetime import timedelta
 
 import pytest
@@ -11,6 +12,7 @@ from sqlalchemy import select
 from outbound.db.models import Consent
 from outbound.db.suppressions import is_suppressed
 from outbound.rendering.links import unsubscribe_token
+from outbound.signing import Keyring
 from outbound.web.app import create_app
 
 
@@ -34,7 +36,7 @@ def client(runtime, clock):
 
 
 def token_for(runtime, tenant, contact, channel="email") -> str:
-    return unsubscribe_token(runtime.settings.secret_key, tenant.id, contact.id, channel)
+    return unsubscribe_token(runtime.keyring, tenant.id, contact.id, channel)
 
 
 def email_state(runtime, tenant):
@@ -101,7 +103,7 @@ def test_forged_or_garbled_tokens_are_404(runtime, client, shop, mangle):
 
 def test_a_token_signed_with_another_secret_is_404(client, shop):
     tenant, contact = shop
-    forged = unsubscribe_token("not-our-secret", tenant.id, contact.id, "email")
+    forged = unsubscribe_token(Keyring(secrets.token_urlsafe(32)), tenant.id, contact.id, "email")
     assert client.post(f"/u/{forged}", content="List-Unsubscribe=One-Click").status_code == 404
 
 
