@@ -21,18 +21,12 @@ from outbound.clock import Clock, ensure_utc
 from outbound.db import contacts as store
 from outbound.db.models import Consent, Contact, Tenant
 from outbound.errors import InvalidInput
+from outbound.ingest.text import Storable
 from outbound.vocabulary import Channel, Purpose
 
 CHANNELS = tuple(Channel)
 PURPOSES = tuple(Purpose)
 CONTACT_FIELDS = ("phone", "email", "timezone", "locale", "jurisdiction")
-
-
-def _no_nul(value: str) -> str:
-    # PostgreSQL text columns refuse NUL characters; refuse them here with a field name instead.
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
-    return value
 
 
 def _real_zone(value: str) -> str:
@@ -57,15 +51,14 @@ def bounded(max_length: int, min_length: int = 0) -> StringConstraints:
     return StringConstraints(strip_whitespace=True, min_length=min_length, max_length=max_length)
 
 
-NoNul = AfterValidator(_no_nul)
 AwareUTC = Annotated[datetime, AfterValidator(aware_utc)]
-ExternalId = Annotated[str, bounded(200, 1), NoNul]
-Label = Annotated[str, bounded(200), NoNul]  # a consent's source: "checkout form"
-LongText = Annotated[str, bounded(10_000), NoNul]  # the wording a consent was given to
-PhoneText = Annotated[str, bounded(64), NoNul]
-EmailText = Annotated[str, bounded(320), NoNul]
-TimeZoneName = Annotated[str, bounded(64, 1), NoNul, AfterValidator(_real_zone)]
-Locale = Annotated[str, bounded(16, 2), NoNul, StringConstraints(pattern=r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")]
+ExternalId = Annotated[str, bounded(200, 1), Storable]
+Label = Annotated[str, bounded(200), Storable]  # a consent's source: "checkout form"
+LongText = Annotated[str, bounded(10_000), Storable]  # the wording a consent was given to
+PhoneText = Annotated[str, bounded(64), Storable]
+EmailText = Annotated[str, bounded(320), Storable]
+TimeZoneName = Annotated[str, bounded(64, 1), Storable, AfterValidator(_real_zone)]
+Locale = Annotated[str, bounded(16, 2), Storable, StringConstraints(pattern=r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")]
 
 
 class ConsentIn(BaseModel):

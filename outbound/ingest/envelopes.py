@@ -18,7 +18,8 @@ from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 
 from outbound.db.models import Event
 from outbound.errors import InvalidInput
-from outbound.ingest.contacts import AwareUTC, ConsentIn, ContactIn, NoNul, bounded, validation_problems
+from outbound.ingest.contacts import AwareUTC, ConsentIn, ContactIn, bounded, validation_problems
+from outbound.ingest.text import Storable
 
 STANDARD_TYPES = (
     "order_placed",
@@ -32,8 +33,8 @@ STANDARD_TYPES = (
 )
 
 
-EventType = Annotated[str, bounded(64, 1), NoNul, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]+$")]
-EventId = Annotated[str, bounded(200, 1), NoNul]
+EventType = Annotated[str, bounded(64, 1), Storable, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]+$")]
+EventId = Annotated[str, bounded(200, 1), Storable]
 
 
 class EventEnvelope(BaseModel):
