@@ -45,6 +45,9 @@ def ensure_utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
+LONGEST_DURATION = timedelta(days=3660)  # ten years: no delay, window or look-back is longer
+
+
 def parse_duration(text: str) -> timedelta:
     """'90s', '15m', '1h', '2d', '1w', '1h30m' → timedelta."""
     import re
@@ -56,5 +59,9 @@ def parse_duration(text: str) -> timedelta:
         raise ValueError(f"not a duration: {text!r} (use e.g. 30m, 1h, 2d, 1h30m)")
     total = timedelta()
     for number, unit in parts:
+        if len(number) > 9:  # past any calendar: refused before the arithmetic overflows
+            raise ValueError(f"not a duration: {text!r} is longer than {LONGEST_DURATION.days} days")
         total += timedelta(**{units[unit]: int(number)})
+    if total > LONGEST_DURATION:
+        raise ValueError(f"not a duration: {text!r} is longer than {LONGEST_DURATION.days} days")
     return total

@@ -42,6 +42,7 @@ from outbound.db.models import Contact, Event
 
 CONTACT_FIELDS = ("locale", "jurisdiction", "timezone", "phone", "email", "external_id")
 FUNCTIONS = ("count", "total", "days_since")
+DAYS_SINCE_LIMIT = 36_600  # a century of days: any further and the boundary leaves the calendar
 _COMPARE = {"eq": "__eq__", "ne": "__ne__", "gt": "__gt__", "gteq": "__ge__", "lt": "__lt__", "lteq": "__le__"}
 # days_since(T) OP n  ⇔  latest(T) FLIPPED (now - n days): more days since means an earlier event.
 _DAYS_FLIP = {"gt": "__lt__", "gteq": "__le__", "lt": "__gt__", "lteq": "__ge__"}
@@ -183,6 +184,8 @@ def _compare(left_node: nodes.Node, op: str, right_node: nodes.Node, scope: _Sco
     if isinstance(left, _Days):
         if op not in _DAYS_FLIP or isinstance(right, bool) or not isinstance(right, (int, float)):
             raise InvalidAudience("compare days_since() with a number using <, <=, > or >=")
+        if not 0 <= right <= DAYS_SINCE_LIMIT:  # also refuses NaN
+            raise InvalidAudience(f"days_since() is compared with a number of days from 0 to {DAYS_SINCE_LIMIT}")
         boundary = scope.now - timedelta(days=right)
         return getattr(left.latest, _DAYS_FLIP[op])(boundary)
     if isinstance(right, _Days):

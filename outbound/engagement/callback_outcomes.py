@@ -7,7 +7,7 @@ still holds the task, then applies the outcome. Nothing here commits.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import CursorResult, func, select, update
@@ -21,6 +21,7 @@ from outbound.engagement.calling_rules import CallingRules, calling_rules
 from outbound.enrollment.lifecycle import exit_enrollment
 from outbound.errors import InvalidInput
 from outbound.ingest.contacts import ConsentIn, record_consent
+from outbound.ingest.text import check_storable
 from outbound.vocabulary import Channel, EnrollmentStatus, Purpose, SuppressionReason, TaskStatus
 
 OUTCOMES = {
@@ -34,6 +35,7 @@ OUTCOMES = {
 }
 # Nobody picked up: the task comes back after a delay, until the tenant's attempt limit.
 UNANSWERED = frozenset({"no_answer", "voicemail"})
+CALL_BACK_HORIZON = timedelta(days=366)  # the latest a customer may ask to be called back
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,9 +59,17 @@ def plan_outcome(
     if outcome == "call_back_later":
         if call_back_at is None:
             raise InvalidInput("give the time to call back", field="call_back_at")
-        if ensure_utc(call_back_at) <= now:
+        try:
+            due = ensure_utc(call_back_at)
+        except OverflowError:
+            raise InvalidInput("not a time a call can be made", field="call_back_at") from None
+        if due <= now:
             raise InvalidInput("the time to call back must be in the future", field="call_back_at")
-        return Plan(status=TaskStatus.OPEN, due_at=ensure_utc(call_back_at))
+        if due > now + CALL_BACK_HORIZON:
+            raise InvalidInput(
+                f"a call back is planned within {CALL_BACK_HORIZON.days} days, not later", field="call_back_at"
+            )
+        return Plan(status=TaskStatus.OPEN, due_at=due)
     return Plan(status=TaskStatus.CLOSED)
 
 
@@ -81,6 +91,7 @@ def record_outcome(
     notes = (notes or "").strip()
     if len(notes) > 4000:
         raise InvalidInput("at most 4000 characters", field="notes")
+    check_storable(notes, "notes")
     unanswered = (
         session.scalar(
             select(func.count())

@@ -143,7 +143,8 @@ def _close_uncallable(
 
 def get_task(session: Session, tenant_id: int, task_id: int) -> CallbackTask:
     """The tenant's task with that id, else NotFound (another tenant's task is not found either)."""
-    task = session.get(CallbackTask, task_id)
+    # An id no row can have (a 64-bit key) is not found, rather than handed to the database to overflow.
+    task = session.get(CallbackTask, task_id) if 0 < task_id < 2**63 else None
     if task is None or task.tenant_id != tenant_id:
         raise NotFound(f"no callback task {task_id}")
     return task

@@ -9,7 +9,7 @@ contacts are read by `outbound.ingest.contact_files`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -21,7 +21,7 @@ from outbound.clock import Clock, ensure_utc
 from outbound.db import contacts as store
 from outbound.db.models import Consent, Contact, Tenant
 from outbound.errors import InvalidInput
-from outbound.ingest.text import Storable
+from outbound.ingest.text import Storable, storable_json
 from outbound.vocabulary import Channel, Purpose
 
 CHANNELS = tuple(Channel)
@@ -37,13 +37,19 @@ def _real_zone(value: str) -> str:
     return value
 
 
+EARLIEST, LATEST = datetime(1900, 1, 1, tzinfo=UTC), datetime(3000, 1, 1, tzinfo=UTC)
+
+
 def aware_utc(value: datetime) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError("must have a time zone offset")
     try:
-        return ensure_utc(value)
+        value = ensure_utc(value)
     except OverflowError:
         raise ValueError("out of range") from None
+    if not EARLIEST <= value < LATEST:  # any delay or window added to it must stay a date
+        raise ValueError(f"out of range: must be from {EARLIEST.year} to {LATEST.year - 1}")
+    return value
 
 
 def bounded(max_length: int, min_length: int = 0) -> StringConstraints:
@@ -52,6 +58,7 @@ def bounded(max_length: int, min_length: int = 0) -> StringConstraints:
 
 
 AwareUTC = Annotated[datetime, AfterValidator(aware_utc)]
+JsonObject = Annotated[dict[str, Any], AfterValidator(storable_json)]  # attributes, event data
 ExternalId = Annotated[str, bounded(200, 1), Storable]
 Label = Annotated[str, bounded(200), Storable]  # a consent's source: "checkout form"
 LongText = Annotated[str, bounded(10_000), Storable]  # the wording a consent was given to
@@ -86,7 +93,7 @@ class ContactIn(BaseModel):
     timezone: TimeZoneName | None = None
     locale: Locale | None = None
     jurisdiction: Literal["US", "KR", "EU", "default"] | None = None
-    attributes: dict[str, Any] | None = None
+    attributes: JsonObject | None = None
     consents: list[ConsentIn] | None = None
 
     @field_validator("phone", "email", "timezone", "locale", "jurisdiction", mode="before")

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 
 from outbound.db.models import Event
 from outbound.errors import InvalidInput
-from outbound.ingest.contacts import AwareUTC, ConsentIn, ContactIn, bounded, validation_problems
+from outbound.ingest.contacts import AwareUTC, ConsentIn, ContactIn, JsonObject, bounded, validation_problems
 from outbound.ingest.text import Storable
 
 STANDARD_TYPES = (
@@ -46,7 +46,7 @@ class EventEnvelope(BaseModel):
     type: EventType
     occurred_at: AwareUTC
     contact: ContactIn
-    data: dict[str, Any] = {}
+    data: JsonObject = {}
 
 
 class InvalidEnvelope(InvalidInput):

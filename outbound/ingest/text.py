@@ -27,20 +27,43 @@ def storable(value: str) -> str:
 Storable = AfterValidator(storable)
 
 
-def check_storable(value: Any, field: str, depth: int = 0) -> None:
+def check_storable(value: Any, field: str) -> None:
     """Refuse (InvalidInput naming the field, e.g. `data.items[2].name`) any string or key in a JSON value
     that cannot be stored, and nesting deeper than `MAX_DEPTH`."""
+    found = unstorable(value)
+    if found is not None:
+        path, message = found
+        raise InvalidInput(message, field=field + path)
+
+
+def storable_json(value: Any) -> Any:
+    """`value` if `check_storable` accepts it; else ValueError naming the inner field (for pydantic validators,
+    which add the outer one)."""
+    found = unstorable(value)
+    if found is not None:
+        path, message = found
+        raise ValueError(f"{path.lstrip('.').strip()}: {message}" if path else message)
+    return value
+
+
+def unstorable(value: Any, path: str = "", depth: int = 0) -> tuple[str, str] | None:
+    """(where, why) for the first string or key of a JSON value that cannot be stored, else None; `where`
+    is relative, e.g. `.items[2].name` or ` (a key)`."""
     if depth > MAX_DEPTH:
-        raise InvalidInput(f"nested deeper than {MAX_DEPTH} levels", field=field)
+        return path, f"nested deeper than {MAX_DEPTH} levels"
     if isinstance(value, str):
         try:
             storable(value)
         except ValueError as error:
-            raise InvalidInput(str(error), field=field) from None
+            return path, str(error)
     elif isinstance(value, dict):
         for key, item in value.items():
-            check_storable(key, f"{field} (a key)", depth + 1)
-            check_storable(item, f"{field}.{key}", depth + 1)
+            found = unstorable(key, f"{path} (a key)", depth + 1) or unstorable(item, f"{path}.{key}", depth + 1)
+            if found is not None:
+                return found
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            check_storable(item, f"{field}[{index}]", depth + 1)
+            found = unstorable(item, f"{path}[{index}]", depth + 1)
+            if found is not None:
+                return found
+    return None

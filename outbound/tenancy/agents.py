@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from outbound.clock import Clock
 from outbound.db.models import Agent, Tenant
 from outbound.errors import InvalidInput
+from outbound.ingest.text import storable
 
 ROLES = ("agent", "supervisor")
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
@@ -81,7 +82,13 @@ def create_agent(
 
 
 def authenticate_agent(session: Session, tenant_slug: str, username: str, password: str) -> Agent | None:
-    """The enabled agent of that tenant with that username and password, else None (never says which was wrong)."""
+    """The enabled agent of that tenant with that username and password, else None (never says which was wrong).
+
+    Text no account can hold (too long, a NUL or a lone surrogate) finds nobody, and takes as long.
+    """
+    if not all(_plausible(text, limit) for text, limit in ((tenant_slug, 200), (username, 200), (password, 1024))):
+        verify_password("", _dummy_hash())
+        return None
     agent = session.scalar(
         select(Agent)
         .join(Tenant, Tenant.id == Agent.tenant_id)
@@ -91,6 +98,13 @@ def authenticate_agent(session: Session, tenant_slug: str, username: str, passwo
         verify_password(password, _dummy_hash())
         return None
     return agent if verify_password(password, agent.password_hash) else None
+
+
+def _plausible(text: str, limit: int) -> bool:
+    try:
+        return len(text) <= limit and storable(text) == text
+    except ValueError:
+        return False
 
 
 def active_agent(session: Session, tenant_id: int, agent_id: int) -> Agent | None:

@@ -252,9 +252,9 @@ def _local_time(text: str, zone: str) -> datetime | None:
     if not text.strip():
         return None
     try:
-        value = datetime.fromisoformat(text.strip())
+        value = datetime.fromisoformat(text.strip()[:40])
     except ValueError:
-        raise InvalidInput(f"not a date and time: {text!r}", field="call_back_at") from None
+        raise InvalidInput(f"not a date and time: {text[:40]!r}", field="call_back_at") from None
     return value.replace(tzinfo=ZoneInfo(zone)) if value.tzinfo is None else value
 
 

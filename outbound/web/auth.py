@@ -98,7 +98,7 @@ def current_login(request: Request, now: datetime) -> Login | None:
         login = Login(int(session["tenant_id"]), int(session["agent_id"]))
     except (KeyError, TypeError, ValueError):
         return None
-    if not at <= now < at + SESSION_MAX_AGE:
+    if at.utcoffset() is None or not at <= now < at + SESSION_MAX_AGE:  # a time without its zone is no login time
         session.clear()
         return None
     return login

@@ -164,6 +164,14 @@ def test_a_bad_duration_is_reported_with_its_line_and_field(root):
     assert "not a duration" in str(error)
 
 
+@pytest.mark.parametrize("delay", ["99999999999999999999d", "3000000w", "11000d"])
+def test_a_delay_past_any_calendar_is_reported_with_its_line_not_a_traceback(root, delay):
+    write(root, {"campaigns/reminder.yaml": CAMPAIGN.replace("window: 7d", f"window: {delay}")})
+    error = only_error(root)
+    assert (error.file, error.line, error.field) == ("campaigns/reminder.yaml", 6, "enrollment.window")
+    assert "longer than 3660 days" in str(error)
+
+
 def test_a_missing_required_field_is_reported_at_its_parent(root):
     write(root, {"campaigns/reminder.yaml": CAMPAIGN.replace("    channel: sms\n", "")})
     error = only_error(root)

@@ -12,8 +12,11 @@ import secrets
 import socket
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -257,3 +260,68 @@ def test_a_login_session_expires_after_eight_hours(server, clock):
 def _set_cookie(server) -> str:
     with httpx.Client(base_url=server) as client:
         return client.get("/agent/login").headers["set-cookie"]
+
+
+@contextmanager
+def _agent_client(server, username="alice") -> Iterator[tuple[httpx.Client, str]]:
+    with httpx.Client(base_url=server) as client:
+        token = _csrf(client.get("/agent/login").text)
+        form = {"tenant": "maple", "username": username, "password": PASSWORD, "csrf": token}
+        client.post("/agent/login", data=form)
+        yield client, _csrf(client.get("/agent/queue").text)
+
+
+@pytest.mark.parametrize(
+    "form",
+    [
+        {"tenant": "maple\x00", "username": "alice"},
+        {"tenant": "maple", "username": "alice\x00"},
+        {"tenant": "maple", "username": "a" * 100_000},
+        {"tenant": "maple", "username": "alice\ud800"},
+    ],
+)
+def test_a_login_with_nul_surrogates_or_huge_fields_is_refused_as_a_wrong_login_not_a_500(server, form):
+    with httpx.Client(base_url=server) as client:
+        token = _csrf(client.get("/agent/login").text)
+        data = {**form, "password": PASSWORD, "csrf": token}
+        body = urlencode({k: v.encode("utf-8", "surrogatepass") for k, v in data.items()})
+        answer = client.post(
+            "/agent/login", content=body, headers={"Content-Type": "application/x-www-form-urlencoded"}
+        )
+        assert answer.status_code == 401 and "Wrong tenant, username or password" in answer.text
+
+
+@pytest.mark.parametrize("task_id", [2**63, 2**64, 10**30])
+def test_a_task_id_beyond_64_bits_is_not_found_not_a_500(server, task_id):
+    with _agent_client(server, "sue") as (client, token):
+        assert client.get(f"/agent/tasks/{task_id}").status_code == 404
+        answer = client.post(f"/agent/tasks/{task_id}/outcome", data={"outcome": "no_answer", "csrf": token})
+        assert answer.status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("call_back_at", "message"),
+    [
+        ("0001-01-01T00:00", "must be in the future"),
+        ("9999-12-31T23:59", "not a time a call can be made"),  # past the calendar's end in UTC
+        ("9999-12-30T12:00", "within 366 days"),
+        ("2400-01-01T09:00", "within 366 days"),
+    ],
+)
+def test_a_call_back_time_at_the_ends_of_the_calendar_is_refused_on_the_form(server, call_back_at, message):
+    with _agent_client(server) as (client, token):
+        claimed = client.post("/agent/next", data={"csrf": token})
+        task = claimed.headers["location"]
+        answer = client.post(
+            f"{task}/outcome", data={"outcome": "call_back_later", "call_back_at": call_back_at, "csrf": token}
+        )
+        assert answer.status_code == 422 and message in answer.text
+
+
+def test_agent_notes_with_a_nul_are_refused_naming_the_field_and_the_call_stays_unrecorded(server, world):
+    with _agent_client(server) as (client, token):
+        task = client.post("/agent/next", data={"csrf": token}).headers["location"]
+        answer = client.post(f"{task}/outcome", data={"outcome": "no_answer", "notes": "rang\x00", "csrf": token})
+        assert answer.status_code == 422 and "notes" in answer.text and "NUL" in answer.text
+    with world.runtime.factory() as session:
+        assert session.scalars(select(CallbackAttempt)).all() == []
