@@ -122,7 +122,8 @@ def wrapped(connection: Connection, error: Exception, sql: str, params: Any) -> 
     base = dialect.loaded_dbapi.Error
     if not isinstance(error, base):
         return error
-    return exc.DBAPIError.instance(sql, params, error, base, dialect=dialect)
+    hide = connection.engine.hide_parameters  # the engine's promise: no parameter in an error's text
+    return exc.DBAPIError.instance(sql, params, error, base, hide_parameters=hide, dialect=dialect)
 
 
 def _bound(

@@ -325,6 +325,32 @@ class Agent(Base):
     disabled_at: Mapped[datetime | None]
 
 
+class AgentSession(Base):
+    """An agent's login, kept on the server: the cookie carries only its random token, whose hash is here.
+    Logging out, disabling the agent or idling too long ends it; an ended session is refused at once."""
+
+    __tablename__ = "agent_sessions"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    started_at: Mapped[datetime]
+    seen_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+
+
+class AuthFailure(Base):
+    """A failed login or API key, by what it was aimed at (an account, an address); counted to throttle.
+    Only hashes are kept: no username, address or key in the clear."""
+
+    __tablename__ = "auth_failures"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    scope: Mapped[str] = mapped_column(String(16))  # account, address
+    key_hash: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime]
+    __table_args__ = (Index("ix_auth_failures_scope_key_at", "scope", "key_hash", "at"),)
+
+
 class CallbackAttempt(Base):
     """One call an agent made on a callback task, with its outcome."""
 

@@ -16,7 +16,12 @@ ALEMBIC_DIR = Path(__file__).resolve().parents[2] / "alembic"
 
 
 def make_engine(url: str, **kwargs) -> Engine:
-    """An engine for `url`; SQLite files get WAL mode, foreign keys and a busy timeout."""
+    """An engine for `url`; SQLite files get WAL mode, foreign keys and a busy timeout.
+
+    Statement parameters (phone numbers, emails, tokens) never appear in SQLAlchemy's log lines or in
+    the text of its errors, at any log level (`hide_parameters`).
+    """
+    kwargs.setdefault("hide_parameters", True)
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://") :]
     if url.startswith("sqlite"):

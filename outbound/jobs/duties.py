@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 
 from outbound.config import Settings
+from outbound.db.logins import forget_failures_before
 from outbound.db.models import Tenant
 from outbound.db.session import transaction
 from outbound.dispatch.claim import next_due
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from outbound.bootstrap import Runtime
 
 log = logging.getLogger(__name__)
+FAILURES_KEPT = timedelta(days=1)  # longer than any throttling window (outbound.tenancy.throttle)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -89,6 +91,12 @@ def housekeeping(runtime: Runtime) -> None:
         log.warning("%d messages had no provider answer and are now 'unknown'", expired)
 
 
+def forget_login_failures(runtime: Runtime) -> None:
+    """Drop failed logins older than any throttling window: the table stays small whatever is tried."""
+    with transaction(runtime.factory) as session:
+        forget_failures_before(session, runtime.clock.now() - FAILURES_KEPT)
+
+
 def consent_duties(runtime: Runtime) -> None:
     """KR consent duties: enroll due consent-change notices and 2-year reconfirmation requests."""
     with transaction(runtime.factory) as session:
@@ -133,4 +141,5 @@ DUTIES: tuple[Duty, ...] = (
         next_work=_next_message,
     ),
     Duty(name="housekeeping", run=housekeeping, every=lambda _: timedelta(minutes=1), sweeps=True),
+    Duty(name="forget_login_failures", run=forget_login_failures, every=lambda _: timedelta(hours=1)),
 )

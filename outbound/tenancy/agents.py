@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from outbound.clock import Clock
+from outbound.db.logins import end_agent_sessions
 from outbound.db.models import Agent, Tenant
 from outbound.errors import InvalidInput
 from outbound.ingest.text import storable
@@ -115,9 +116,10 @@ def active_agent(session: Session, tenant_id: int, agent_id: int) -> Agent | Non
     return agent
 
 
-def disable_agent(agent: Agent, at: datetime) -> None:
-    """Stop an agent from logging in; sessions already open end at their next request."""
+def disable_agent(session: Session, agent: Agent, at: datetime) -> None:
+    """Stop an agent from logging in, and end the sessions already open."""
     agent.disabled_at = at
+    end_agent_sessions(session, agent.id, at)
 
 
 def _check_password(password: str) -> None:

@@ -29,6 +29,7 @@ from outbound.engagement.callback_queue import TaskNotHeld, claim_next, get_task
 from outbound.engagement.callback_summary import supervisor_summary
 from outbound.errors import InvalidInput, NotFound
 from outbound.tenancy.agents import active_agent, authenticate_agent
+from outbound.tenancy.throttle import account_key, blocked_for, count_failure, count_success
 from outbound.vocabulary import TaskStatus
 from outbound.web.auth import (
     LoginRequired,
@@ -56,13 +57,10 @@ _Response = TypeVar("_Response", bound=Response)
 @contextmanager
 def _work(request: Request) -> Iterator[tuple[Session, Tenant, Agent]]:
     state = request.app.state
-    login = current_login(request, state.clock.now())
-    if login is None:
-        raise LoginRequired()
     with transaction(state.factory) as session:
-        agent = active_agent(session, login.tenant_id, login.agent_id)
-        if agent is None:
-            log_out(request)
+        login = current_login(request, session, state.clock.now())
+        agent = active_agent(session, login.tenant_id, login.agent_id) if login is not None else None
+        if login is None or agent is None:
             raise LoginRequired()
         yield session, session.get_one(Tenant, login.tenant_id), agent
 
@@ -105,18 +103,30 @@ def login(
     """Start a session for the agent whose tenant, username and password match; else show the form again."""
     check_csrf(request, csrf)
     state = request.app.state
+    now = state.clock.now()
+    account, address = account_key(tenant[:200], username[:200]), request.client.host if request.client else "-"
     with transaction(state.factory) as session:
-        agent = authenticate_agent(session, tenant, username, password)
-    if agent is None:
-        return _render(
+        wait = blocked_for(session, account, address, now)
+        agent = None if wait is not None else authenticate_agent(session, tenant, username, password)
+        if agent is None and wait is None:
+            count_failure(session, account, address, now)
+        elif agent is not None:
+            count_success(session, account)
+            log_in(request, session, agent, now)
+    shown = {"tenant": tenant[:200], "username": username[:200]}
+    if wait is not None:
+        minutes = int(wait.total_seconds() // 60)
+        response = _render(
             request,
             "agent/login.html",
-            401,
-            tenant=tenant,
-            username=username,
-            error="Wrong tenant, username or password.",
+            429,
+            **shown,
+            error=f"Too many failed logins. Try again in {minutes} minutes.",
         )
-    log_in(request, agent, state.clock.now())
+        response.headers["Retry-After"] = str(int(wait.total_seconds()))
+        return response
+    if agent is None:
+        return _render(request, "agent/login.html", 401, **shown, error="Wrong tenant, username or password.")
     return _redirect("/agent/supervisor" if agent.role == "supervisor" else "/agent/queue")
 
 
@@ -124,7 +134,8 @@ def login(
 def logout(request: Request, csrf: str = Form("")) -> Response:
     """End the session."""
     check_csrf(request, csrf)
-    log_out(request)
+    with transaction(request.app.state.factory) as session:
+        log_out(request, session, request.app.state.clock.now())
     return _redirect("/agent/login")
 
 

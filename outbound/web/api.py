@@ -18,6 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from outbound.db.session import ping
 from outbound.ingest.envelopes import EventEnvelope, IngestReport
+from outbound.web.security import KeyFailures
 
 if TYPE_CHECKING:  # the writer imports this module
     from outbound.web.event_writer import EventWriter
@@ -121,6 +122,7 @@ def result(report: IngestReport, status: int = 200) -> JSONResponse:
         400: {"model": Detail, "description": "The body is not JSON."},
         401: {"model": Detail, "description": "No API key, or not a valid one."},
         413: {"model": Detail, "description": "More than 1000 events, or a body too large."},
+        429: {"model": Detail, "description": "Too many requests with a wrong key from this address."},
         422: {"model": IngestResult, "description": "The single event sent is invalid; `errors` names the field."},
     },
     tags=["events"],
@@ -133,8 +135,18 @@ async def post_events(
     The request waits for the app's event writer, which writes it together with the requests
     waiting at the same moment (`outbound.web.event_writer`); the answer is the one it would get alone.
     """
+    failures: KeyFailures = request.app.state.key_failures
+    address = request.client.host if request.client else "-"
+    wait = failures.retry_after(address)
+    if wait is not None:
+        raise HTTPException(429, "too many requests with a wrong API key", headers={"Retry-After": str(wait)})
     writer: EventWriter = request.app.state.events
-    return await writer.submit(token, body)
+    try:
+        return await writer.submit(token, body)
+    except HTTPException as refused:
+        if refused.status_code == 401:
+            failures.failed(address)
+        raise
 
 
 @router.get("/healthz", summary="Is the service up and its database reachable", tags=["health"], response_model=None)

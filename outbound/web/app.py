@@ -15,6 +15,7 @@ from outbound.ingest.events import OnEvent
 from outbound.web import agent_pages, api, survey_pages, unsubscribe, webhooks
 from outbound.web.auth import install_sessions
 from outbound.web.event_writer import EventWriter
+from outbound.web.security import KeyFailures, SecurityHeaders, redact_access_log
 
 RUNTIME_HOOK = object()  # create_app's default: the runtime's own trigger hook
 
@@ -39,6 +40,7 @@ def create_app(runtime: Runtime, *, on_event: OnEvent | None | object = RUNTIME_
     app.state.keys = runtime.keys
     app.state.keyring = runtime.keyring
     app.state.on_event = runtime.on_event if on_event is RUNTIME_HOOK else on_event
+    app.state.key_failures = KeyFailures()
     app.state.events = EventWriter(app.state)  # the waiting requests' events, written together
     app.include_router(api.router)
     app.include_router(survey_pages.router)
@@ -46,7 +48,10 @@ def create_app(runtime: Runtime, *, on_event: OnEvent | None | object = RUNTIME_
     app.include_router(unsubscribe.router)
     app.include_router(agent_pages.router)
     app.mount("/static", StaticFiles(directory=Path(__file__).resolve().parent / "static"), name="static")
-    install_sessions(app, runtime.keyring, https_only=runtime.settings.base_url.startswith("https:"))
+    https = runtime.settings.base_url.startswith("https:")
+    install_sessions(app, runtime.keyring, https_only=https)
+    app.add_middleware(SecurityHeaders, https=https)
+    redact_access_log()
     _add_schemas(app, api.openapi_components())
     return app
 

@@ -1,9 +1,11 @@
 """Agent login sessions and CSRF tokens for the server-rendered pages.
 
-The session lives in a cookie signed with the keyring's session key (`outbound.signing`: a key of its
-own, derived from the operator's secret; Starlette's SessionMiddleware, itsdangerous underneath), so it cannot be forged or altered. It expires twice
-over: the signed cookie carries its own timestamp and is refused after `SESSION_MAX_AGE`, and the
-login time inside it is checked against the app's clock, so a simulated clock can expire it too.
+A login is kept on the server (`outbound.db.logins`): the cookie carries only a random token, and the
+database only its hash. Logging out ends it at once (a copied cookie is worthless after), as does
+disabling the agent; it ends after `SESSION_IDLE` without a request and `SESSION_MAX_AGE` after login
+at the latest, by the app's clock (so a simulated clock can expire it too). The cookie itself is
+signed with the keyring's session key (`outbound.signing`; Starlette's SessionMiddleware), HttpOnly,
+SameSite=Lax, and Secure when the base URL is https.
 
 Every form carries the session's CSRF token; a POST without the matching token is refused (403)
 before it touches anything. Logging in starts a fresh session (new token), so a token or cookie
@@ -18,13 +20,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from fastapi import FastAPI, HTTPException, Request
+from sqlalchemy.orm import Session
 from starlette.middleware.sessions import SessionMiddleware
 
+from outbound.db import logins
 from outbound.db.models import Agent
 from outbound.signing import Keyring, TokenKind
 
 SESSION_COOKIE = "outbound_agent"
 SESSION_MAX_AGE = timedelta(hours=8)  # one shift
+SESSION_IDLE = timedelta(hours=1)  # a long call, no longer
+_TOUCH = timedelta(minutes=1)  # a session's last use is written at most this often
 LOGIN_PATH = "/agent/login"
 
 
@@ -77,31 +83,32 @@ def check_csrf(request: Request, submitted: str | None) -> None:
         raise CsrfRejected()
 
 
-def log_in(request: Request, agent: Agent, now: datetime) -> None:
-    """Start a fresh session for `agent` (a new CSRF token; nothing of the anonymous session kept)."""
+def log_in(request: Request, session: Session, agent: Agent, now: datetime) -> None:
+    """Start a fresh session for `agent` (a new token and CSRF token; nothing of the anonymous session kept)."""
+    token = secrets.token_urlsafe(32)
+    logins.open_session(session, agent.tenant_id, agent.id, token, now)
     request.session.clear()
-    request.session.update(
-        {"tenant_id": agent.tenant_id, "agent_id": agent.id, "at": now.isoformat(), "csrf": secrets.token_urlsafe(32)}
-    )
+    request.session.update({"sid": token, "csrf": secrets.token_urlsafe(32)})
 
 
-def log_out(request: Request) -> None:
-    """End the session."""
+def log_out(request: Request, session: Session, now: datetime) -> None:
+    """End the session, on the server too."""
+    token = request.session.get("sid")
+    if isinstance(token, str):
+        logins.end_session(session, token, now)
     request.session.clear()
 
 
-def current_login(request: Request, now: datetime) -> Login | None:
-    """The login the session holds, if it has not expired by `now` (the app's clock)."""
-    session = request.session
-    try:
-        at = datetime.fromisoformat(session["at"])
-        login = Login(int(session["tenant_id"]), int(session["agent_id"]))
-    except (KeyError, TypeError, ValueError):
+def current_login(request: Request, session: Session, now: datetime) -> Login | None:
+    """The login the session holds, if it is still live at `now` (the app's clock)."""
+    token = request.session.get("sid")
+    if not isinstance(token, str) or len(token) > 100:
         return None
-    if at.utcoffset() is None or not at <= now < at + SESSION_MAX_AGE:  # a time without its zone is no login time
-        session.clear()
+    live = logins.live_session(session, token, now, idle=SESSION_IDLE, longest=SESSION_MAX_AGE, touch_after=_TOUCH)
+    if live is None:
+        request.session.clear()
         return None
-    return login
+    return Login(live.tenant_id, live.agent_id)
 
 
 def flash(request: Request, text: str) -> None:

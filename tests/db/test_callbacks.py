@@ -285,7 +285,7 @@ def test_login_needs_the_right_tenant_username_and_password_and_an_enabled_accou
         assert authenticate_agent(session, "maple", "alice", PASSWORD).username == "alice"
         assert authenticate_agent(session, "maple", "alice", "wrong password") is None
         assert authenticate_agent(session, "acme", "alice", PASSWORD) is None
-        disable_agent(_agent(session, "alice"), clock.now())
+        disable_agent(session, _agent(session, "alice"), clock.now())
         assert authenticate_agent(session, "maple", "alice", PASSWORD) is None
 
 

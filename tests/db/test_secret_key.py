@@ -74,3 +74,28 @@ def test_printed_settings_show_no_secret_or_credential():
     settings = Settings(secret_key=secret, twilio_auth_token=token, sendgrid_api_key=key, secret_key_fallbacks=secret)
     shown = repr(settings) + str(settings) + str(settings.model_dump())
     assert secret not in shown and token not in shown and key not in shown
+
+
+def test_no_statement_parameter_reaches_a_log_line_or_an_error_text(engine, caplog):
+    import logging
+
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    from outbound.db.direct import on_driver
+
+    phone = "+12025550143"
+    caplog.set_level(logging.DEBUG, logger="sqlalchemy.engine")
+    engine.echo = True  # the most an operator can turn on
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT :phone"), {"phone": phone})
+            with pytest.raises(DBAPIError) as raised:
+                connection.execute(text("SELECT * FROM no_such_table WHERE x = :phone"), {"phone": phone})
+            assert phone not in str(raised.value)
+            with pytest.raises(DBAPIError) as raised:
+                on_driver(connection, "SELECT * FROM no_such_table WHERE x = ?", (phone,))
+            assert phone not in str(raised.value)
+    finally:
+        engine.echo = False
+    assert caplog.records and phone not in caplog.text

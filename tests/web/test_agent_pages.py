@@ -24,7 +24,16 @@ import uvicorn
 from sqlalchemy import select
 
 from outbound.config import Settings
-from outbound.db.models import CallbackAttempt, CallbackTask, Contact, DncImport, Enrollment, Message, SurveyResponse
+from outbound.db.models import (
+    Agent,
+    CallbackAttempt,
+    CallbackTask,
+    Contact,
+    DncImport,
+    Enrollment,
+    Message,
+    SurveyResponse,
+)
 from outbound.db.session import transaction
 from outbound.tenancy.agents import create_agent
 from outbound.web.app import create_app
@@ -249,9 +258,10 @@ def test_a_login_session_expires_after_eight_hours(server, clock):
         token = _csrf(client.get("/agent/login").text)
         client.post("/agent/login", data={"tenant": "maple", "username": "alice", "password": PASSWORD, "csrf": token})
         assert client.get("/agent/queue").status_code == 200
-        clock.advance(timedelta(hours=7, minutes=59))
-        assert client.get("/agent/queue").status_code == 200
-        clock.advance(timedelta(minutes=1))
+        for _ in range(9):  # a busy shift: a page every 53 minutes, never idle for an hour
+            clock.advance(timedelta(minutes=53))
+            assert client.get("/agent/queue").status_code == 200
+        clock.advance(timedelta(minutes=3))  # 8 h after login
         expired = client.get("/agent/queue")
         assert expired.status_code == 303 and expired.headers["location"] == "/agent/login"
     assert "Max-Age=28800" in _set_cookie(server)
@@ -325,3 +335,57 @@ def test_agent_notes_with_a_nul_are_refused_naming_the_field_and_the_call_stays_
         assert answer.status_code == 422 and "notes" in answer.text and "NUL" in answer.text
     with world.runtime.factory() as session:
         assert session.scalars(select(CallbackAttempt)).all() == []
+
+
+def test_a_session_idle_for_an_hour_ends(server, clock):
+    with _agent_client(server) as (client, _):
+        clock.advance(timedelta(minutes=59))
+        assert client.get("/agent/queue").status_code == 200
+        clock.advance(timedelta(minutes=60))
+        assert client.get("/agent/queue").headers.get("location") == "/agent/login"
+
+
+def test_logout_ends_the_session_on_the_server_so_a_copied_cookie_is_refused(server):
+    with _agent_client(server) as (client, token):
+        thief = httpx.Client(base_url=server, cookies={"outbound_agent": client.cookies["outbound_agent"]})
+        assert thief.get("/agent/queue").status_code == 200
+        client.post("/agent/logout", data={"csrf": token})
+        refused = thief.get("/agent/queue")
+        thief.close()
+        assert refused.status_code == 303 and refused.headers["location"] == "/agent/login"
+
+
+def test_disabling_an_agent_ends_the_sessions_already_open(server, world, clock):
+    from outbound.tenancy.agents import disable_agent
+
+    with _agent_client(server, "bob") as (client, _):
+        assert client.get("/agent/queue").status_code == 200
+        with transaction(world.runtime.factory) as session:
+            bob = session.scalar(select(Agent).where(Agent.username == "bob"))
+            disable_agent(session, bob, clock.now())
+        assert client.get("/agent/queue").headers.get("location") == "/agent/login"
+
+
+def test_guessing_passwords_is_throttled_per_account_with_429_and_retry_after(server, clock):
+    with httpx.Client(base_url=server) as client:
+        token = _csrf(client.get("/agent/login").text)
+        wrong = {"tenant": "maple", "username": "alice", "password": "guess", "csrf": token}
+        assert [client.post("/agent/login", data=wrong).status_code for _ in range(5)] == [401] * 5
+        refused = client.post("/agent/login", data={**wrong, "password": PASSWORD})  # even the right password
+        assert refused.status_code == 429 and int(refused.headers["retry-after"]) > 0
+        assert "Too many failed logins" in refused.text
+        clock.advance(timedelta(minutes=16))
+        allowed = client.post("/agent/login", data={**wrong, "password": PASSWORD})
+        assert allowed.status_code == 303
+
+
+def test_guessing_across_many_accounts_is_throttled_per_address(server):
+    with httpx.Client(base_url=server) as client:
+        token = _csrf(client.get("/agent/login").text)
+        answers = [
+            client.post(
+                "/agent/login", data={"tenant": "maple", "username": f"user{n}", "password": "x", "csrf": token}
+            ).status_code
+            for n in range(21)
+        ]
+        assert answers == [401] * 20 + [429]

@@ -224,3 +224,12 @@ def test_a_key_revoked_while_the_server_runs_is_refused_on_its_next_request(clie
     assert response.status_code == 401
     assert client.post("/v1/events", json=envelope("e3"), headers=auth(keys["shop-two"])).status_code == 200
     assert stored_ids(factory) == ["e1", "e3"]
+
+
+def test_a_client_sending_wrong_keys_is_answered_429_with_retry_after(client, tenants, factory):
+    good = tenants[1]["shop-one"]
+    answers = [client.post("/v1/events", json=envelope(), headers=auth("obk_wrong")).status_code for _ in range(31)]
+    assert answers == [401] * 30 + [429]
+    refused = client.post("/v1/events", json=envelope(), headers=auth(good))
+    assert refused.status_code == 429 and int(refused.headers["retry-after"]) > 0
+    assert stored_ids(factory) == []
