@@ -30,6 +30,19 @@ def normalise_phone(raw: str, default_region: str | None) -> str:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
+def sender_number(raw: str | None, default_region: str | None) -> str | None:
+    """A number messages are sent from or to, as compared: E.164 when it is a phone number (one written
+    without `+` read in `default_region`), else its text without spaces (a short code, a sender id).
+    None when there is none."""
+    text = "".join((raw or "").split())
+    if not text:
+        return None
+    try:
+        return normalise_phone(text, default_region)
+    except InvalidInput:
+        return text
+
+
 def normalise_email(raw: str) -> str:
     """`raw` trimmed and lower-cased; InvalidInput unless it has one `@` and a dotted domain."""
     text = (raw or "").strip().lower()
