@@ -30,6 +30,8 @@ from outbound.addresses import is_sender_id
 from outbound.config import Settings
 from outbound.db.models import Message, Tenant
 from outbound.db.session import transaction
+from outbound.delivery.inbound import receive_inbound
+from outbound.delivery.routing import Senders, attribute, senders_of
 from outbound.delivery.signatures import SignatureRefused, check_sendgrid, check_twilio, webhook_url
 from outbound.delivery.status import DeliveryReport, apply_report
 from outbound.ingest.text import without_unstorable
@@ -118,16 +120,6 @@ def _verify_twilio(request: Request, form: Form, tokens: list[str]) -> str:
         raise HTTPException(refused.status, str(refused)) from None
 
 
-def _tenant_by_number(session: Session, number: str | None) -> Tenant | None:
-    if not number:
-        return None
-    wanted = "".join(number.split())
-    for tenant in session.scalars(select(Tenant).order_by(Tenant.id)):
-        if "".join(str((tenant.settings or {}).get("sms_from") or "").split()) == wanted:
-            return tenant
-    return None
-
-
 @router.post(
     "/webhooks/twilio/status", summary="Twilio status callback", responses=SIGNATURE_RESPONSES, response_model=None
 )
@@ -157,8 +149,9 @@ def twilio_status(request: Request, body: bytes = Depends(request_body)) -> dict
             raise HTTPException(400, "MessageSid and MessageStatus are required")
         tenant_id = message.tenant_id if message is not None else dict(secrets).get(signer)
         if tenant_id is None:
-            tenant = _tenant_by_number(session, fields.get("From"))
-            tenant_id = tenant.id if tenant else None
+            # From is the number we sent from: its tenant, when only one sends from it.
+            senders = senders_of(session, fields.get("From"), state.settings).tenants
+            tenant_id = senders[0].id if len(senders) == 1 else None
         code = (fields.get("ErrorCode") or "").strip() or None
         report = DeliveryReport(
             provider="twilio",
@@ -184,25 +177,24 @@ def twilio_status(request: Request, body: bytes = Depends(request_body)) -> dict
     "/webhooks/twilio/inbound", summary="Twilio inbound SMS", responses=SIGNATURE_RESPONSES, response_class=Response
 )
 def twilio_inbound(request: Request, body: bytes = Depends(request_body)) -> Response:
-    """An SMS a contact sent to a tenant's number (its `sms_from` setting): keywords (STOP, START, HELP)
-    and survey answers. Answers TwiML: the reply, if any, as one <Message>."""
+    """An SMS a contact sent to one of our numbers: keywords (STOP, START, HELP) and survey answers. A tenant's
+    own number (`sms_from`) makes it that tenant's; the shared sender (OUTBOUND_TWILIO_FROM_NUMBER), the one
+    tenant sending from it that has the phone as a contact, else every tenant sending from it for an
+    opt-out. Answers TwiML: the reply, if any, as one <Message>."""
     state = request.app.state
     form = _form(body)
     fields = _twilio_fields(form)
     with transaction(state.factory) as session:
-        tenant = _tenant_by_number(session, fields.get("To"))
-        token = _tenant_token(tenant, state.settings)
-        _verify_twilio(request, form, [token] if token else [])
+        senders = senders_of(session, fields.get("To"), state.settings)
+        _verify_twilio(request, form, _inbound_tokens(senders, state.settings))
         _check_lengths(fields)
         if not fields.get("MessageSid") or not fields.get("From") or not fields.get("To"):
             raise HTTPException(400, "MessageSid, From and To are required")
-        if tenant is None:
+        if not senders.tenants and not senders.shared:
             raise HTTPException(404, "no tenant sends from this number (tenant setting sms_from)")
-        from outbound.delivery.inbound import receive_inbound_sms
-
-        outcome = receive_inbound_sms(
+        outcome = receive_inbound(
             session,
-            tenant,
+            attribute(session, senders, fields["From"]),
             from_number=fields["From"],
             to_number=fields["To"],
             body=fields.get("Body") or "",
@@ -219,6 +211,15 @@ def twilio_inbound(request: Request, body: bytes = Depends(request_body)) -> Res
         else '<?xml version="1.0" encoding="UTF-8"?><Response/>'
     )
     return Response(twiml, media_type=TWIML)
+
+
+def _inbound_tokens(senders: Senders, settings: Settings) -> list[str]:
+    """The auth tokens that may sign an SMS to this number: its owner's (its own, else the global one); the
+    global one for the shared sender, which sends through the global account, and for a number none owns."""
+    tokens = [_tenant_token(tenant, settings) for tenant in senders.owners]
+    if (senders.shared or not tokens) and settings.twilio_auth_token:
+        tokens.append(settings.twilio_auth_token.get_secret_value())
+    return [token for token in tokens if token]
 
 
 def _sendgrid_keys(session: Session, settings: Settings) -> dict[str, int | None]:
