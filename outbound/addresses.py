@@ -30,6 +30,27 @@ def normalise_phone(raw: str, default_region: str | None) -> str:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
+def sender_number(raw: str | None, default_region: str | None) -> str | None:
+    """A number messages are sent from or to, as compared: E.164 when it is a phone number (one written
+    without `+` read in `default_region`), else its text without spaces (a short code, a sender id).
+    None when there is none."""
+    text = "".join((raw or "").split())
+    if not text:
+        return None
+    try:
+        return normalise_phone(text, default_region)
+    except InvalidInput:
+        return text
+
+
+def is_sender_id(raw: str | None) -> bool:
+    """Whether `raw` is an alphanumeric sender id ("VERIFY", "SHOP24"): a name shown in place of a number,
+    which cannot be texted back. Phone numbers and short codes have no letters; a `channel:` address
+    (whatsapp:+1…) is not a sender id either."""
+    text = raw or ""
+    return any(c.isalpha() for c in text) and ":" not in text
+
+
 def normalise_email(raw: str) -> str:
     """`raw` trimmed and lower-cased; InvalidInput unless it has one `@` and a dotted domain."""
     text = (raw or "").strip().lower()
@@ -75,6 +96,9 @@ def address_hash(channel: str, address: str) -> str:
             normalised = normalise_phone(text, None)
         except InvalidInput:
             normalised = "".join(c for c in text if c.isdigit() or c == "+")
+            if not any(c.isdigit() for c in normalised):
+                # An alphanumeric sender id ("VERIFY"): its letters are what tells it apart.
+                normalised = "".join(text.split()).casefold()
     else:
         raise InvalidInput(f"unknown channel {channel!r}", field="channel")
     if not normalised:

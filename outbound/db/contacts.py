@@ -90,6 +90,17 @@ def find_contacts(session: Session, tenant_id: int, external_ids: Sequence[str],
     return known
 
 
+def contacts_with_phone(session: Session, tenant_id: int, phone: str) -> list[Contact]:
+    """The tenant's contacts, not erased, whose phone is `phone` (E.164), oldest first."""
+    return list(
+        session.scalars(
+            select(Contact)
+            .where(Contact.tenant_id == tenant_id, Contact.phone == phone, Contact.erased_at.is_(None))
+            .order_by(Contact.id)
+        )
+    )
+
+
 def add_contacts(session: Session, made: list[Contact], *, attach: bool) -> None:
     """Store new contacts: added to the session with ids drawn ahead (one executemany at the next flush),
     or inserted through the driver and kept out of it (`attach=False`)."""

@@ -278,7 +278,12 @@ class InboundMessage(Base):
     """An SMS a contact sent us: a keyword, a survey answer, or anything else."""
 
     __tablename__ = "inbound_messages"
-    __table_args__ = (Index("ix_inbound_messages_contact", "tenant_id", "contact_id", "received_at"),)
+    __table_args__ = (
+        Index("ix_inbound_messages_contact", "tenant_id", "contact_id", "received_at"),
+        # Once per tenant it is for: an opt-out to the shared number is kept by every tenant sending from it.
+        UniqueConstraint("tenant_id", "provider_id"),
+        Index("ix_inbound_messages_provider", "provider_id"),
+    )
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
     contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id"))
@@ -286,7 +291,7 @@ class InboundMessage(Base):
     from_address: Mapped[str | None] = mapped_column(String(320))  # cleared on erasure
     to_address: Mapped[str | None] = mapped_column(String(320))
     body: Mapped[str | None] = mapped_column(Text)  # cleared on erasure
-    provider_id: Mapped[str | None] = mapped_column(String(200), unique=True)
+    provider_id: Mapped[str | None] = mapped_column(String(200))
     kind: Mapped[str] = mapped_column(String(32))  # opt_out, opt_in, help, survey_answer, other
     received_at: Mapped[datetime]
 

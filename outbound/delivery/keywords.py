@@ -131,3 +131,28 @@ def reconfirm_reply(sender: str, korean: bool) -> str:
     if korean:
         return f"[{sender}] 광고 수신 동의가 갱신되었습니다. 원치 않으시면 언제든 '수신거부'로 답장해 주세요."
     return f"{sender}: thank you, your consent is renewed. Reply STOP to opt out at any time."
+
+
+# A number several tenants send from (the shared sender), and a phone that does not tell which of them a
+# reply is for: the answers name no sender, since any one named could be the wrong one.
+
+
+def shared_opt_out_reply(korean: bool) -> str:
+    """The one confirmation of an opt-out that reached every sender of a shared number."""
+    if korean:
+        return "이 번호로 보내는 모든 문자의 수신거부가 처리되었습니다. 다시 받으시려면 START로 답장해 주세요."
+    return "You are unsubscribed from all messages from this number. Reply START to resubscribe."
+
+
+def shared_opt_in_reply(korean: bool) -> str:
+    """The confirmation of a re-subscription to every sender of a shared number."""
+    if korean:
+        return "이 번호로 보내는 문자 수신이 다시 설정되었습니다. 원치 않으시면 언제든 '수신거부'로 답장해 주세요."
+    return "You are subscribed again to messages from this number. Reply STOP to opt out at any time."
+
+
+def shared_help_reply(korean: bool) -> str:
+    """The answer to HELP on a shared number: how to opt out of all of its senders."""
+    if korean:
+        return "이 번호는 여러 발신자가 함께 사용합니다. 모든 문자를 받지 않으시려면 '수신거부'로 답장해 주세요."
+    return "This number sends messages for several services. Reply STOP to opt out of all of them."

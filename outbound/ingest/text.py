@@ -27,6 +27,12 @@ def storable(value: str) -> str:
 Storable = AfterValidator(storable)
 
 
+def without_unstorable(value: str) -> str:
+    """`value` without the characters `storable` refuses: for text a provider signed (a webhook), which is
+    kept rather than refused, since refusing it would lose the report (an opt-out among them)."""
+    return _UNSTORABLE.sub("", value)
+
+
 def check_storable(value: Any, field: str) -> None:
     """Refuse (InvalidInput naming the field, e.g. `data.items[2].name`) any string or key in a JSON value
     that cannot be stored, and nesting deeper than `MAX_DEPTH`."""

@@ -1,4 +1,9 @@
-"""Tenants: the brands whose customers are contacted. Every query is scoped by one."""
+"""Tenants: the brands whose customers are contacted. Every query is scoped by one.
+
+A tenant's own SMS number (`sms_from`) is its alone: kept in E.164 and refused for a second tenant,
+so an inbound SMS to it is that tenant's. A tenant without one sends from the shared sender
+(OUTBOUND_TWILIO_FROM_NUMBER or the messaging service), whose replies `outbound.delivery.routing` sorts out.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from outbound.addresses import default_region, sender_number
 from outbound.clock import Clock
 from outbound.db.models import Tenant
 from outbound.errors import InvalidInput, UnknownTenant
@@ -44,11 +50,6 @@ def create_tenant(
         ZoneInfo(timezone)
     except (ZoneInfoNotFoundError, ValueError):
         raise InvalidInput(f"unknown time zone {timezone!r}", field="timezone") from None
-    missing = [key for key in REQUIRED_SETTINGS[jurisdiction] if not (settings or {}).get(key)]
-    if missing:
-        raise InvalidInput(
-            f"a {jurisdiction} tenant needs {', '.join(missing)} (set with --set KEY=VALUE)", field="settings"
-        )
     if session.scalar(select(Tenant.id).where(Tenant.slug == slug)) is not None:
         raise InvalidInput(f"tenant {slug!r} already exists", field="slug")
     tenant = Tenant(
@@ -57,12 +58,60 @@ def create_tenant(
         jurisdiction=jurisdiction,
         timezone=timezone,
         locale=locale,
-        settings=settings or {},
+        settings=_checked_settings(session, None, jurisdiction, timezone, settings or {}),
         created_at=clock.now(),
     )
     session.add(tenant)
     session.flush()
     return tenant
+
+
+def update_settings(session: Session, tenant: Tenant, changes: dict[str, Any]) -> Tenant:
+    """Change some of a tenant's settings (a value None or empty removes the key), checked as `create_tenant`
+    checks them: what its jurisdiction requires, and a number no other tenant sends from."""
+    merged = {**(tenant.settings or {}), **changes}
+    merged = {key: value for key, value in merged.items() if value is not None and value != ""}
+    # A new dict, not the old one changed: the JSON column sees a change only by assignment.
+    tenant.settings = _checked_settings(session, tenant.id, tenant.jurisdiction, tenant.timezone, merged)
+    session.flush()
+    return tenant
+
+
+def own_number(tenant: Tenant) -> str | None:
+    """The number the tenant sends SMS from, as numbers are compared (`sender_number`: E.164 for a phone
+    number); None when it has none of its own and sends from the shared sender."""
+    return sender_number((tenant.settings or {}).get("sms_from"), default_region(tenant.jurisdiction, tenant.timezone))
+
+
+def tenants_sending_from(session: Session, number: str | None, *, shared: bool) -> list[Tenant]:
+    """The tenants that send SMS from `number` (compared as `sender_number`), by id: the one whose own number
+    it is and, when it is the shared sender, every tenant without a number of its own."""
+    wanted = sender_number(number, None)
+    found = []
+    for tenant in session.scalars(select(Tenant).order_by(Tenant.id)):
+        own = own_number(tenant)
+        if (own is not None and own == wanted) or (own is None and shared):
+            found.append(tenant)
+    return found
+
+
+def _checked_settings(
+    session: Session, tenant_id: int | None, jurisdiction: str, timezone: str, settings: dict[str, Any]
+) -> dict[str, Any]:
+    """`settings` as stored (`sms_from` in E.164), or InvalidInput naming what is missing or taken."""
+    missing = [key for key in REQUIRED_SETTINGS[jurisdiction] if not settings.get(key)]
+    if missing:
+        raise InvalidInput(
+            f"a {jurisdiction} tenant needs {', '.join(missing)} (set with --set KEY=VALUE)", field="settings"
+        )
+    number = sender_number(settings.get("sms_from"), default_region(jurisdiction, timezone))
+    if number is None:
+        return dict(settings)
+    others = select(Tenant).where(Tenant.id != tenant_id) if tenant_id is not None else select(Tenant)
+    if any(own_number(other) == number for other in session.scalars(others)):
+        # Which tenant is not this one's business: the number is taken, that is all it learns.
+        raise InvalidInput(f"the number {number} is already used by another tenant", field="settings.sms_from")
+    return {**settings, "sms_from": number}
 
 
 def get_tenant(session: Session, slug: str | None) -> Tenant:

@@ -1,11 +1,17 @@
 """The Alembic migrations are the only source of the schema, and they agree with the models."""
 
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from datetime import UTC, datetime
 
-from outbound.db.models import Base
-from outbound.db.session import make_engine, upgrade
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.command import downgrade
+from alembic.migration import MigrationContext
+from sqlalchemy import insert, inspect
+from sqlalchemy.exc import IntegrityError
+
+from outbound.db.models import Base, InboundMessage, Tenant
+from outbound.db.models import table as table_of
+from outbound.db.session import alembic_config, make_engine, upgrade
 
 
 def test_migrated_database_matches_the_models(db_url):
@@ -42,3 +48,35 @@ def test_sqlite_database_runs_in_wal_mode(tmp_path):
     with engine.connect() as connection:
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
     engine.dispose()
+
+
+def test_0006_keeps_inbound_sms_and_lets_each_tenant_keep_one_with_the_same_twilio_id(db_url):
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    downgrade(alembic_config(db_url), "0005")
+    engine = make_engine(db_url)
+    try:
+        tenant = {
+            "name": "x",
+            "jurisdiction": "US",
+            "timezone": "UTC",
+            "locale": "en",
+            "settings": {},
+            "created_at": now,
+        }
+        row = {"channel": "sms", "provider_id": "SM1", "kind": "opt_out", "received_at": now}
+        with engine.begin() as connection:
+            connection.execute(
+                insert(table_of(Tenant)), [{"id": 1, "slug": "a", **tenant}, {"id": 2, "slug": "b", **tenant}]
+            )
+            connection.execute(insert(table_of(InboundMessage)), [{"tenant_id": 1, **row}])
+        upgrade(db_url)
+        with engine.begin() as connection:
+            connection.execute(insert(table_of(InboundMessage)), [{"tenant_id": 2, **row}])
+        with pytest.raises(IntegrityError), engine.begin() as connection:
+            connection.execute(insert(table_of(InboundMessage)), [{"tenant_id": 1, **row}])
+        with engine.connect() as connection:
+            kept = connection.execute(table_of(InboundMessage).select().order_by("tenant_id")).all()
+        assert [(r.tenant_id, r.provider_id) for r in kept] == [(1, "SM1"), (2, "SM1")]
+    finally:
+        engine.dispose()
+        upgrade(db_url)

@@ -365,3 +365,56 @@ def test_an_event_applied_while_the_batch_is_with_the_provider_is_kept_when_the_
     assert second.status == "sent"
     assert [step for step, _ in world.trail(second.id)] == ["scheduled", "sending", "sent"]
     runtime.close()
+
+
+# -- signed events SendGrid may really send, and numbers and text the database cannot hold ---------------
+
+
+@pytest.mark.parametrize("message_id", [2**63, 2**64 + 5, -(2**63) - 1, "9" * 40, 1e300, True])
+def test_an_event_whose_message_id_is_beyond_64_bits_finds_its_message_another_way(
+    world, client, clock, fake, signer, message_id
+):
+    message, request = send_one(world, clock, fake)
+    response = post(client, signer, [event(request, "delivered", clock, message_id=message_id)], clock)
+    assert response.status_code == 200 and response.json()["stored"] == 1
+    # Not a message id of ours: the request id and the recipient still find it.
+    assert world.messages(id=message.id)[0].status == "delivered"
+
+
+def test_an_event_whose_numbers_are_infinite_or_not_a_number_is_stored_not_a_500(world, client, clock, fake, signer):
+    message, request = send_one(world, clock, fake)
+    events = [
+        event(request, "delivered", clock, message_id=float("inf")),
+        event(request, "open", clock, timestamp=float("-inf")),
+        event(request, "group_unsubscribe", clock, asm_group_id=float("nan")),
+        event(request, "click", clock, asm_group_id=2**80, timestamp=10**30),
+    ]
+    response = post(client, signer, events, clock)
+    assert response.status_code == 200 and response.json()["stored"] == 4, response.json()
+    assert world.messages(id=message.id)[0].status == "delivered"
+    assert suppressions(world, message.tenant_id) == ["group_unsubscribe"]
+    assert all(e.detail["asm_group_id"] is None for e in stored(world))
+
+
+@pytest.mark.parametrize("bad", ["\x00", "\ud800"])
+@pytest.mark.parametrize("field", ["email", "event", "sg_event_id", "sg_message_id", "reason", "type", "tenant"])
+def test_an_event_with_a_nul_or_a_lone_surrogate_in_any_field_is_applied_without_it(
+    world, client, clock, fake, signer, field, bad
+):
+    message, request = send_one(world, clock, fake)
+    item = event(request, "bounce", clock, type="bounce", reason="550 5.1.1 unknown user")
+    item[field] = item[field][:1] + bad + item[field][1:]
+    response = post(client, signer, [item], clock)
+    assert response.status_code == 200 and response.json()["stored"] == 1, response.json()
+    [kept] = stored(world)
+    text = kept.provider_event_id + kept.type + json.dumps(kept.detail, ensure_ascii=False)
+    assert "\x00" not in text and "\ud800" not in text
+    # The bounce still ends the message and suppresses the address.
+    assert world.messages(id=message.id)[0].status == "undelivered"
+    assert suppressions(world, message.tenant_id) == ["hard_bounce"]
+
+
+def test_a_signed_body_nested_deeper_than_the_json_reader_goes_gets_400_not_a_500(world, client, clock, signer):
+    body = "[" * 100_000 + "]" * 100_000
+    response = client.post(PATH, content=body, headers=signer.headers(body, int(clock.now().timestamp())))
+    assert response.status_code == 400

@@ -4,6 +4,7 @@ status callbacks for messages really sent through the SDK to the fake provider, 
 from __future__ import annotations
 
 import dataclasses
+import json
 from datetime import timedelta
 from xml.etree import ElementTree
 
@@ -344,3 +345,84 @@ def test_explain_and_the_unknown_list_show_provider_ids_and_delivery_events(worl
     assert "21610" in explained.output and "webhook" in explained.output
     listed = CliRunner().invoke(app, ["messages", "list", "--status", "undelivered", "--json", "--db", db_url])
     assert f'"provider_id": "{message.provider_id}"' in listed.output and '"error_code": "21610"' in listed.output
+
+
+# -- signed requests Twilio may really send, and what an attacker holding no token cannot change ----------
+
+
+def test_an_inbound_stop_from_an_alphanumeric_sender_is_recorded_without_a_reply(world, client):
+    tenant = world.tenant(sms_from=SHOP_NUMBER)
+    response = post_signed(client, INBOUND, inbound("STOP", sender="VERIFY"))
+    assert response.status_code == 200
+    # A sender id cannot be texted back: no <Message>.
+    assert ElementTree.fromstring(response.text).find("Message") is None
+    with world.runtime.factory() as session:
+        assert is_suppressed(session, tenant.id, "sms", "VERIFY") == ["opt_out"]
+        [kept] = session.scalars(select(InboundMessage))
+        assert (kept.kind, kept.from_address) == ("opt_out", "VERIFY")
+
+
+@pytest.mark.parametrize("code", [None, 21610, 21211])
+def test_a_status_callback_to_an_alphanumeric_address_is_answered_not_a_500(world, client, code):
+    tenant = world.tenant(sms_from=SHOP_NUMBER)
+    response = post_signed(client, STATUS, callback("SM" + "c" * 32, "undelivered", code=code, to="VERIFY"))
+    assert response.status_code == 200 and response.json()["stored"] is True
+    with world.runtime.factory() as session:
+        expected = {None: [], 21610: ["opt_out"], 21211: ["undeliverable"]}[code]
+        assert is_suppressed(session, tenant.id, "sms", "VERIFY") == expected
+
+
+@pytest.mark.parametrize("body", ["STOP\x00", "\x00STOP", "ST\x00OP"])
+def test_an_inbound_stop_with_a_nul_in_its_body_still_opts_out(world, client, body):
+    tenant = world.tenant(sms_from=SHOP_NUMBER)
+    world.contact(tenant, "c1", phone=PHONE)
+    response = post_signed(client, INBOUND, inbound(body))
+    assert response.status_code == 200 and ElementTree.fromstring(response.text).find("Message") is not None
+    with world.runtime.factory() as session:
+        assert is_suppressed(session, tenant.id, "sms", PHONE) == ["opt_out"]
+        [kept] = session.scalars(select(InboundMessage))
+        assert (kept.kind, kept.body) == ("opt_out", "STOP")
+
+
+@pytest.mark.parametrize("field", ["MessageSid", "From", "To"])
+def test_an_inbound_stop_with_a_nul_in_any_field_still_opts_out(world, client, field):
+    tenant = world.tenant(sms_from=SHOP_NUMBER)
+    params = inbound("STOP")
+    params[field] = params[field][:4] + "\x00" + params[field][4:]
+    response = post_signed(client, INBOUND, params)
+    assert response.status_code == 200
+    with world.runtime.factory() as session:
+        assert is_suppressed(session, tenant.id, "sms", PHONE) == ["opt_out"]
+        [kept] = session.scalars(select(InboundMessage))
+        assert "\x00" not in (kept.provider_id + kept.from_address + kept.to_address)
+
+
+@pytest.mark.parametrize("field", ["MessageSid", "MessageStatus", "ErrorCode", "To", "From", "AccountSid"])
+def test_a_status_callback_with_a_nul_in_any_field_is_stored_without_it(world, client, clock, field):
+    message = send_one(world, clock)
+    params = callback(message.provider_id, "undelivered", code=21610)
+    params[field] = params[field][:3] + "\x00" + params[field][3:]
+    if field == "MessageSid":
+        params["SmsSid"] = params[field]
+    response = post_signed(client, STATUS, params)
+    assert response.status_code == 200
+    [event] = events_of(world)
+    assert "\x00" not in event.provider_event_id + event.type + json.dumps(event.detail)
+
+
+@pytest.mark.parametrize("field, value", [("MessageSid", "SM" + "d" * 300), ("From", "+1" + "2" * 400)])
+def test_an_inbound_sms_with_a_field_longer_than_any_twilio_sends_gets_400_not_a_500(world, client, field, value):
+    world.tenant(sms_from=SHOP_NUMBER)
+    params = inbound("hello")
+    params[field] = value
+    response = post_signed(client, INBOUND, params)
+    assert response.status_code == 400 and field in response.json()["detail"]
+
+
+@pytest.mark.parametrize("field, value", [("MessageSid", "SM" + "d" * 300), ("MessageStatus", "x" * 300)])
+def test_a_status_callback_with_a_field_longer_than_any_twilio_sends_gets_400_not_a_500(world, client, field, value):
+    world.tenant(sms_from=SHOP_NUMBER)
+    params = callback("SM" + "e" * 32, "sent")
+    params[field] = value
+    response = post_signed(client, STATUS, params)
+    assert response.status_code == 400 and field in response.json()["detail"]

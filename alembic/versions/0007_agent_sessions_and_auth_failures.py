@@ -1,7 +1,7 @@
 """Agents' sessions are kept on the server (logout and disabling end them); failed logins and keys are counted
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-12-05 14:00:00
 """
 import sqlalchemy as sa
@@ -10,8 +10,8 @@ from alembic import op
 import outbound.db.types
 
 
-revision = '0006'
-down_revision = '0005'
+revision = '0007'
+down_revision = '0006'
 branch_labels = None
 depends_on = None
 
