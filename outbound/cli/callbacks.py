@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import sys
 from datetime import datetime
@@ -15,6 +14,7 @@ from sqlalchemy import func, select
 
 from outbound.cli.common import DbOption, TenantOption, console, database, friendly_errors
 from outbound.db.models import Agent, CallbackAttempt, CallbackTask, Contact, Tenant
+from outbound.reporting.spreadsheets import SpreadsheetWriter
 
 app = typer.Typer(no_args_is_help=True, help="Callback tasks for agents.")
 agents_app = typer.Typer(no_args_is_help=True, help="Agent and supervisor accounts for the callback pages.")
@@ -97,7 +97,8 @@ def callbacks_export(
     tenant: TenantOption = None,
     db: DbOption = None,
 ) -> None:
-    """Export callback tasks as CSV, one row per task with its latest outcome."""
+    """Export callback tasks as CSV, one row per task with its latest outcome; a cell a spreadsheet would run
+    as a formula (`=`, `+`, `-`, `@`) starts with a `'`."""
     with friendly_errors(), database(db) as factory, factory() as session:
         # The agent holding the task now, else the one who made its last call.
         last_caller = (
@@ -122,7 +123,7 @@ def callbacks_export(
             query = query.where(Tenant.slug == tenant)
         handle = out.open("w", newline="", encoding="utf-8") if out else sys.stdout
         try:
-            writer = csv.writer(handle)
+            writer = SpreadsheetWriter(handle)
             writer.writerow(EXPORT_COLUMNS)
             count = 0
             for task, slug, external_id, phone, username in session.execute(query):
@@ -132,7 +133,7 @@ def callbacks_export(
                         slug,
                         task.campaign,
                         external_id,
-                        phone or "",
+                        phone,
                         task.reason,
                         task.priority,
                         task.status,
@@ -140,9 +141,9 @@ def callbacks_export(
                         _iso(task.created_at),
                         _iso(task.closed_at),
                         task.attempts,
-                        task.outcome or "",
-                        username or "",
-                        task.notes or "",
+                        task.outcome,
+                        username,
+                        task.notes,
                     ]
                 )
                 count += 1
