@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 from sqlalchemy import func, select
 
@@ -79,14 +80,11 @@ def callbacks_list(
         for task, slug, external_id, phone in rows:
             table.add_row(
                 str(task.id),
-                slug,
-                task.campaign,
-                external_id,
-                phone or "",
+                *map(escape, (slug, task.campaign, external_id, phone or "")),
                 str(task.priority),
-                task.status,
+                escape(task.status),
                 f"{task.due_at:%Y-%m-%d %H:%M}Z",
-                task.reason,
+                escape(task.reason),
             )
         console.print(table)
 
@@ -151,7 +149,7 @@ def callbacks_export(
             if out:
                 handle.close()
     if out:
-        console.print(f"wrote {count} callback tasks to {out}")
+        console.print(f"wrote {count} callback tasks to {out}", markup=False)
 
 
 @agents_app.command("create")
@@ -181,7 +179,7 @@ def agents_create(
             role="supervisor" if supervisor else "agent",
             clock=SystemClock(),
         )
-        console.print(f"created {agent.role} {agent.username} in tenant {tenant}")
+        console.print(f"created {agent.role} {agent.username} in tenant {tenant}", markup=False)
 
 
 def _iso(value: datetime | None) -> str:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -22,8 +23,9 @@ FileArg = Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=T
 
 
 def print_errors(errors: list[str]) -> None:
+    """An import's refused lines (at most 50 of them), each as it was reported: never read as markup."""
     for error in errors[:50]:
-        err_console.print(f"  [yellow]{error}[/yellow]", highlight=False)
+        err_console.print(f"  [yellow]{escape(error)}[/yellow]", highlight=False)
     if len(errors) > 50:
         err_console.print(f"  … and {len(errors) - 50} more")
 
@@ -122,14 +124,9 @@ def messages_list(
         for message, slug, external_id in rows:
             table.add_row(
                 str(message.id),
-                slug,
-                message.campaign,
-                message.step,
-                external_id,
-                message.channel,
-                message.status,
+                *map(escape, (slug, message.campaign, message.step, external_id, message.channel, message.status)),
                 f"{message.due_at:%Y-%m-%d %H:%M}Z",
-                (message.reason or "")[:60],
+                escape((message.reason or "")[:60]),
             )
         console.print(table)
 
@@ -145,12 +142,15 @@ def explain(message_id: Annotated[int, typer.Argument(help="Message id")], db: D
         tenant = session.get_one(Tenant, message.tenant_id)
         contact = session.get_one(Contact, message.contact_id)
         console.print(
-            f"[bold]message {message.id}[/bold]  {tenant.slug} / {message.campaign} / {message.step}  "
-            f"{message.channel} {message.purpose} to {contact.external_id} ({message.to_address or '-'})"
+            f"[bold]message {message.id}[/bold]  "
+            + escape(
+                f"{tenant.slug} / {message.campaign} / {message.step}  "
+                f"{message.channel} {message.purpose} to {contact.external_id} ({message.to_address or '-'})"
+            )
         )
         console.print(
-            f"status [bold]{message.status}[/bold]"
-            + (f" — {message.rule}: {message.reason}" if message.reason else ""),
+            f"status [bold]{escape(message.status)}[/bold]"
+            + escape(f" — {message.rule}: {message.reason}" if message.reason else ""),
             highlight=False,
         )
         if message.provider_id or message.provider:
@@ -158,6 +158,7 @@ def explain(message_id: Annotated[int, typer.Argument(help="Message id")], db: D
                 f"provider {message.provider or '-'} id {message.provider_id or '-'}  from {message.sender or '-'}  "
                 f"attempts {message.attempts}" + (f"  error code {message.error_code}" if message.error_code else ""),
                 highlight=False,
+                markup=False,
             )
         table = Table("at (UTC)", "from", "to", "by", "rule", "reason")
         for step in session.scalars(
@@ -165,17 +166,14 @@ def explain(message_id: Annotated[int, typer.Argument(help="Message id")], db: D
         ):
             table.add_row(
                 f"{step.at:%Y-%m-%d %H:%M:%S}",
-                step.from_status or "",
-                step.to_status,
-                step.source,
-                step.rule or "",
-                step.reason or "",
+                *map(escape, (step.from_status or "", step.to_status, step.source, step.rule or "", step.reason or "")),
             )
         console.print(table)
         _print_delivery_events(session, message)
         if message.body:
             console.print(
-                f"[dim]{message.subject + chr(10) if message.subject else ''}{message.body}[/dim]", highlight=False
+                f"[dim]{escape(message.subject + chr(10) if message.subject else '')}{escape(message.body)}[/dim]",
+                highlight=False,
             )
 
 
@@ -206,6 +204,7 @@ def _print_delivery_events(session: Session, message: Message) -> None:
             + (f"  code {detail['error_code']}" if detail.get("error_code") else "")
             + (f"  {extra[:120]}" if extra else ""),
             highlight=False,
+            markup=False,
         )
 
 
