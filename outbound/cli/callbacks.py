@@ -13,7 +13,15 @@ from rich.markup import escape
 from rich.table import Table
 from sqlalchemy import func, select
 
-from outbound.cli.common import DbOption, TenantOption, console, database, friendly_errors
+from outbound.cli.common import (
+    AllTenantsOption,
+    DbOption,
+    TenantOption,
+    console,
+    database,
+    friendly_errors,
+    tenant_scope,
+)
 from outbound.db.models import Agent, CallbackAttempt, CallbackTask, Contact, Tenant
 from outbound.reporting.spreadsheets import SpreadsheetWriter
 
@@ -43,18 +51,20 @@ EXPORT_COLUMNS = (
 def callbacks_list(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line")] = False,
     tenant: TenantOption = None,
+    all_tenants: AllTenantsOption = False,
     db: DbOption = None,
 ) -> None:
-    """List callback tasks, most urgent first."""
+    """List a tenant's callback tasks, most urgent first."""
     with friendly_errors(), database(db) as factory, factory() as session:
+        scope = tenant_scope(session, tenant, all_tenants)
         query = (
             select(CallbackTask, Tenant.slug, Contact.external_id, Contact.phone)
             .join(Tenant, Tenant.id == CallbackTask.tenant_id)
             .join(Contact, Contact.id == CallbackTask.contact_id)
             .order_by(CallbackTask.status, CallbackTask.priority.desc(), CallbackTask.due_at)
         )
-        if tenant:
-            query = query.where(Tenant.slug == tenant)
+        if scope is not None:
+            query = query.where(CallbackTask.tenant_id == scope.id)
         rows = session.execute(query).all()
         if as_json:
             for task, slug, external_id, phone in rows:
@@ -93,11 +103,13 @@ def callbacks_list(
 def callbacks_export(
     out: Annotated[Path | None, typer.Option("--out", help="CSV file to write (default: standard output)")] = None,
     tenant: TenantOption = None,
+    all_tenants: AllTenantsOption = False,
     db: DbOption = None,
 ) -> None:
-    """Export callback tasks as CSV, one row per task with its latest outcome; a cell a spreadsheet would run
+    """Export a tenant's callback tasks as CSV, one row per task with its latest outcome; a cell a spreadsheet would run
     as a formula (`=`, `+`, `-`, `@`) starts with a `'`."""
     with friendly_errors(), database(db) as factory, factory() as session:
+        scope = tenant_scope(session, tenant, all_tenants)
         # The agent holding the task now, else the one who made its last call.
         last_caller = (
             select(Agent.username)
@@ -117,8 +129,8 @@ def callbacks_export(
             .join(Contact, Contact.id == CallbackTask.contact_id)
             .order_by(CallbackTask.id)
         )
-        if tenant:
-            query = query.where(Tenant.slug == tenant)
+        if scope is not None:
+            query = query.where(CallbackTask.tenant_id == scope.id)
         handle = out.open("w", newline="", encoding="utf-8") if out else sys.stdout
         try:
             writer = SpreadsheetWriter(handle)

@@ -144,11 +144,11 @@ def _set_state(name: str, slug: str | None, definitions: Path | None, db: str | 
 
     with friendly_errors():
         loaded = load_definitions(_root(definitions))
-        campaign = loaded.campaigns.get(name)
-        if campaign is None:
+        if name not in loaded.campaigns:
             raise NotFound(f"no campaign {name!r} (see `outbound campaigns list`)")
         with database(db) as factory, transaction(factory) as session:
             tenant = get_tenant(session, slug)
+            campaign = loaded.campaign_for(name, tenant.slug)
             change = campaign_state.pause if pausing else campaign_state.resume
             state = change(session, tenant.id, campaign, SystemClock())
         console.print(f"{name} is {state} for {tenant.slug}", markup=False)

@@ -12,7 +12,17 @@ from rich.table import Table
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from outbound.cli.common import DbOption, TenantOption, console, database, err_console, friendly_errors, runtime_for
+from outbound.cli.common import (
+    AllTenantsOption,
+    DbOption,
+    TenantOption,
+    console,
+    database,
+    err_console,
+    friendly_errors,
+    runtime_for,
+    tenant_scope,
+)
 from outbound.db.models import Contact, Message, MessageTransition, Tenant
 from outbound.db.session import transaction
 
@@ -96,19 +106,29 @@ def messages_list(
     campaign: Annotated[str | None, typer.Option(help="Only this campaign")] = None,
     status: Annotated[str | None, typer.Option(help="Only this status")] = None,
     tenant: TenantOption = None,
-    limit: Annotated[int, typer.Option(help="At most this many (0: all)")] = 0,
+    all_tenants: AllTenantsOption = False,
+    limit: Annotated[int, typer.Option(help="At most this many (0: all)", min=0)] = 0,
     db: DbOption = None,
 ) -> None:
-    """List messages, oldest due first."""
+    """List a tenant's messages, oldest due first."""
+    from outbound.errors import InvalidInput, NotFound
+    from outbound.vocabulary import MessageStatus
+
     with friendly_errors(), database(db) as factory, factory() as session:
+        scope = tenant_scope(session, tenant, all_tenants)
+        if status is not None and status not in set(MessageStatus):
+            known = ", ".join(MessageStatus)
+            raise InvalidInput(f"unknown status {status!r} (one of {known})", field="--status")
+        if campaign and not _known_campaign(session, scope, campaign, db):
+            raise NotFound(f"no campaign {campaign!r} (see `outbound campaigns list`)")
         query = (
             select(Message, Tenant.slug, Contact.external_id)
             .join(Tenant, Tenant.id == Message.tenant_id)
             .join(Contact, Contact.id == Message.contact_id)
             .order_by(Message.due_at, Message.id)
         )
-        if tenant:
-            query = query.where(Tenant.slug == tenant)
+        if scope is not None:
+            query = query.where(Message.tenant_id == scope.id)
         if campaign:
             query = query.where(Message.campaign == campaign)
         if status:
@@ -129,6 +149,24 @@ def messages_list(
                 escape((message.reason or "")[:60]),
             )
         console.print(table)
+
+
+def _known_campaign(session: Session, scope: Tenant | None, name: str, db: str | None) -> bool:
+    """Whether `name` is a campaign of the definitions or has messages (a campaign since removed still has them)."""
+    from outbound.cli.common import settings_for
+    from outbound.definitions import DefinitionErrors, load_definitions
+
+    sent = select(Message.id).where(Message.campaign == name).limit(1)
+    if scope is not None:
+        sent = sent.where(Message.tenant_id == scope.id)
+    if session.scalar(sent) is not None:
+        return True
+    try:
+        loaded = load_definitions(settings_for(db).definitions)
+    except DefinitionErrors:
+        return False
+    serving = loaded.campaigns.values() if scope is None else loaded.campaigns_for_tenant(scope.slug)
+    return any(campaign.name == name for campaign in serving)
 
 
 def explain(message_id: Annotated[int, typer.Argument(help="Message id")], db: DbOption = None) -> None:

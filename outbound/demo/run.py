@@ -176,7 +176,7 @@ def run_demo(out: Path, *, db_url: str | None = None, seed: int = 7, console: Co
     slug = scenario.tenants[-1].slug
     console.print(
         f"\nfinished in {time.perf_counter() - started:.1f} s — database {url}, outbox {out / 'outbox.jsonl'}\n"
-        f"look closer: .venv/bin/outbound messages list --db {url} --status blocked\n"
+        f"look closer: .venv/bin/outbound messages list --db {url} --tenant {slug} --status blocked\n"
         f"             .venv/bin/outbound explain ID --db {url}\n"
         f"try a campaign on the recorded traffic: .venv/bin/outbound campaigns dry-run cart_abandonment "
         f"--tenant {slug} --events {out / f'events-{slug}.jsonl'} --db {url}",

@@ -70,11 +70,11 @@ def get_tenant(session: Session, slug: str | None) -> Tenant:
     if slug:
         tenant = session.scalar(select(Tenant).where(Tenant.slug == slug))
         if tenant is None:
-            raise UnknownTenant(f"no tenant {slug!r}")
+            raise UnknownTenant(f"no tenant {slug!r} (see `outbound tenants list`)")
         return tenant
     tenants = session.scalars(select(Tenant).limit(2)).all()
     if len(tenants) == 1:
         return tenants[0]
     if not tenants:
         raise UnknownTenant("no tenant yet: create one with `outbound tenants create`")
-    raise UnknownTenant("more than one tenant: name one with --tenant SLUG")
+    raise UnknownTenant("more than one tenant: name one with --tenant SLUG (see `outbound tenants list`)")
