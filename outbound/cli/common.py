@@ -64,7 +64,8 @@ def friendly_errors() -> Iterator[None]:
     try:
         yield
     except OutboundError as error:
-        err_console.print(f"[red]error:[/red] {escape(str(error))}", highlight=False)
+        # Never wrapped: one line, whatever the terminal's width, for the eye and for grep.
+        err_console.print(f"[red]error:[/red] {escape(str(error))}", highlight=False, soft_wrap=True)
         sys.exit(1)
 
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import re
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from outbound.clock import Clock
+from outbound.compliance.zones import real_zone
 from outbound.db.models import Tenant
 from outbound.errors import InvalidInput, UnknownTenant
 
@@ -41,9 +41,9 @@ def create_tenant(
     if jurisdiction not in JURISDICTIONS:
         raise InvalidInput(f"must be one of {', '.join(JURISDICTIONS)}", field="jurisdiction")
     try:
-        ZoneInfo(timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise InvalidInput(f"unknown time zone {timezone!r}", field="timezone") from None
+        real_zone(timezone)
+    except ValueError as error:
+        raise InvalidInput(str(error), field="timezone") from None
     missing = [key for key in REQUIRED_SETTINGS[jurisdiction] if not (settings or {}).get(key)]
     if missing:
         raise InvalidInput(

@@ -130,7 +130,8 @@ KR_SHOP = (
 def two_shops(tmp_path):
     """Two tenants, each with a lead whose callback task and message are waiting."""
     db = f"sqlite:///{tmp_path / 'cli.db'}"
-    env = {"OUTBOUND_DEFINITIONS": str(write_definitions(tmp_path / "defs")), **WIDE}
+    # At the default width of 80 columns: an error stays one line however long.
+    env = {"OUTBOUND_DEFINITIONS": str(write_definitions(tmp_path / "defs"))}
     invoke("db", "upgrade", "--db", db, env=env)
     for shop, slug, phone in ((US_SHOP, "maple", "+12125550101"), (KR_SHOP, "seoul", "+821012345678")):
         assert invoke(*shop, "--db", db, env=env).exit_code == 0
@@ -223,7 +224,7 @@ def test_each_tenant_sees_only_its_own_rows_and_all_tenants_is_asked_for_by_name
         assert len(exported.output.splitlines()) == 2 and f"{slug}-lead" in exported.output
     everything = invoke("messages", "list", "--json", "--all-tenants", "--db", db, env=env)
     assert {json.loads(line)["tenant"] for line in everything.output.splitlines()} == {"maple", "seoul"}
-    tasks = invoke("callbacks", "list", "--all-tenants", "--db", db, env=env)
+    tasks = invoke("callbacks", "list", "--all-tenants", "--db", db, env={**env, **WIDE})
     assert "maple-lead" in tasks.output and "seoul-lead" in tasks.output
     _refused(
         invoke("callbacks", "list", "--all-tenants", "--tenant", "maple", "--db", db, env=env),
@@ -258,7 +259,7 @@ def test_an_unknown_campaign_contact_or_status_is_an_error(two_shops, tmp_path):
     _refused(invoke("campaigns", "preview", "lead", "--contact", "seoul-lead", *maple, env=env), no_contact)
     # A campaign known to the definitions, with no message yet, lists nothing and is no error.
     assert invoke("messages", "list", "--campaign", "cart", *maple, env=env).exit_code == 0
-    assert "maple-lead" in invoke("messages", "list", "--campaign", "lead", *maple, env=env).output
+    assert "maple-lead" in invoke("messages", "list", "--campaign", "lead", *maple, env={**env, **WIDE}).output
 
 
 def test_a_campaign_that_does_not_serve_the_tenant_is_an_error(two_shops, tmp_path):
