@@ -174,7 +174,8 @@ def explain(message_id: Annotated[int, typer.Argument(help="Message id")], db: D
     from outbound.errors import NotFound
 
     with friendly_errors(), database(db) as factory, factory() as session:
-        message = session.get(Message, message_id)
+        # An id past a 64-bit integer names no row (and the database driver would refuse to bind it).
+        message = session.get(Message, message_id) if 0 < message_id < 2**63 else None
         if message is None:
             raise NotFound(f"no message {message_id}")
         tenant = session.get_one(Tenant, message.tenant_id)

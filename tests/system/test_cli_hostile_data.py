@@ -272,3 +272,10 @@ def test_a_campaign_that_does_not_serve_the_tenant_is_an_error(two_shops, tmp_pa
     _refused(invoke("campaigns", "pause", "lead", *maple, env=env), message)
     _refused(invoke("campaigns", "preview", "lead", "--contact", "maple-lead", *maple, env=env), message)
     _refused(invoke("campaigns", "dry-run", "lead", "--events", tmp_path / "maple.jsonl", *maple, env=env), message)
+
+
+def test_explain_of_an_id_past_64_bits_is_an_unknown_message(tmp_path):
+    db = f"sqlite:///{tmp_path / 'cli.db'}"
+    invoke("db", "upgrade", "--db", db)
+    for number in (2**64, 2**63, 0):
+        _refused(invoke("explain", number, "--db", db), f"no message {number}")
