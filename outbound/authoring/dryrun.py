@@ -98,6 +98,7 @@ def dry_run(
             factory = sessionmaker(bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False)
             with factory() as session:
                 tenant = get_tenant(session, tenant_slug)
+                definitions.campaign_for(campaign_name, tenant.slug)
                 first_message = session.scalar(select(func.max(Message.id))) or 0
                 first_enrollment = session.scalar(select(func.max(Enrollment.id))) or 0
             start = min(times) if times else tenant.created_at

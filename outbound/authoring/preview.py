@@ -85,12 +85,10 @@ def preview_campaign(
     """
     signer = LinkSigner(settings.base_url, Keyring(secrets.token_urlsafe(48)))
     now = datetime.now(UTC)
-    campaign = definitions.campaigns.get(campaign_name)
-    if campaign is None:
-        raise NotFound(f"no campaign {campaign_name!r} (see `outbound campaigns list`)")
+    campaign = definitions.campaign_for(campaign_name, tenant.slug)
     contact = session.scalar(select(Contact).where(Contact.tenant_id == tenant.id, Contact.external_id == external_id))
     if contact is None:
-        raise NotFound(f"tenant {tenant.slug!r} has no contact {external_id!r}")
+        raise NotFound(f"no contact {external_id!r} in tenant {tenant.slug!r}")
     event = _triggering_event(session, definitions, tenant, contact, campaign_name) if event_data is None else None
     event_names = event_view(event)
     if event_data is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from outbound.cli.common import DbOption, console, database, friendly_errors, settings_for
@@ -21,7 +22,7 @@ def db_upgrade(db: DbOption = None) -> None:
 
     settings = settings_for(db)
     upgrade(settings.database_url)
-    console.print(f"schema is up to date: {settings.database_url}")
+    console.print(f"schema is up to date: {settings.database_url}", markup=False)
 
 
 @tenants_app.command("create")
@@ -57,7 +58,9 @@ def tenants_create(
             name=name,
             settings=settings,
         )
-        console.print(f"created tenant {tenant.slug} ({tenant.jurisdiction}, {tenant.timezone}, {tenant.locale})")
+        console.print(
+            f"created tenant {tenant.slug} ({tenant.jurisdiction}, {tenant.timezone}, {tenant.locale})", markup=False
+        )
 
 
 @tenants_app.command("list")
@@ -70,7 +73,7 @@ def tenants_list(db: DbOption = None) -> None:
     with database(db) as factory, factory() as session:
         table = Table("slug", "name", "jurisdiction", "timezone", "locale")
         for tenant in session.scalars(select(Tenant).order_by(Tenant.slug)):
-            table.add_row(tenant.slug, tenant.name, tenant.jurisdiction, tenant.timezone, tenant.locale)
+            table.add_row(*map(escape, (tenant.slug, tenant.name, tenant.jurisdiction, tenant.timezone, tenant.locale)))
     console.print(table)
 
 

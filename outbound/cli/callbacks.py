@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import sys
 from datetime import datetime
@@ -10,11 +9,21 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 from sqlalchemy import func, select
 
-from outbound.cli.common import DbOption, TenantOption, console, database, friendly_errors
+from outbound.cli.common import (
+    AllTenantsOption,
+    DbOption,
+    TenantOption,
+    console,
+    database,
+    friendly_errors,
+    tenant_scope,
+)
 from outbound.db.models import Agent, CallbackAttempt, CallbackTask, Contact, Tenant
+from outbound.reporting.spreadsheets import SpreadsheetWriter
 
 app = typer.Typer(no_args_is_help=True, help="Callback tasks for agents.")
 agents_app = typer.Typer(no_args_is_help=True, help="Agent and supervisor accounts for the callback pages.")
@@ -42,18 +51,20 @@ EXPORT_COLUMNS = (
 def callbacks_list(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line")] = False,
     tenant: TenantOption = None,
+    all_tenants: AllTenantsOption = False,
     db: DbOption = None,
 ) -> None:
-    """List callback tasks, most urgent first."""
+    """List a tenant's callback tasks, most urgent first."""
     with friendly_errors(), database(db) as factory, factory() as session:
+        scope = tenant_scope(session, tenant, all_tenants)
         query = (
             select(CallbackTask, Tenant.slug, Contact.external_id, Contact.phone)
             .join(Tenant, Tenant.id == CallbackTask.tenant_id)
             .join(Contact, Contact.id == CallbackTask.contact_id)
             .order_by(CallbackTask.status, CallbackTask.priority.desc(), CallbackTask.due_at)
         )
-        if tenant:
-            query = query.where(Tenant.slug == tenant)
+        if scope is not None:
+            query = query.where(CallbackTask.tenant_id == scope.id)
         rows = session.execute(query).all()
         if as_json:
             for task, slug, external_id, phone in rows:
@@ -79,14 +90,11 @@ def callbacks_list(
         for task, slug, external_id, phone in rows:
             table.add_row(
                 str(task.id),
-                slug,
-                task.campaign,
-                external_id,
-                phone or "",
+                *map(escape, (slug, task.campaign, external_id, phone or "")),
                 str(task.priority),
-                task.status,
+                escape(task.status),
                 f"{task.due_at:%Y-%m-%d %H:%M}Z",
-                task.reason,
+                escape(task.reason),
             )
         console.print(table)
 
@@ -95,10 +103,13 @@ def callbacks_list(
 def callbacks_export(
     out: Annotated[Path | None, typer.Option("--out", help="CSV file to write (default: standard output)")] = None,
     tenant: TenantOption = None,
+    all_tenants: AllTenantsOption = False,
     db: DbOption = None,
 ) -> None:
-    """Export callback tasks as CSV, one row per task with its latest outcome."""
+    """Export a tenant's callback tasks as CSV, one row per task with its latest outcome; a cell a spreadsheet would run
+    as a formula (`=`, `+`, `-`, `@`) starts with a `'`."""
     with friendly_errors(), database(db) as factory, factory() as session:
+        scope = tenant_scope(session, tenant, all_tenants)
         # The agent holding the task now, else the one who made its last call.
         last_caller = (
             select(Agent.username)
@@ -118,11 +129,11 @@ def callbacks_export(
             .join(Contact, Contact.id == CallbackTask.contact_id)
             .order_by(CallbackTask.id)
         )
-        if tenant:
-            query = query.where(Tenant.slug == tenant)
+        if scope is not None:
+            query = query.where(CallbackTask.tenant_id == scope.id)
         handle = out.open("w", newline="", encoding="utf-8") if out else sys.stdout
         try:
-            writer = csv.writer(handle)
+            writer = SpreadsheetWriter(handle)
             writer.writerow(EXPORT_COLUMNS)
             count = 0
             for task, slug, external_id, phone, username in session.execute(query):
@@ -132,7 +143,7 @@ def callbacks_export(
                         slug,
                         task.campaign,
                         external_id,
-                        phone or "",
+                        phone,
                         task.reason,
                         task.priority,
                         task.status,
@@ -140,9 +151,9 @@ def callbacks_export(
                         _iso(task.created_at),
                         _iso(task.closed_at),
                         task.attempts,
-                        task.outcome or "",
-                        username or "",
-                        task.notes or "",
+                        task.outcome,
+                        username,
+                        task.notes,
                     ]
                 )
                 count += 1
@@ -150,7 +161,7 @@ def callbacks_export(
             if out:
                 handle.close()
     if out:
-        console.print(f"wrote {count} callback tasks to {out}")
+        console.print(f"wrote {count} callback tasks to {out}", markup=False)
 
 
 @agents_app.command("create")
@@ -180,7 +191,7 @@ def agents_create(
             role="supervisor" if supervisor else "agent",
             clock=SystemClock(),
         )
-        console.print(f"created {agent.role} {agent.username} in tenant {tenant}")
+        console.print(f"created {agent.role} {agent.username} in tenant {tenant}", markup=False)
 
 
 def _iso(value: datetime | None) -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
@@ -40,10 +41,10 @@ def validate(definitions: DefinitionsOption = None) -> None:
         loaded = load_definitions(root)
     except DefinitionErrors as errors:
         for error in errors.errors:
-            err_console.print(f"[red]{error}[/red]", highlight=False)
-        err_console.print(f"{len(errors.errors)} error(s) in {root}")
+            err_console.print(f"[red]{escape(str(error))}[/red]", highlight=False)
+        err_console.print(f"{len(errors.errors)} error(s) in {root}", markup=False)
         raise typer.Exit(1) from None
-    console.print(f"ok: {len(loaded.campaigns)} campaigns, {len(loaded.triggers)} triggers in {root}")
+    console.print(f"ok: {len(loaded.campaigns)} campaigns, {len(loaded.triggers)} triggers in {root}", markup=False)
 
 
 @app.command("list")
@@ -66,13 +67,18 @@ def list_campaigns(definitions: DefinitionsOption = None, db: DbOption = None) -
             triggers = ", ".join(filter(None, (triggers, f"cron {campaign.schedule.cron}")))
         state = ", ".join(f"{slug}: {by_name[name]}" for slug, by_name in states.items() if name in by_name)
         table.add_row(
-            name,
-            campaign.kind,
-            campaign.purpose,
-            steps,
-            triggers,
-            ", ".join(campaign.tenants) or "all",
-            state or campaign.state,
+            *map(
+                escape,
+                (
+                    name,
+                    campaign.kind,
+                    campaign.purpose,
+                    steps,
+                    triggers,
+                    ", ".join(campaign.tenants) or "all",
+                    state or campaign.state,
+                ),
+            )
         )
     console.print(table)
 
@@ -138,14 +144,14 @@ def _set_state(name: str, slug: str | None, definitions: Path | None, db: str | 
 
     with friendly_errors():
         loaded = load_definitions(_root(definitions))
-        campaign = loaded.campaigns.get(name)
-        if campaign is None:
+        if name not in loaded.campaigns:
             raise NotFound(f"no campaign {name!r} (see `outbound campaigns list`)")
         with database(db) as factory, transaction(factory) as session:
             tenant = get_tenant(session, slug)
+            campaign = loaded.campaign_for(name, tenant.slug)
             change = campaign_state.pause if pausing else campaign_state.resume
             state = change(session, tenant.id, campaign, SystemClock())
-        console.print(f"{name} is {state} for {tenant.slug}")
+        console.print(f"{name} is {state} for {tenant.slug}", markup=False)
 
 
 @app.command("preview")
@@ -183,8 +189,11 @@ def preview(
         with database(db) as factory, factory() as session:
             result = preview_campaign(session, loaded, settings, get_tenant(session, tenant), campaign, contact, data)
     console.print(
-        f"[bold]{result.campaign}[/bold] for {result.contact} ({result.tenant}); "
-        f"event: {result.event or 'none (names from --event-data or empty)'}; ★ = the locale this contact gets",
+        f"[bold]{escape(result.campaign)}[/bold] "
+        + escape(
+            f"for {result.contact} ({result.tenant}); "
+            f"event: {result.event or 'none (names from --event-data or empty)'}; ★ = the locale this contact gets"
+        ),
         highlight=False,
     )
     for version in result.versions:
@@ -195,18 +204,20 @@ def preview(
             + (" ★" if version.chosen else "")
             + ("" if version.applies else " — step does not apply to this contact")
         )
+        title = escape(title)
         if version.error:
             console.print(
-                Panel(f"[red]{version.error}[/red]", title=title, title_align="left", expand=False), highlight=False
+                Panel(f"[red]{escape(version.error)}[/red]", title=title, title_align="left", expand=False),
+                highlight=False,
             )
             continue
         if version.sms is not None:
-            title += (
+            title += escape(
                 f" — {version.sms.encoding}, {version.sms.characters} chars, {version.sms.segments} segment(s), "
                 f"cost {version.cost:.4f} {result.currency}"
             )
-        body = (f"[bold]{version.subject}[/bold]\n\n" if version.subject else "") + (version.text or "")
-        body += "".join(f"\n[red]would be blocked: {problem}[/red]" for problem in version.problems)
+        body = (f"[bold]{escape(version.subject)}[/bold]\n\n" if version.subject else "") + escape(version.text or "")
+        body += "".join(f"\n[red]would be blocked: {escape(problem)}[/red]" for problem in version.problems)
         console.print(Panel(body, title=title, title_align="left", expand=False), highlight=False)
 
 
@@ -266,24 +277,32 @@ def dry_run(
             )
         return
     console.print(
-        f"dry run of [bold]{report.campaign}[/bold] for {report.tenant}: {report.events} events from "
-        f"{report.start:%Y-%m-%d %H:%M}Z to {report.end:%Y-%m-%d %H:%M}Z; {report.enrolled} enrolled "
-        f"({report.held_out} held out); nothing was sent or kept",
+        f"dry run of [bold]{escape(report.campaign)}[/bold] "
+        + escape(
+            f"for {report.tenant}: {report.events} events from "
+            f"{report.start:%Y-%m-%d %H:%M}Z to {report.end:%Y-%m-%d %H:%M}Z; {report.enrolled} enrolled "
+            f"({report.held_out} held out); nothing was sent or kept"
+        ),
         highlight=False,
     )
     for error in report.errors:
-        err_console.print(f"[yellow]{error}[/yellow]", highlight=False)
+        err_console.print(f"[yellow]{escape(str(error))}[/yellow]", highlight=False)
     table = Table("contact", "step", "channel", "outcome", "at (UTC)", "rule", "reason")
     for m in report.messages:
         waited = "".join(f"\nwaited: {rule}" for rule, _ in m.waited)
         table.add_row(
-            m.contact,
-            m.step + (f" [{m.variant}]" if m.variant else ""),
-            m.channel,
-            m.outcome + waited,
-            f"{m.at:%Y-%m-%d %H:%M}",
-            m.rule or "",
-            m.reason or "",
+            *map(
+                escape,
+                (
+                    m.contact,
+                    m.step + (f" [{m.variant}]" if m.variant else ""),
+                    m.channel,
+                    m.outcome + waited,
+                    f"{m.at:%Y-%m-%d %H:%M}",
+                    m.rule or "",
+                    m.reason or "",
+                ),
+            )
         )
     console.print(table)
 

@@ -1,4 +1,5 @@
-"""What every command shares: the --db and --tenant options, opening the engine, printing errors."""
+"""What every command shares: the --db and --tenant options, the tenant a command works on, opening the engine,
+printing errors."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ if TYPE_CHECKING:  # for annotations only: the functions below import these when
 
     from outbound.bootstrap import Runtime
     from outbound.config import Settings
+    from outbound.db.models import Tenant
 
 console = Console()
 err_console = Console(stderr=True)
@@ -28,6 +30,9 @@ DbOption = Annotated[
 ]
 TenantOption = Annotated[
     str | None, typer.Option("--tenant", help="Tenant slug (optional when only one tenant exists).")
+]
+AllTenantsOption = Annotated[
+    bool, typer.Option("--all-tenants", help="Every tenant's rows, each naming its tenant (instead of --tenant).")
 ]
 
 
@@ -59,8 +64,22 @@ def friendly_errors() -> Iterator[None]:
     try:
         yield
     except OutboundError as error:
-        err_console.print(f"[red]error:[/red] {escape(str(error))}", highlight=False)
+        # Never wrapped: one line, whatever the terminal's width, for the eye and for grep.
+        err_console.print(f"[red]error:[/red] {escape(str(error))}", highlight=False, soft_wrap=True)
         sys.exit(1)
+
+
+def tenant_scope(session: Session, slug: str | None, all_tenants: bool) -> Tenant | None:
+    """The tenant whose rows a listing shows: the one named, else the only one (`get_tenant`); None when the
+    operator asks for every tenant's. Several tenants and neither option is an error, never a mix."""
+    from outbound.errors import InvalidInput
+    from outbound.tenancy.tenants import get_tenant
+
+    if all_tenants:
+        if slug:
+            raise InvalidInput("give --tenant SLUG or --all-tenants, not both")
+        return None
+    return get_tenant(session, slug)
 
 
 @contextmanager

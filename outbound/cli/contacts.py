@@ -45,7 +45,7 @@ def contacts_show(
     external_id: Annotated[str, typer.Argument(help="The contact's external id")],
     tenant: TenantOption = None,
     db: DbOption = None,
-    limit: Annotated[int, typer.Option(help="How many recent messages to show")] = 20,
+    limit: Annotated[int, typer.Option(help="How many recent messages to show", min=0)] = 20,
 ) -> None:
     """A contact, its consent history (when, source, text shown), its suppressions and recent messages."""
     from sqlalchemy import select

@@ -7,11 +7,22 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from outbound.cli.common import DbOption, TenantOption, console, database, err_console, friendly_errors, runtime_for
+from outbound.cli.common import (
+    AllTenantsOption,
+    DbOption,
+    TenantOption,
+    console,
+    database,
+    err_console,
+    friendly_errors,
+    runtime_for,
+    tenant_scope,
+)
 from outbound.db.models import Contact, Message, MessageTransition, Tenant
 from outbound.db.session import transaction
 
@@ -22,8 +33,9 @@ FileArg = Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=T
 
 
 def print_errors(errors: list[str]) -> None:
+    """An import's refused lines (at most 50 of them), each as it was reported: never read as markup."""
     for error in errors[:50]:
-        err_console.print(f"  [yellow]{error}[/yellow]", highlight=False)
+        err_console.print(f"  [yellow]{escape(error)}[/yellow]", highlight=False)
     if len(errors) > 50:
         err_console.print(f"  … and {len(errors) - 50} more")
 
@@ -94,19 +106,29 @@ def messages_list(
     campaign: Annotated[str | None, typer.Option(help="Only this campaign")] = None,
     status: Annotated[str | None, typer.Option(help="Only this status")] = None,
     tenant: TenantOption = None,
-    limit: Annotated[int, typer.Option(help="At most this many (0: all)")] = 0,
+    all_tenants: AllTenantsOption = False,
+    limit: Annotated[int, typer.Option(help="At most this many (0: all)", min=0)] = 0,
     db: DbOption = None,
 ) -> None:
-    """List messages, oldest due first."""
+    """List a tenant's messages, oldest due first."""
+    from outbound.errors import InvalidInput, NotFound
+    from outbound.vocabulary import MessageStatus
+
     with friendly_errors(), database(db) as factory, factory() as session:
+        scope = tenant_scope(session, tenant, all_tenants)
+        if status is not None and status not in set(MessageStatus):
+            known = ", ".join(MessageStatus)
+            raise InvalidInput(f"unknown status {status!r} (one of {known})", field="--status")
+        if campaign and not _known_campaign(session, scope, campaign, db):
+            raise NotFound(f"no campaign {campaign!r} (see `outbound campaigns list`)")
         query = (
             select(Message, Tenant.slug, Contact.external_id)
             .join(Tenant, Tenant.id == Message.tenant_id)
             .join(Contact, Contact.id == Message.contact_id)
             .order_by(Message.due_at, Message.id)
         )
-        if tenant:
-            query = query.where(Tenant.slug == tenant)
+        if scope is not None:
+            query = query.where(Message.tenant_id == scope.id)
         if campaign:
             query = query.where(Message.campaign == campaign)
         if status:
@@ -122,16 +144,29 @@ def messages_list(
         for message, slug, external_id in rows:
             table.add_row(
                 str(message.id),
-                slug,
-                message.campaign,
-                message.step,
-                external_id,
-                message.channel,
-                message.status,
+                *map(escape, (slug, message.campaign, message.step, external_id, message.channel, message.status)),
                 f"{message.due_at:%Y-%m-%d %H:%M}Z",
-                (message.reason or "")[:60],
+                escape((message.reason or "")[:60]),
             )
         console.print(table)
+
+
+def _known_campaign(session: Session, scope: Tenant | None, name: str, db: str | None) -> bool:
+    """Whether `name` is a campaign of the definitions or has messages (a campaign since removed still has them)."""
+    from outbound.cli.common import settings_for
+    from outbound.definitions import DefinitionErrors, load_definitions
+
+    sent = select(Message.id).where(Message.campaign == name).limit(1)
+    if scope is not None:
+        sent = sent.where(Message.tenant_id == scope.id)
+    if session.scalar(sent) is not None:
+        return True
+    try:
+        loaded = load_definitions(settings_for(db).definitions)
+    except DefinitionErrors:
+        return False
+    serving = loaded.campaigns.values() if scope is None else loaded.campaigns_for_tenant(scope.slug)
+    return any(campaign.name == name for campaign in serving)
 
 
 def explain(message_id: Annotated[int, typer.Argument(help="Message id")], db: DbOption = None) -> None:
@@ -139,18 +174,22 @@ def explain(message_id: Annotated[int, typer.Argument(help="Message id")], db: D
     from outbound.errors import NotFound
 
     with friendly_errors(), database(db) as factory, factory() as session:
-        message = session.get(Message, message_id)
+        # An id past a 64-bit integer names no row (and the database driver would refuse to bind it).
+        message = session.get(Message, message_id) if 0 < message_id < 2**63 else None
         if message is None:
             raise NotFound(f"no message {message_id}")
         tenant = session.get_one(Tenant, message.tenant_id)
         contact = session.get_one(Contact, message.contact_id)
         console.print(
-            f"[bold]message {message.id}[/bold]  {tenant.slug} / {message.campaign} / {message.step}  "
-            f"{message.channel} {message.purpose} to {contact.external_id} ({message.to_address or '-'})"
+            f"[bold]message {message.id}[/bold]  "
+            + escape(
+                f"{tenant.slug} / {message.campaign} / {message.step}  "
+                f"{message.channel} {message.purpose} to {contact.external_id} ({message.to_address or '-'})"
+            )
         )
         console.print(
-            f"status [bold]{message.status}[/bold]"
-            + (f" — {message.rule}: {message.reason}" if message.reason else ""),
+            f"status [bold]{escape(message.status)}[/bold]"
+            + escape(f" — {message.rule}: {message.reason}" if message.reason else ""),
             highlight=False,
         )
         if message.provider_id or message.provider:
@@ -158,6 +197,7 @@ def explain(message_id: Annotated[int, typer.Argument(help="Message id")], db: D
                 f"provider {message.provider or '-'} id {message.provider_id or '-'}  from {message.sender or '-'}  "
                 f"attempts {message.attempts}" + (f"  error code {message.error_code}" if message.error_code else ""),
                 highlight=False,
+                markup=False,
             )
         table = Table("at (UTC)", "from", "to", "by", "rule", "reason")
         for step in session.scalars(
@@ -165,17 +205,14 @@ def explain(message_id: Annotated[int, typer.Argument(help="Message id")], db: D
         ):
             table.add_row(
                 f"{step.at:%Y-%m-%d %H:%M:%S}",
-                step.from_status or "",
-                step.to_status,
-                step.source,
-                step.rule or "",
-                step.reason or "",
+                *map(escape, (step.from_status or "", step.to_status, step.source, step.rule or "", step.reason or "")),
             )
         console.print(table)
         _print_delivery_events(session, message)
         if message.body:
             console.print(
-                f"[dim]{message.subject + chr(10) if message.subject else ''}{message.body}[/dim]", highlight=False
+                f"[dim]{escape(message.subject + chr(10) if message.subject else '')}{escape(message.body)}[/dim]",
+                highlight=False,
             )
 
 
@@ -206,6 +243,7 @@ def _print_delivery_events(session: Session, message: Message) -> None:
             + (f"  code {detail['error_code']}" if detail.get("error_code") else "")
             + (f"  {extra[:120]}" if extra else ""),
             highlight=False,
+            markup=False,
         )
 
 

@@ -2,16 +2,31 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import TypeGuard
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import available_timezones
 
 import phonenumbers
 from phonenumbers import timezone as phone_timezones
 
 from outbound.compliance.facts import JURISDICTIONS
 
-_UNKNOWN_ZONE = "Etc/Unknown"
+# Names that load as a zone on a server but are no place: the server's own clock, the zone of devices not yet
+# set up, and the file of default rules. A contact's quiet hours must never depend on how the server is set.
+_NOT_PLACES = frozenset({"localtime", "Factory", "posixrules"})
+
+
+@cache  # reading the zone folders takes tens of milliseconds: once, when a zone is first checked
+def real_zones() -> frozenset[str]:
+    """The IANA time zone names (with their links, e.g. US/Eastern), without the names that are no place."""
+    return frozenset(available_timezones()) - _NOT_PLACES
+
+
+def real_zone(name: str) -> str:
+    """`name` if it is an IANA time zone (Asia/Seoul, America/New_York, UTC); ValueError saying so otherwise."""
+    if name not in real_zones():
+        raise ValueError(f"unknown time zone {name!r} (use an IANA name such as America/New_York or Asia/Seoul)")
+    return name
 
 
 @lru_cache(maxsize=65536)  # pure, and parsing the phone number is the costly part of a decision
@@ -54,13 +69,8 @@ def _jurisdiction(value: str | None) -> str | None:
 
 
 def _is_zone(name: str | None) -> TypeGuard[str]:
-    if not name or name == _UNKNOWN_ZONE:
-        return False
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, TypeError):
-        return False
-    return True
+    # A zone stored before names were checked (`localtime`) is not trusted: the phone's or the tenant's is used.
+    return isinstance(name, str) and name in real_zones()
 
 
 def _phone_zones(phone: str | None) -> list[str]:

@@ -14,7 +14,7 @@ from pydantic_core import ErrorDetails
 
 from outbound.definitions.formats import format_problems
 from outbound.definitions.schema import CampaignDef, ExitRule, TriggerDef, TriggerFile
-from outbound.errors import DefinitionError, OutboundError
+from outbound.errors import DefinitionError, NotFound, OutboundError
 from outbound.rendering.templates import Renderer
 
 _ModelT = TypeVar("_ModelT", bound=BaseModel)
@@ -58,6 +58,17 @@ class Definitions:
     def campaigns_for_tenant(self, slug: str) -> list[CampaignDef]:
         """The campaigns that serve tenant `slug` (those naming no tenants serve all)."""
         return [campaign for campaign in self.campaigns.values() if not campaign.tenants or slug in campaign.tenants]
+
+    def campaign_for(self, name: str, slug: str) -> CampaignDef:
+        """The campaign `name`, which must serve tenant `slug`; NotFound saying which of the two it is not."""
+        campaign = self.campaigns.get(name)
+        if campaign is None:
+            raise NotFound(f"no campaign {name!r} (see `outbound campaigns list`)")
+        if campaign.tenants and slug not in campaign.tenants:
+            raise NotFound(
+                f"campaign {name!r} does not serve tenant {slug!r} (it serves {', '.join(campaign.tenants)})"
+            )
+        return campaign
 
 
 def load_definitions(root: Path) -> Definitions:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 from typing import Annotated, Any, Literal, cast
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     AwareDatetime,
@@ -20,6 +19,7 @@ from pydantic import (
 
 from outbound import vocabulary
 from outbound.clock import parse_duration
+from outbound.compliance.zones import real_zone
 from outbound.conditions import Condition, InvalidCondition, compile_condition
 from outbound.db.audience import Audience, InvalidAudience, compile_audience
 
@@ -168,12 +168,7 @@ class ScheduleDef(_Model):
     @field_validator("timezone")
     @classmethod
     def _real_zone(cls, zone: str | None) -> str | None:
-        if zone is not None:
-            try:
-                ZoneInfo(zone)
-            except (ZoneInfoNotFoundError, ValueError):
-                raise ValueError(f"unknown time zone {zone!r}") from None
-        return zone
+        return None if zone is None else real_zone(zone)
 
 
 class OfferCodes(_Model):

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from outbound.db.models import BatchRun, CallbackTask, Enrollment, MessageTransition, OfferCode, Tenant
 from outbound.demo.customers import Tally
+from outbound.demo.report import add_literal_row
 from outbound.engagement.surveys import recovery_counts, survey_scores
 from outbound.reporting.attribution import lift_report, variant_results
 from outbound.vocabulary import Rule
@@ -64,7 +65,8 @@ def print_campaign_kinds(session: Session, console: Console, tally: Tally) -> di
         "offer codes given",
     )
     for slug, campaign, count, audience, enrolled, held_out, first in runs:
-        table.add_row(
+        add_literal_row(
+            table,
             slug,
             campaign,
             str(count),
@@ -88,7 +90,8 @@ def print_campaign_kinds(session: Session, console: Console, tally: Tally) -> di
             if score.score is None
             else (f"NPS {score.score:+.0f}" if score.scale == "nps" else f"CSAT {score.score:.0f}%")
         )
-        table.add_row(
+        add_literal_row(
+            table,
             score.tenant,
             score.campaign,
             score.scale,
@@ -127,7 +130,8 @@ def print_campaign_kinds(session: Session, console: Console, tally: Tally) -> di
     for row in lifts:
         r, h = row.treated, row.holdout
         lift = "-" if row.lift is None else f"{row.lift:+.0%}"
-        table.add_row(
+        add_literal_row(
+            table,
             row.tenant,
             row.campaign,
             f"{r.contacts} ({row.reached})",
@@ -165,7 +169,8 @@ def print_campaign_kinds(session: Session, console: Console, tally: Tally) -> di
         table = Table("tenant", "campaign", "step", "variant", "sent", "converted", "rate", "revenue")
         for v in variants:
             currency = "KRW" if v.tenant.startswith("seoul") else "USD"
-            table.add_row(
+            add_literal_row(
+                table,
                 v.tenant,
                 v.campaign,
                 v.step,

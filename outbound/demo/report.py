@@ -6,6 +6,7 @@ from collections import Counter
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 from sqlalchemy import func, select
@@ -20,6 +21,11 @@ from outbound.vocabulary import Channel, EnrollmentStatus, MessageStatus
 S = MessageStatus
 
 OUTCOME_STYLE: dict[str, str] = {S.DEFERRED: "yellow", S.BLOCKED: "red", S.CANCELLED: "magenta", S.FAILED: "red"}
+
+
+def add_literal_row(table: Table, *cells: str) -> None:
+    """Add a row of values read from the database: shown as they are, never read as Rich markup."""
+    table.add_row(*map(escape, cells))
 
 
 def print_report(
@@ -38,9 +44,10 @@ def print_report(
         ", ".join(f"{slug}: {count} stored" for slug, count in events)
         + f"; {duplicates} duplicate id(s) stored once; {len(ingest_errors)} refused with a reason:",
         highlight=False,
+        markup=False,
     )
     for error in ingest_errors:
-        console.print(f"  [yellow]{error}[/yellow]", highlight=False)
+        console.print(f"  [yellow]{escape(error)}[/yellow]", highlight=False)
 
     results = campaign_results(session)
     console.rule("[bold]Campaigns")
@@ -53,8 +60,8 @@ def print_report(
         sent = s[S.SENT] + s[S.DELIVERED]
         pending = s[S.SCHEDULED] + s[S.DEFERRED] + s[S.SENDING]
         table.add_row(
-            result.tenant,
-            result.campaign,
+            escape(result.tenant),
+            escape(result.campaign),
             str(result.total),
             f"[green]{sent}[/green]",
             str(result.deferred_ever),
@@ -101,7 +108,11 @@ def print_report(
     by_rule: Counter[tuple[str, str]] = Counter()
     for slug, outcome, rule, count, campaigns, reason in decisions_by_rule(session):
         style = OUTCOME_STYLE.get(outcome, "")
-        why.add_row(slug, f"[{style}]{outcome}[/{style}]", rule, str(count), ", ".join(campaigns), reason)
+        why.add_row(
+            escape(slug),
+            f"[{style}]{escape(outcome)}[/{style}]",
+            *map(escape, (rule, str(count), ", ".join(campaigns), reason)),
+        )
         by_rule[(outcome, rule)] += count
     console.print(why)
 
@@ -109,7 +120,9 @@ def print_report(
     if callbacks:
         console.rule("[bold]Callback tasks for agents")
         console.print(
-            ", ".join(f"{slug} / {campaign}: {count} open" for slug, campaign, count in callbacks), highlight=False
+            ", ".join(f"{slug} / {campaign}: {count} open" for slug, campaign, count in callbacks),
+            highlight=False,
+            markup=False,
         )
 
     console.rule("[bold]Sample messages as sent (sandbox outbox)")
@@ -118,8 +131,8 @@ def print_report(
         if message.channel == Channel.SMS and message.body:
             sms = sms_segments(message.body)
             info = f" — {sms.encoding}, {sms.segments} segment(s)"
-        title = f"{slug} / {message.campaign} / {message.channel} / {message.locale} → {external_id}{info}"
-        body = (f"[bold]{message.subject}[/bold]\n\n" if message.subject else "") + (message.body or "")
+        title = escape(f"{slug} / {message.campaign} / {message.channel} / {message.locale} → {external_id}{info}")
+        body = (f"[bold]{escape(message.subject)}[/bold]\n\n" if message.subject else "") + escape(message.body or "")
         console.print(Panel(body, title=title, title_align="left", expand=False), highlight=False)
 
     return {

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from outbound.bootstrap import SHIPPED_DEFINITIONS, build
@@ -61,7 +62,7 @@ def run_demo(out: Path, *, db_url: str | None = None, seed: int = 7, console: Co
     upgrade(url)
 
     scenario = build_scenario(seed)
-    console.print(f"[bold]outbound demo[/bold] — {scenario.describe()}", highlight=False)
+    console.print(f"[bold]outbound demo[/bold] — {escape(scenario.describe())}", highlight=False)
     clock = SimulatedClock(scenario.start - timedelta(hours=1))
     outbox = Outbox(path=out / "outbox.jsonl")
     runtime = build(
@@ -175,11 +176,12 @@ def run_demo(out: Path, *, db_url: str | None = None, seed: int = 7, console: Co
     slug = scenario.tenants[-1].slug
     console.print(
         f"\nfinished in {time.perf_counter() - started:.1f} s — database {url}, outbox {out / 'outbox.jsonl'}\n"
-        f"look closer: .venv/bin/outbound messages list --db {url} --status blocked\n"
+        f"look closer: .venv/bin/outbound messages list --db {url} --tenant {slug} --status blocked\n"
         f"             .venv/bin/outbound explain ID --db {url}\n"
         f"try a campaign on the recorded traffic: .venv/bin/outbound campaigns dry-run cart_abandonment "
         f"--tenant {slug} --events {out / f'events-{slug}.jsonl'} --db {url}",
         highlight=False,
+        markup=False,
     )
     return figures
 

@@ -19,12 +19,13 @@ CSV: a header row, then one contact per row. Columns:
 - any other column goes into the contact's `attributes` (empty cells skipped).
 
 An empty cell leaves the stored field as it was. Line numbers in errors are
-those of the file (the CSV header is line 1).
+those of the file (the CSV header is line 1). The CSV is read strictly
+(`outbound.ingest.csv_files`): a quote never closed costs the line it opens on,
+not the rows after it.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -49,6 +50,7 @@ from outbound.ingest.contacts import (
     upsert_contacts,
     validation_problems,
 )
+from outbound.ingest.csv_files import Record, csv_records
 
 # External ids per look-up query: far below any database's limit on bound parameters.
 IMPORT_CHUNK = 500  # lines of a contacts file written together
@@ -178,8 +180,11 @@ def _csv_rows(path: Path) -> Iterator[tuple[int, dict | InvalidInput]]:
 
 def _csv_rows_utf8(path: Path) -> Iterator[tuple[int, dict | InvalidInput]]:
     with path.open(encoding="utf-8-sig", newline="") as handle:
-        reader = csv.reader(handle)
-        header = [name.strip() for name in next(reader, [])]
+        records = csv_records(handle)
+        first = next(records, Record(1, 1, []))
+        if first.cells is None:
+            raise InvalidInput(f"{path.name}: line 1: {first.unreadable} (the header)", field="file")
+        header = [name.strip() for name in first.cells]
         if "external_id" not in header:
             raise InvalidInput(f"{path.name}: line 1: the header has no external_id column", field="external_id")
         consent_columns = {}
@@ -193,23 +198,20 @@ def _csv_rows_utf8(path: Path) -> Iterator[tuple[int, dict | InvalidInput]]:
                         field=name,
                     )
                 consent_columns[name] = (channel, purpose)
-        end = reader.line_num
-        while True:
-            try:
-                cells = next(reader, None)
-            except csv.Error as error:
-                # The reader cannot be trusted past a broken line; say where it stopped.
-                yield end + 1, InvalidInput(f"unreadable CSV, import stopped here: {error}")
-                return
-            if cells is None:
-                return
-            start, end = end + 1, reader.line_num
-            if not any(cell.strip() for cell in cells):
+        for record in records:
+            if record.cells is None:
+                yield record.first, InvalidInput(record.unreadable or "unreadable CSV")
                 continue
-            if len(cells) != len(header):
-                yield start, InvalidInput(f"expected {len(header)} cells, found {len(cells)}")
+            if not any(cell.strip() for cell in record.cells):
                 continue
-            yield start, _csv_contact(dict(zip(header, (cell.strip() for cell in cells), strict=True)), consent_columns)
+            if len(record.cells) != len(header):
+                yield (
+                    record.first,
+                    InvalidInput(f"expected {len(header)} cells, found {len(record.cells)}{record.span}"),
+                )
+                continue
+            cells = dict(zip(header, (cell.strip() for cell in record.cells), strict=True))
+            yield record.first, _csv_contact(cells, consent_columns)
 
 
 def _csv_contact(cells: dict[str, str], consent_columns: dict[str, tuple[str, str]]) -> dict | InvalidInput:

@@ -11,13 +11,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints, ValidationError, field_validator
 from sqlalchemy.orm import Session
 
 from outbound.addresses import default_region, normalise_email, normalise_phone
 from outbound.clock import Clock, ensure_utc
+from outbound.compliance.zones import real_zone
 from outbound.db import contacts as store
 from outbound.db.models import Consent, Contact, Tenant
 from outbound.errors import InvalidInput
@@ -27,14 +27,6 @@ from outbound.vocabulary import Channel, Purpose
 CHANNELS = tuple(Channel)
 PURPOSES = tuple(Purpose)
 CONTACT_FIELDS = ("phone", "email", "timezone", "locale", "jurisdiction")
-
-
-def _real_zone(value: str) -> str:
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown time zone {value!r}") from None
-    return value
 
 
 EARLIEST, LATEST = datetime(1900, 1, 1, tzinfo=UTC), datetime(3000, 1, 1, tzinfo=UTC)
@@ -64,7 +56,7 @@ Label = Annotated[str, bounded(200), Storable]  # a consent's source: "checkout 
 LongText = Annotated[str, bounded(10_000), Storable]  # the wording a consent was given to
 PhoneText = Annotated[str, bounded(64), Storable]
 EmailText = Annotated[str, bounded(320), Storable]
-TimeZoneName = Annotated[str, bounded(64, 1), Storable, AfterValidator(_real_zone)]
+TimeZoneName = Annotated[str, bounded(64, 1), Storable, AfterValidator(real_zone)]
 Locale = Annotated[str, bounded(16, 2), Storable, StringConstraints(pattern=r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")]
 
 

@@ -1,14 +1,15 @@
 """Do-Not-Call lists (COMPLIANCE 9): import a list with its publication date; scrub numbers before calls.
 
-A list file has one phone number per line (or a CSV whose first column is the number;
-a header line and `#` comments are skipped). Each number becomes a suppression on the
+A list file has one phone number per line (or a CSV whose first column is the number, each
+line read on its own and strictly: a quote left open is that line's error; a header line and
+`#` comments are skipped). Each number becomes a suppression on the
 `voice` channel with reason `dnc`. Where the tenant's policy asks for a list (US by
 default), calls need one published at most 31 days ago, else every call is blocked.
 """
 
 from __future__ import annotations
 
-import csv
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from pathlib import Path
@@ -22,7 +23,10 @@ from outbound.compliance.zones import resolve_jurisdiction
 from outbound.db.models import DncImport, Suppression, Tenant
 from outbound.db.suppressions import is_suppressed, suppress
 from outbound.errors import InvalidInput, NotFound
+from outbound.ingest.csv_files import csv_line
 from outbound.vocabulary import Channel, Rule, SuppressionReason
+
+_LINE_END = re.compile("\r\n|\r|\n")
 
 
 @dataclass
@@ -57,13 +61,20 @@ def import_dnc(
     region = default_region(tenant.jurisdiction, tenant.timezone)
     report = DncReport()
     try:
-        lines = path.read_text(encoding="utf-8-sig").splitlines()
+        # Only a CR, an LF or both end a line, as in any CSV file (str.splitlines would also break at a form
+        # feed or U+2028 and shift the line numbers of the errors).
+        lines = _LINE_END.split(path.read_text(encoding="utf-8-sig"))
     except (OSError, UnicodeDecodeError) as error:
         raise InvalidInput(f"{path.name}: cannot read the list: {error}", field="file") from None
     seen: set[str] = set()
     for number, line in enumerate(lines, start=1):
-        cells = next(csv.reader([line]), [])
-        raw = cells[0].strip() if cells else ""
+        if line.lstrip().startswith("#"):
+            continue
+        parsed = csv_line(line, number)
+        if parsed.cells is None:
+            report.errors.append(f"line {number}: {parsed.unreadable}")
+            continue
+        raw = parsed.cells[0].strip() if parsed.cells else ""
         if not raw or raw.startswith("#") or (number == 1 and not any(ch.isdigit() for ch in raw)):
             continue
         try:

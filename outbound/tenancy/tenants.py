@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import re
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from outbound.addresses import default_region, sender_number
 from outbound.clock import Clock
+from outbound.compliance.zones import real_zone
 from outbound.db.models import Tenant
 from outbound.errors import InvalidInput, UnknownTenant
 
@@ -47,9 +47,9 @@ def create_tenant(
     if jurisdiction not in JURISDICTIONS:
         raise InvalidInput(f"must be one of {', '.join(JURISDICTIONS)}", field="jurisdiction")
     try:
-        ZoneInfo(timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise InvalidInput(f"unknown time zone {timezone!r}", field="timezone") from None
+        real_zone(timezone)
+    except ValueError as error:
+        raise InvalidInput(str(error), field="timezone") from None
     if session.scalar(select(Tenant.id).where(Tenant.slug == slug)) is not None:
         raise InvalidInput(f"tenant {slug!r} already exists", field="slug")
     tenant = Tenant(
@@ -119,11 +119,11 @@ def get_tenant(session: Session, slug: str | None) -> Tenant:
     if slug:
         tenant = session.scalar(select(Tenant).where(Tenant.slug == slug))
         if tenant is None:
-            raise UnknownTenant(f"no tenant {slug!r}")
+            raise UnknownTenant(f"no tenant {slug!r} (see `outbound tenants list`)")
         return tenant
     tenants = session.scalars(select(Tenant).limit(2)).all()
     if len(tenants) == 1:
         return tenants[0]
     if not tenants:
         raise UnknownTenant("no tenant yet: create one with `outbound tenants create`")
-    raise UnknownTenant("more than one tenant: name one with --tenant SLUG")
+    raise UnknownTenant("more than one tenant: name one with --tenant SLUG (see `outbound tenants list`)")
