@@ -2,6 +2,7 @@
 
 import secrets
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -259,4 +260,53 @@ def test_a_survey_link_expires_ninety_days_after_it_was_sent_an_unsubscribe_link
     survey, unsubscribe = survey_token(keyring, 1, 42, clock.now()), unsubscribe_token(keyring, 1, 7, "email")
     assert read_survey_token(keyring, survey, clock.now() + timedelta(days=89)) == (1, 42)
     assert read_survey_token(keyring, survey, clock.now() + timedelta(days=92)) is None
-    assert read_unsubscribe_token(keyring, unsubscribe, clock.now() + timedelta(days=3650)) == (1, 7, "email")
+    assert read_unsubscribe_token(keyring, unsubscribe, clock.now() + timedelta(days=3650)) == (
+        1,
+        7,
+        "email",
+        "marketing",
+    )
+
+
+SHIPPED_CSAT = (Path(__file__).resolve().parents[2] / "templates" / "csat_email" / "email.en.j2").read_text()
+
+
+def test_the_no_more_surveys_link_revokes_survey_email_only_and_marketing_stays_as_it_was(make_world, clock):
+    from outbound.db.models import Consent
+    from outbound.db.suppressions import is_suppressed
+
+    from helpers.campaigns import CAMPAIGN_TEMPLATES
+
+    world = make_world(templates={**CAMPAIGN_TEMPLATES, "csat_note/email.en.j2": SHIPPED_CSAT})
+    tenant = world.tenant()
+    world.contact(
+        tenant,
+        "c1",
+        email="ann@example.com",
+        phone=PHONE,
+        consents=[("email", "survey"), ("email", "marketing"), ("sms", "survey")],
+    )
+    world.event(tenant, "ticket_closed", "c1", {"ticket_id": "t-1"})
+    world.run(clock.now() + timedelta(minutes=1))
+    [survey] = world.messages(campaign="csat")
+    link = next(line for line in survey.body.splitlines() if line.startswith("Don't want surveys from us?")).split()[-1]
+    client = _client(world)
+    path = link.removeprefix("https://ob.example")
+    page = client.get(path)
+    assert page.status_code == 200 and "surveys" in page.text and "marketing" not in page.text
+    done = client.post(path, data={"List-Unsubscribe": "One-Click"}, headers={"accept": "text/html"})
+    assert done.status_code == 200 and "surveys" in done.text
+    with world.runtime.factory() as session:
+        latest = {}
+        for consent in session.scalars(select(Consent).order_by(Consent.id)):
+            latest[(consent.channel, consent.purpose)] = consent.granted
+        suppressed = is_suppressed(session, tenant.id, "email", "ann@example.com")
+    assert latest == {("email", "survey"): False, ("email", "marketing"): True, ("sms", "survey"): True}
+    assert suppressed == []  # a suppression would stop marketing email too
+    # The next survey by email is refused for want of survey consent; a marketing email still goes.
+    world.event(tenant, "ticket_closed", "c1", {"ticket_id": "t-2"})
+    world.event(tenant, "cart_abandoned", "c1", {"cart_id": "k1", "value": 200})
+    world.run(clock.now() + timedelta(hours=2))
+    second = world.messages(campaign="csat")[-1]
+    assert (second.status, second.rule) == ("blocked", "consent")
+    assert [m.status for m in world.messages(campaign="cart", channel="email")] == ["sent"]
