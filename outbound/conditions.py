@@ -14,7 +14,9 @@ lacks a field simply does not match, and event processing never crashes on it.
 Sandbox: attributes and keys starting with an underscore are refused when the expression is
 compiled (no ``__class__`` walks), the immutable sandbox refuses unsafe and mutating calls at run
 time, and names other than the ones a definition may see are refused at compile time so a typo
-(``evnt.data.x``) is an error instead of a condition that silently never holds.
+(``evnt.data.x``) is an error instead of a condition that silently never holds. The sandbox's
+limits on size (`outbound.sandbox`) hold here too: an operation past them whose operands are written
+in the expression (``'x' * 10**9``) is refused at compile time, any other when it is evaluated.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from jinja2.parser import Parser
 
 from outbound.errors import InvalidInput
 from outbound.sandbox import Sandbox
+from outbound.sandbox.static import static_limit_problems
 
 # The names that trigger filters, step conditions and enrollment/exit keys see.
 DEFINITION_NAMES = frozenset({"event", "contact"})
@@ -110,6 +113,8 @@ def compile_condition(
     except TemplateSyntaxError as error:
         raise InvalidCondition(f"syntax error in {source!r}: {error.message}", where, error.lineno) from None
     _refuse_private_access(expression, source, where)
+    for line, problem in static_limit_problems(expression):
+        raise InvalidCondition(f"{problem} (in {source!r})", where, line)
     if names is not None:
         allowed = set(names)
         unknown = sorted({node.name for node in _walk(expression, nodes.Name)} - allowed)

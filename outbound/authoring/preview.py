@@ -27,7 +27,7 @@ from outbound.definitions import CampaignDef, Definitions
 from outbound.definitions.schema import VariantDef
 from outbound.enrollment.plan import pattern_code
 from outbound.errors import NotFound, OutboundError
-from outbound.rendering.links import LinkSigner
+from outbound.rendering.links import LinkSigner, list_purpose
 from outbound.rendering.templates import SmsInfo, locale_chain, sms_segments
 from outbound.signing import Keyring
 from outbound.vocabulary import Channel, Purpose
@@ -170,7 +170,7 @@ def _names(
     event_names: dict[str, Any],
     variant: VariantDef | None,
 ) -> dict[str, Any]:
-    links = {"unsubscribe": signer.unsubscribe(tenant.id, contact.id, channel)}
+    links = {"unsubscribe": signer.unsubscribe(tenant.id, contact.id, channel, list_purpose(campaign.purpose))}
     if campaign.purpose == Purpose.SURVEY:
         links["survey"] = signer.survey(tenant.id, PREVIEW_MESSAGE_ID, now)
     return {

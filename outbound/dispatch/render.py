@@ -18,7 +18,7 @@ from outbound.definitions import Definitions
 from outbound.dispatch.context import GroupContext
 from outbound.errors import OutboundError
 from outbound.providers import OutgoingMessage
-from outbound.rendering.links import LinkSigner
+from outbound.rendering.links import LinkSigner, list_purpose
 from outbound.vocabulary import Channel, Purpose, Rule
 
 
@@ -62,7 +62,10 @@ def render(
 
     Raises `Unsendable` when the text breaks a format rule, and OutboundError when it cannot be rendered.
     """
-    makers = {"unsubscribe": lambda: signer.unsubscribe(tenant.id, contact.id, message.channel)}
+    # A survey's opt-out link leaves surveys on its channel; any other message's leaves marketing.
+    makers = {
+        "unsubscribe": lambda: signer.unsubscribe(tenant.id, contact.id, message.channel, list_purpose(message.purpose))
+    }
     if message.purpose == Purpose.SURVEY:
         makers["survey"] = lambda: signer.survey(tenant.id, message.id, now)
     links = _Links(makers)

@@ -166,10 +166,20 @@ def answer_from_sms(
     return _record(session, tenant.id, contact.id, message, config, answer, Channel.SMS, received, clock)
 
 
-def answer_from_link(
+@dataclass(frozen=True, kw_only=True)
+class LinkedAnswer:
+    """What a one-click survey link says, checked: the survey message it names and the score it carries."""
+
+    message: Message
+    config: SurveyConfig
+    score: int
+
+
+def read_survey_link(
     session: Session, keyring: Keyring, token: str, score: int, clock: Clock, definitions: Definitions
-) -> SurveyResponse:
-    """Record a one-click score from an email link; InvalidInput for a bad token or score, NotFound for no message."""
+) -> LinkedAnswer:
+    """The survey message and score a link names, recording nothing (opening a link is not answering:
+    mail scanners open them all); InvalidInput for a bad token or score, NotFound for no message."""
     read = read_survey_token(keyring, token, clock.now())
     if read is None:
         raise InvalidInput("this survey link is not valid", field="token")
@@ -181,13 +191,27 @@ def answer_from_link(
     low, high = SCALES[config.scale]
     if not low <= score <= high:
         raise InvalidInput(f"a score is from {low} to {high}", field="score")
+    return LinkedAnswer(message=message, config=config, score=score)
+
+
+def answer_from_link(
+    session: Session, keyring: Keyring, token: str, score: int, clock: Clock, definitions: Definitions
+) -> SurveyResponse:
+    """Record the score of an email link the contact confirmed (the page's POST); InvalidInput for a bad
+    token or score, NotFound for no message."""
+    return record_linked_answer(session, read_survey_link(session, keyring, token, score, clock, definitions), clock)
+
+
+def record_linked_answer(session: Session, linked: LinkedAnswer, clock: Clock) -> SurveyResponse:
+    """Record a checked link answer (`read_survey_link`) as the contact's answer by email, now."""
+    message = linked.message
     return _record(
         session,
-        tenant_id,
+        message.tenant_id,
         message.contact_id,
         message,
-        config,
-        Answer(score=score, comment=None),
+        linked.config,
+        Answer(score=linked.score, comment=None),
         Channel.EMAIL,
         clock.now(),
         clock,

@@ -19,6 +19,7 @@ from jinja2.runtime import Context
 
 from outbound.errors import DefinitionError, OutboundError
 from outbound.sandbox import Sandbox
+from outbound.sandbox.static import static_limit_problems
 
 CHANNELS = ("sms", "email")
 # `offer` ({"code": …}) and `variant` (the A/B variant id, or none) come with every message dispatch renders;
@@ -141,6 +142,7 @@ class Renderer:
                 errors.append(DefinitionError(shown, f"template syntax error: {error.message}", line=error.lineno))
                 continue
             errors.extend(_check_tree(tree, match["channel"], shown, set(self._plain.globals)))
+            errors.extend(DefinitionError(shown, problem, line=line) for line, problem in static_limit_problems(tree))
         return errors
 
     def _shown(self, name: str) -> str:

@@ -1,5 +1,10 @@
 """Unsubscribe pages (COMPLIANCE 10, 11; RFC 8058).
 
+A token names a list (`outbound.rendering.links`): a marketing message's link unsubscribes from
+marketing on its channel (a suppression of the address, and marketing consent revoked); a survey's
+"no more surveys" link revokes survey consent on its channel and nothing else: no suppression, which
+would stop marketing and surveys alike, and marketing consent as it was.
+
 `GET /u/{token}` shows a confirmation page and changes nothing: mail scanners follow links.
 `POST /u/{token}` with the body `List-Unsubscribe=One-Click` (what mailbox providers send, and
 what the page's button sends) unsubscribes at once: no login, no cookie, no redirect, 200.
@@ -23,7 +28,7 @@ from outbound.db.models import Consent, Contact, Tenant
 from outbound.db.session import transaction
 from outbound.db.suppressions import suppress
 from outbound.delivery.keywords import is_korean
-from outbound.rendering.links import read_unsubscribe_token
+from outbound.rendering.links import UnsubscribeList, read_unsubscribe_token
 from outbound.signing import Keyring
 from outbound.vocabulary import Channel, Purpose, SuppressionReason
 from outbound.web.api import request_body
@@ -36,12 +41,21 @@ ONE_CLICK = "One-Click"
 
 
 def unsubscribe(
-    session: Session, tenant: Tenant, contact: Contact, channel: str, now: datetime, *, source: str, notified: bool
+    session: Session,
+    tenant: Tenant,
+    contact: Contact,
+    channel: str,
+    now: datetime,
+    *,
+    source: str,
+    notified: bool,
+    purpose: str = Purpose.MARKETING,
 ) -> None:
-    """Suppress the contact's address on `channel` (reason `unsubscribe`) and revoke its marketing consent
-    there in the ledger. Takes effect at once."""
+    """Leave the list at once. Marketing: suppress the contact's address on `channel` (reason
+    `unsubscribe`) and revoke its marketing consent there in the ledger. Survey: revoke its survey
+    consent on `channel` in the ledger, and only that."""
     address = contact.email if channel == Channel.EMAIL else contact.phone
-    if address:
+    if address and purpose == Purpose.MARKETING:
         suppress(session, tenant.id, channel, address, reason=SuppressionReason.UNSUBSCRIBE, source=source, at=now)
     if contact.erased_at is None:
         session.add(
@@ -49,11 +63,11 @@ def unsubscribe(
                 tenant_id=tenant.id,
                 contact_id=contact.id,
                 channel=channel,
-                purpose=Purpose.MARKETING,
+                purpose=purpose,
                 granted=False,
                 at=now,
                 source=source,
-                text="unsubscribe link",
+                text="unsubscribe link" if purpose == Purpose.MARKETING else "no more surveys link",
                 recorded_at=now,
                 notified_at=now if notified else None,
             )
@@ -61,23 +75,24 @@ def unsubscribe(
     session.flush()
 
 
-def _find(session: Session, keyring: Keyring, token: str, now: datetime) -> tuple[Tenant, Contact, str]:
+def _find(session: Session, keyring: Keyring, token: str, now: datetime) -> tuple[Tenant, Contact, UnsubscribeList]:
     read = read_unsubscribe_token(keyring, token, now)
     if read is None:
         raise HTTPException(404, "no such unsubscribe link")
-    tenant_id, contact_id, channel = read
-    contact = session.scalar(select(Contact).where(Contact.tenant_id == tenant_id, Contact.id == contact_id))
-    tenant = session.get(Tenant, tenant_id)
-    if contact is None or tenant is None or channel not in (Channel.EMAIL, Channel.SMS):
+    contact = session.scalar(select(Contact).where(Contact.tenant_id == read.tenant_id, Contact.id == read.contact_id))
+    tenant = session.get(Tenant, read.tenant_id)
+    if contact is None or tenant is None or read.channel not in (Channel.EMAIL, Channel.SMS):
         raise HTTPException(404, "no such unsubscribe link")
-    return tenant, contact, channel
+    return tenant, contact, read
 
 
-def _page(name: str, tenant: Tenant, contact: Contact, channel: str, **extra: Any) -> HTMLResponse:
+def _page(name: str, tenant: Tenant, contact: Contact, listed: UnsubscribeList, **extra: Any) -> HTMLResponse:
+    channel = listed.channel
     address = (contact.email if channel == Channel.EMAIL else contact.phone) or ""
     html = _pages.get_template(name).render(
         sender=(tenant.settings or {}).get("sender_name") or tenant.name,
         channel=channel,
+        surveys=listed.purpose == Purpose.SURVEY,
         address=_masked(address, channel),
         korean=is_korean(contact.locale or tenant.locale),
         **extra,
@@ -98,8 +113,8 @@ def confirm_page(token: str, request: Request) -> HTMLResponse:
     """The confirmation page; it unsubscribes nobody until its button is pressed."""
     state = request.app.state
     with transaction(state.factory) as session:
-        tenant, contact, channel = _find(session, state.keyring, token, state.clock.now())
-        return _page("unsubscribe.html", tenant, contact, channel)
+        tenant, contact, listed = _find(session, state.keyring, token, state.clock.now())
+        return _page("unsubscribe.html", tenant, contact, listed)
 
 
 @router.post("/u/{token}", response_class=HTMLResponse, summary="RFC 8058 one-click unsubscribe")
@@ -112,16 +127,17 @@ def one_click(token: str, request: Request, body: bytes = Depends(request_body))
         raise HTTPException(400, "expected the body List-Unsubscribe=One-Click")
     now = state.clock.now()
     with transaction(state.factory) as session:
-        tenant, contact, channel = _find(session, state.keyring, token, now)
+        tenant, contact, listed = _find(session, state.keyring, token, now)
         # A browser posting the page's form sees the confirmation; a mailbox provider's POST has no reader.
         from_page = "text/html" in request.headers.get("accept", "")
         unsubscribe(
             session,
             tenant,
             contact,
-            channel,
+            listed.channel,
             now,
             source="unsubscribe page" if from_page else "one-click unsubscribe",
             notified=from_page,
+            purpose=listed.purpose,
         )
-        return _page("unsubscribe_done.html", tenant, contact, channel, when=f"{now:%Y-%m-%d %H:%M} UTC")
+        return _page("unsubscribe_done.html", tenant, contact, listed, when=f"{now:%Y-%m-%d %H:%M} UTC")

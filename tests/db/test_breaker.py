@@ -1,4 +1,5 @@
-"""The spam-complaint breaker: a tenant's 30-day complaint rate; over 0.1% warns, over 0.3% pauses marketing email."""
+"""The spam-complaint breaker: a tenant's 30-day complaint rate; over 0.1% warns, over 0.3% pauses marketing email,
+once the tenant sent 1,000 emails in the window."""
 
 from __future__ import annotations
 
@@ -77,7 +78,7 @@ def test_over_the_pause_rate_marketing_email_is_blocked_and_marketing_sms_still_
         phone="+15125550100",
         consents=[("email", "marketing"), ("sms", "marketing")],
     )
-    history(world, tenant, sent=100, complaints=1)
+    history(world, tenant, sent=1000, complaints=4)
     world.clock.set(world.clock.now().replace(hour=15))  # 10:00 in New York: inside SMS hours
     with caplog.at_level(logging.WARNING, logger="outbound.dispatch.breaker"):
         world.event(tenant, "cart_abandoned", "c1", {"cart_id": "k1", "value": 200})
@@ -97,3 +98,30 @@ def test_the_complaints_command_shows_each_tenants_level(world):
     assert result.exit_code == 0, result.output
     assert "shop-us: 0.200% spam complaints (2 of 1000 emails) → warn" in result.output
     assert "calm: 0.000% spam complaints (0 of 0 emails) → ok" in result.output
+
+
+def test_one_complaint_in_three_sends_does_not_pause_marketing_email(world):
+    tenant = world.tenant()
+    world.contact(tenant, "c1", email="ann@example.com", consents=[("email", "marketing")])
+    history(world, tenant, sent=3, complaints=1)
+    with world.runtime.factory() as session:
+        status = breaker_status(session, tenant, world.clock.now())
+    # The rate is shown as it is, but three sends are too few to judge a sender by.
+    assert (status.complaints, status.delivered, status.level) == (1, 3, "ok")
+    world.event(tenant, "cart_abandoned", "c1", {"cart_id": "k1", "value": 200})
+    world.run(world.clock.now() + timedelta(hours=25))
+    [email] = world.messages(campaign="cart", channel="email")
+    assert (email.status, email.rule) != ("blocked", "complaint_breaker") and email.status == "sent"
+    assert not status.judged
+
+
+def test_the_rate_counts_from_the_minimum_volume_and_not_one_send_before(world):
+    tenant = world.tenant()
+    history(world, tenant, sent=999, complaints=4)
+    with world.runtime.factory() as session:
+        below = breaker_status(session, tenant, world.clock.now())
+    assert (below.delivered, below.level) == (999, "ok") and not below.judged
+    history(world, tenant, sent=1, complaints=0, days_ago=2)
+    with world.runtime.factory() as session:
+        at = breaker_status(session, tenant, world.clock.now())
+    assert (at.delivered, at.complaints, at.level, at.judged) == (1000, 4, "paused", True)

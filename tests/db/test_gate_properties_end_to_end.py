@@ -297,7 +297,8 @@ def oracle(w, index, channel, purpose, at, sent_before):
             1 for cc in w["contacts"] for ch, t in cc["history"] if ch == "email" and t > at - timedelta(days=30)
         )
         emails += sum(1 for (_, ch, _, s_at) in sent_before if ch == "email" and s_at < at)
-        if complaints and complaints / max(emails, complaints) > 0.003:
+        # The rate counts once 1,000 emails went out in the window (the breaker's minimum volume).
+        if complaints and emails >= 1000 and complaints / emails > 0.003:
             return False
     return True
 

@@ -132,6 +132,7 @@ def test_an_eu_sms_that_shows_its_unsubscribe_link_carries_a_working_one_and_one
         tenant.id,
         by_status["sent"].contact_id,
         "sms",
+        "marketing",
     )
     assert by_status["blocked"].rule == "message_format" and "opt-out" in by_status["blocked"].reason
     assert [m.body for m in outbox.sent if m.channel == "sms"] == [by_status["sent"].body]

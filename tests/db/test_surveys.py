@@ -2,6 +2,7 @@
 
 import secrets
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -195,15 +196,15 @@ def _client(world):
     return TestClient(app)
 
 
-def test_one_click_on_an_email_score_link_records_the_score_and_a_second_click_is_not_counted(make_world, clock):
+def test_confirming_an_email_score_link_records_the_score_and_a_second_answer_is_not_counted(make_world, clock):
     world = make_world()
     tenant, message, link = _csat_link(world, clock)
     assert link.startswith("https://ob.example/s/") and link.endswith("/4")
     client = _client(world)
     path = link.removeprefix("https://ob.example")
-    first = client.get(path)
+    first = client.post(path)
     assert first.status_code == 200 and "You answered <strong>4</strong>" in first.text
-    second = client.get(path[:-1] + "1")
+    second = client.post(path[:-1] + "1")
     assert second.status_code == 200 and "already have your answer" in second.text
     with world.runtime.factory() as session:
         rows = session.execute(
@@ -221,7 +222,7 @@ def test_the_comment_form_adds_the_comment_to_the_counted_answer(make_world, clo
     _, _, link = _csat_link(world, clock)
     client = _client(world)
     path = link.removeprefix("https://ob.example")
-    client.get(path)
+    client.post(path)
     token = path.split("/")[2]
     assert client.post(f"/s/{token}/comment", data={"comment": "Quick and kind"}).status_code == 200
     with world.runtime.factory() as session:
@@ -233,9 +234,10 @@ def test_a_forged_or_off_scale_link_is_refused_and_records_nothing(make_world, c
     tenant, message, link = _csat_link(world, clock)
     client = _client(world)
     forged = survey_token(Keyring(secrets.token_urlsafe(32)), tenant.id, message.id, clock.now())
-    assert client.get(f"/s/{forged}/5").status_code == 404
     token = link.removeprefix("https://ob.example/s/").split("/")[0]
-    assert client.get(f"/s/{token}/9").status_code == 400
+    for send in (client.get, client.post):
+        assert send(f"/s/{forged}/5").status_code == 404
+        assert send(f"/s/{token}/9").status_code == 400
     with world.runtime.factory() as session:
         assert session.scalars(select(SurveyResponse)).all() == []
 
@@ -259,4 +261,84 @@ def test_a_survey_link_expires_ninety_days_after_it_was_sent_an_unsubscribe_link
     survey, unsubscribe = survey_token(keyring, 1, 42, clock.now()), unsubscribe_token(keyring, 1, 7, "email")
     assert read_survey_token(keyring, survey, clock.now() + timedelta(days=89)) == (1, 42)
     assert read_survey_token(keyring, survey, clock.now() + timedelta(days=92)) is None
-    assert read_unsubscribe_token(keyring, unsubscribe, clock.now() + timedelta(days=3650)) == (1, 7, "email")
+    assert read_unsubscribe_token(keyring, unsubscribe, clock.now() + timedelta(days=3650)) == (
+        1,
+        7,
+        "email",
+        "marketing",
+    )
+
+
+SHIPPED_CSAT = (Path(__file__).resolve().parents[2] / "templates" / "csat_email" / "email.en.j2").read_text()
+
+
+def test_the_no_more_surveys_link_revokes_survey_email_only_and_marketing_stays_as_it_was(make_world, clock):
+    from outbound.db.models import Consent
+    from outbound.db.suppressions import is_suppressed
+
+    from helpers.campaigns import CAMPAIGN_TEMPLATES
+
+    world = make_world(templates={**CAMPAIGN_TEMPLATES, "csat_note/email.en.j2": SHIPPED_CSAT})
+    tenant = world.tenant()
+    world.contact(
+        tenant,
+        "c1",
+        email="ann@example.com",
+        phone=PHONE,
+        consents=[("email", "survey"), ("email", "marketing"), ("sms", "survey")],
+    )
+    world.event(tenant, "ticket_closed", "c1", {"ticket_id": "t-1"})
+    world.run(clock.now() + timedelta(minutes=1))
+    [survey] = world.messages(campaign="csat")
+    link = next(line for line in survey.body.splitlines() if line.startswith("Don't want surveys from us?")).split()[-1]
+    client = _client(world)
+    path = link.removeprefix("https://ob.example")
+    page = client.get(path)
+    assert page.status_code == 200 and "surveys" in page.text and "marketing" not in page.text
+    done = client.post(path, data={"List-Unsubscribe": "One-Click"}, headers={"accept": "text/html"})
+    assert done.status_code == 200 and "surveys" in done.text
+    with world.runtime.factory() as session:
+        latest = {}
+        for consent in session.scalars(select(Consent).order_by(Consent.id)):
+            latest[(consent.channel, consent.purpose)] = consent.granted
+        suppressed = is_suppressed(session, tenant.id, "email", "ann@example.com")
+    assert latest == {("email", "survey"): False, ("email", "marketing"): True, ("sms", "survey"): True}
+    assert suppressed == []  # a suppression would stop marketing email too
+    # The next survey by email is refused for want of survey consent; a marketing email still goes.
+    world.event(tenant, "ticket_closed", "c1", {"ticket_id": "t-2"})
+    world.event(tenant, "cart_abandoned", "c1", {"cart_id": "k1", "value": 200})
+    world.run(clock.now() + timedelta(hours=2))
+    second = world.messages(campaign="csat")[-1]
+    assert (second.status, second.rule) == ("blocked", "consent")
+    assert [m.status for m in world.messages(campaign="cart", channel="email")] == ["sent"]
+
+
+def test_a_link_scanner_opening_every_score_link_records_no_answer_and_opens_no_callback(make_world, clock):
+    world = make_world()
+    _, message, link = _csat_link(world, clock)
+    client = _client(world)
+    base = link.removeprefix("https://ob.example")[:-1]
+    for score in range(1, 6):  # what a mail-security scanner does: fetch every link in the message
+        page = client.get(f"{base}{score}")
+        assert page.status_code == 200 and '<form method="post"' in page.text
+    with world.runtime.factory() as session:
+        assert session.scalars(select(SurveyResponse)).all() == []
+        assert session.scalars(select(CallbackTask)).all() == []  # a 1 would have opened a recovery call
+    answer = client.post(f"{base}4")
+    assert answer.status_code == 200 and "You answered <strong>4</strong>" in answer.text
+    with world.runtime.factory() as session:
+        assert [(r.score, r.counted) for r in session.scalars(select(SurveyResponse))] == [(4, True)]
+
+
+def test_the_score_page_speaks_the_contacts_language(make_world, clock):
+    world = make_world()
+    tenant = world.tenant()
+    world.contact(tenant, "c1", email="c1@example.com", locale="ko", consents=[("email", "survey")])
+    world.event(tenant, "ticket_closed", "c1", {"ticket_id": "t-1"})
+    world.run(clock.now() + timedelta(minutes=1))
+    [message] = world.messages(campaign="csat")
+    link = next(line.split(": ")[1] for line in message.body.splitlines() if line.startswith("5:"))
+    client = _client(world)
+    page = client.get(link.removeprefix("https://ob.example"))
+    assert page.status_code == 200 and "답변 보내기" in page.text and 'lang="ko"' in page.text
+    assert "감사합니다" in client.post(link.removeprefix("https://ob.example")).text
